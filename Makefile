@@ -1,0 +1,50 @@
+# vivit-interp: `make figures` regenerates every figure and table, `make test` checks everything.
+# Both create .venv and install the pinned dependencies on first use.
+
+SHELL := /bin/bash
+PROFILE ?= toy# toy | paper | paper-shape | path/to/vivit-checkpoint
+STRIKE_VIDEO ?=# paper profile: your strike clip (default: the author's clip from the HF hub)
+GUTTER_VIDEO ?=# paper profile: your gutter clip
+PAIRS ?=# number of matched pairs (default: each notebook's own)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+export HF_HUB_DISABLE_TELEMETRY := 1
+export MPLBACKEND := agg
+export PYDEVD_DISABLE_FILE_VALIDATION := 1
+
+.PHONY: help figures test lint toy-model bench lock clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
+
+$(STAMP): pyproject.toml constraints.txt
+	@echo "== setting up $(VENV) (first run only; reruns when pyproject.toml or constraints.txt change)"
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+figures: $(STAMP) ## run notebooks 00.. for PROFILE (default toy) -> figures/PROFILE, build/PROFILE
+	$(PY) -m utils.runner --profile "$(PROFILE)" --strike-video "$(STRIKE_VIDEO)" \
+		--gutter-video "$(GUTTER_VIDEO)" --pairs "$(PAIRS)" $(NOTEBOOKS)
+
+test: $(STAMP) ## lint, unit tests and every notebook (offline: HF_HUB_OFFLINE=1)
+	$(PY) -m ruff check utils tests
+	HF_HUB_OFFLINE=1 $(PY) -m pytest
+
+lint: $(STAMP) ## ruff only
+	$(PY) -m ruff check utils tests
+
+toy-model: $(STAMP) ## retrain the toy ViViT from scratch (fixed seed) into data/models/toy-vivit
+	$(PY) -m utils.train
+
+bench: $(STAMP) ## benchmarks at paper scale and on the toy model -> benchmarks/results.md
+	HF_HUB_OFFLINE=1 $(PY) -m utils.bench
+
+lock: $(STAMP) ## re-pin constraints.txt to what .venv holds
+	{ head -2 constraints.txt; $(PY) -m pip freeze --exclude-editable | sed 's/+cpu//'; } > constraints.tmp
+	mv constraints.tmp constraints.txt
+
+clean: ## remove executed notebooks (build/); figures and the venv stay
+	rm -rf build

@@ -1,0 +1,272 @@
+"""Activation patching: a source run's activation replaces a target run's, then we measure.
+
+The paper patches the *strike* run (source) into the *gutter* run (target), one component
+at a time (the attention block output ``hook_attn_out`` or the MLP output before the
+residual add ``hook_mlp_out``, at every position), and reads the signal at the last
+layer's output ``blocks.11.hook_resid_post``. With ``D_patch = patched - target`` and
+``D_full = source - target`` (``(tokens, d_model)`` each), three recovery measures:
+
+* ``recovery_notebook_pct`` - the author's notebook (it produced Table 3):
+  ``mean_t ||D_patch[t]|| / mean_t ||D_full[t]|| * 100``; unsigned, so any movement away
+  from the target run counts as recovery.
+* ``recovery_eq2_pct`` - equation (2) as printed:
+  ``||D_patch|| / ||D_full|| * sign(D_patch . D_full) * 100`` (Frobenius norms).
+* ``recovery_projection_pct`` - the directional projection
+  ``(D_patch . D_full) / ||D_full||^2 * 100``: the share of the way from target to source.
+
+Speed: a patched run never recomputes the blocks before the patched one - it starts from
+the target run's cached ``resid_pre`` (or ``resid_mid`` for MLP-side patches) - and
+several patched runs share one batched forward (``run_patches``). ``naive_patches`` is the
+plain alternative (one full forward per patch, every activation cached) that the tests and
+``make bench`` compare against.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from utils.hooks import HookedViViT, parse_name
+
+COMPONENT_HOOKS = {"attention": "hook_attn_out", "mlp": "hook_mlp_out"}
+MID_SITES = ("hook_resid_mid", "hook_mlp_out", "hook_resid_post")  # patchable from resid_mid
+
+
+@dataclass
+class Patch:
+    """Replace activation ``hook`` by ``value`` (no batch dim) at ``positions`` / ``heads``."""
+
+    hook: str
+    value: torch.Tensor
+    positions: Sequence[int] | None = None  # token indices; None = all tokens
+    heads: Sequence[int] | None = None  # for attn.hook_z: heads; None = all heads
+    label: dict = field(default_factory=dict)  # row information for result tables
+
+    @property
+    def layer(self) -> int:
+        layer, _ = parse_name(self.hook)
+        if layer is None:
+            raise ValueError(f"patching {self.hook} is not supported; patch a blocks.* activation")
+        return layer
+
+    @property
+    def at_mid(self) -> bool:
+        return parse_name(self.hook)[1] in MID_SITES
+
+    def apply(self, act: torch.Tensor) -> None:
+        """Write the patch into ``act`` (one run's activation, no batch dim) in place."""
+        if self.positions is None and self.heads is None:
+            act.copy_(self.value)
+            return
+        pos = slice(None) if self.positions is None else torch.as_tensor(self.positions)
+        if self.heads is None:
+            act[pos] = self.value[pos]
+        else:
+            heads = torch.as_tensor(self.heads)
+            sel, val = act[pos], self.value[pos]
+            sel[:, heads] = val[:, heads]
+            act[pos] = sel
+
+
+def recovery(patched: torch.Tensor, target: torch.Tensor, source: torch.Tensor) -> dict:
+    """The three recovery measures (module docstring) for ``(tokens, d_model)`` activations."""
+    d_patch = (patched - target).double()
+    d_full = (source - target).double()
+    dot = float((d_patch * d_full).sum())
+    full_sq = float((d_full * d_full).sum())
+    if full_sq == 0.0:  # source == target: recovery is undefined
+        nan = float("nan")
+        return dict.fromkeys(
+            ("recovery_notebook_pct", "recovery_eq2_pct", "recovery_projection_pct"), nan)
+    norm_ratio = float(d_patch.norm() / d_full.norm())
+    sign = (dot > 0) - (dot < 0)
+    return {
+        "recovery_notebook_pct": 100 * float(d_patch.norm(dim=-1).mean() / d_full.norm(dim=-1).mean()),
+        "recovery_eq2_pct": 100 * norm_ratio * sign,
+        "recovery_projection_pct": 100 * dot / full_sq,
+    }
+
+
+def _row_hooks(rows: list[Patch], names: set[str]):
+    """Hooks that apply each row's patch to its own batch row."""
+
+    def make(name):
+        def fn(act, _name):
+            act = act.clone()
+            for r, p in enumerate(rows):
+                if p.hook == name:
+                    p.apply(act[r])
+            return act
+
+        return fn
+
+    return {name: make(name) for name in names}
+
+
+def needed_target_names(hooked: HookedViViT, read: str | None = None) -> list[str]:
+    L = hooked.n_layers
+    names = [f"blocks.{i}.hook_resid_pre" for i in range(L)]
+    names += [f"blocks.{i}.hook_resid_mid" for i in range(L)]
+    return names + [read or f"blocks.{L - 1}.hook_resid_post"]
+
+
+def run_patches(hooked: HookedViViT, target_cache: dict, patches: Sequence[Patch],
+                read: str | None = None, batch_size: int = 8, progress: bool = False):
+    """Run every patch on the target run, reusing its cached prefix, in batches.
+
+    ``target_cache`` holds the target's ``resid_pre`` and ``resid_mid`` of every layer
+    (``needed_target_names``). Returns ``(read activations (patch, tokens, d_model), logits
+    (patch, classes))`` in the order of ``patches``.
+    """
+    L = hooked.n_layers
+    read = read or f"blocks.{L - 1}.hook_resid_post"
+    read_layer, read_site = parse_name(read)
+    if read_site != "hook_resid_post" or read_layer is None:
+        raise ValueError(f"read must be a blocks.N.hook_resid_post activation, not {read}")
+    order = sorted(range(len(patches)), key=lambda i: patches[i].layer)
+    outs: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    with torch.inference_mode():
+        for chunk in tqdm(chunks, desc="patched runs", disable=not progress, leave=False):
+            rows: list[Patch] = []
+            x = None
+            first = patches[chunk[0]].layer
+            for layer in range(first, L):
+                here = [patches[i] for i in chunk if patches[i].layer == layer]
+                pre = [p for p in here if not p.at_mid]
+                mid = [p for p in here if p.at_mid]
+                if pre:
+                    start = target_cache[f"blocks.{layer}.hook_resid_pre"][0]
+                    new = start.expand(len(pre), *start.shape)
+                    x = new if x is None else torch.cat([x, new])
+                    rows += pre
+                if x is not None:
+                    x = hooked.block(layer, x, _row_hooks(rows, {p.hook for p in rows}))
+                if mid:
+                    start = target_cache[f"blocks.{layer}.hook_resid_mid"][0]
+                    new = hooked.block(layer, start.expand(len(mid), *start.shape),
+                                       _row_hooks(mid, {p.hook for p in mid}), start_at_mid=True)
+                    x = new if x is None else torch.cat([x, new])
+                    rows += mid
+                if layer == read_layer:
+                    read_val = x
+            logits = hooked.head(x)
+            index = {id(p): r for r, p in enumerate(rows)}
+            for i in chunk:
+                r = index[id(patches[i])]
+                outs[i] = (read_val[r], logits[r])
+    acts = torch.stack([outs[i][0] for i in range(len(patches))])
+    logits = torch.stack([outs[i][1] for i in range(len(patches))])
+    return acts, logits
+
+
+def naive_patches(hooked: HookedViViT, target_pixels: torch.Tensor, patches: Sequence[Patch],
+                  read: str | None = None, cache_all: bool = True):
+    """Baseline: one full forward per patch from the pixels, caching every activation."""
+    read = read or f"blocks.{hooked.n_layers - 1}.hook_resid_post"
+    names = set(hooked.hook_names()) - {f"blocks.{i}.attn.hook_pattern" for i in range(hooked.n_layers)}
+    acts, logits = [], []
+    for p in patches:
+        def fn(act, _name, p=p):
+            act = act.clone()
+            p.apply(act[0])
+            return act
+
+        run = hooked.run(target_pixels, names=names if cache_all else {read}, hooks={p.hook: fn})
+        acts.append(run[read][0])
+        logits.append(run.logits[0])
+    return torch.stack(acts), torch.stack(logits)
+
+
+def component_patches(hooked: HookedViViT, source_cache: dict, layers=None,
+                      components=("attention", "mlp")) -> list[Patch]:
+    """One full-position patch per layer x component from the source run's cache."""
+    layers = range(hooked.n_layers) if layers is None else layers
+    out = []
+    for layer in layers:
+        for comp in components:
+            hook = f"blocks.{layer}.{COMPONENT_HOOKS[comp]}"
+            out.append(Patch(hook, source_cache[hook][0], label={"layer": layer, "component": comp}))
+    return out
+
+
+def head_patches(hooked: HookedViViT, source_cache: dict, layers=None) -> list[Patch]:
+    """One patch per layer x head of the per-head outputs ``attn.hook_z`` (all positions)."""
+    layers = range(hooked.n_layers) if layers is None else layers
+    return [Patch(f"blocks.{layer}.attn.hook_z", source_cache[f"blocks.{layer}.attn.hook_z"][0],
+                  heads=[h], label={"layer": layer, "head": h})
+            for layer in layers for h in range(hooked.n_heads)]
+
+
+def frame_patches(hooked: HookedViViT, source_cache: dict, layer: int) -> list[Patch]:
+    """One patch per tubelet time step: the source's ``resid_pre`` of ``layer`` at all the
+    patch tokens of that time step (which frames carry the signal)."""
+    T, R, C = hooked.grid
+    hook = f"blocks.{layer}.hook_resid_pre"
+    return [Patch(hook, source_cache[hook][0],
+                  positions=[hooked.token_index(t, r, c) for r in range(R) for c in range(C)],
+                  label={"layer": layer, "time_step": t}) for t in range(T)]
+
+
+def position_patches(hooked: HookedViViT, source_cache: dict, layer: int) -> list[Patch]:
+    """One patch per spatial position (row, col): the source's ``resid_pre`` of ``layer`` at
+    that position in every time step (where in the image the signal sits)."""
+    T, R, C = hooked.grid
+    hook = f"blocks.{layer}.hook_resid_pre"
+    return [Patch(hook, source_cache[hook][0],
+                  positions=[hooked.token_index(t, r, c) for t in range(T)],
+                  label={"layer": layer, "row": r, "col": c}) for r in range(R) for c in range(C)]
+
+
+def source_names(patches_hooks: Sequence[str], hooked: HookedViViT, read: str | None = None):
+    return set(patches_hooks) | {read or f"blocks.{hooked.n_layers - 1}.hook_resid_post"}
+
+
+def patch_table(hooked: HookedViViT, source_pixels: torch.Tensor, target_pixels: torch.Tensor,
+                target_class: int, make_patches, read: str | None = None, batch_size: int = 8,
+                progress: bool = False, runs: tuple | None = None) -> pd.DataFrame:
+    """Run the patches ``make_patches(source_cache)`` builds; one row per patch with its label,
+    the three recovery measures and the change in target logit.
+
+    ``runs=(source_run, target_run)`` reuses runs that already cache what is needed.
+    """
+    L = hooked.n_layers
+    read = read or f"blocks.{L - 1}.hook_resid_post"
+    if runs is None:
+        all_sites = [f"blocks.{i}.{s}" for i in range(L) for s in
+                     ("hook_attn_out", "hook_mlp_out", "attn.hook_z", "hook_resid_pre")]
+        src = hooked.run(source_pixels, names=set(all_sites) | {read})
+        tgt = hooked.run(target_pixels, names=needed_target_names(hooked, read))
+    else:
+        src, tgt = runs
+    patches = make_patches(src.cache)
+    acts, logits = run_patches(hooked, tgt.cache, patches, read, batch_size, progress)
+    rows = []
+    for p, act, lg in zip(patches, acts, logits, strict=True):
+        rows.append({
+            **p.label,
+            **recovery(act, tgt[read][0], src[read][0]),
+            "delta_target_logit": float(lg[target_class] - tgt.logits[0, target_class]),
+            "target_logit_patched": float(lg[target_class]),
+        })
+    return pd.DataFrame(rows)
+
+
+def component_sweep(hooked: HookedViViT, source_pixels, target_pixels, target_class: int,
+                    layers=None, components=("attention", "mlp"), batch_size: int = 8,
+                    progress: bool = False, runs=None) -> pd.DataFrame:
+    """Table 3: every layer x component patched from source into target.
+
+    Columns: ``layer``, ``component`` (attention / mlp), ``recovery_notebook_pct``,
+    ``recovery_eq2_pct``, ``recovery_projection_pct``, ``delta_target_logit``,
+    ``target_logit_patched``.
+    """
+    return patch_table(
+        hooked, source_pixels, target_pixels, target_class,
+        lambda cache: component_patches(hooked, cache, layers, components),
+        batch_size=batch_size, progress=progress, runs=runs,
+    )
