@@ -1,0 +1,167 @@
+"""Ablations: remove tokens or components and watch the top-5 logits (Tables 1 and 2).
+
+Top-10% token ablation (paper.md). The author's notebook scores the final-layer patch
+tokens with the bowling classifier row (no LayerNorm), keeps the top
+``int(0.1 * patches)`` (313 of 3136), and zeroes a 16x16 pixel square for each at frame
+``idx // 196``. That is the tubelet's *time step* (0..15), used as a *frame* index (0..31):
+it hits the wrong frame and only one of the tubelet's two frames.
+
+* ``mode="faithful"`` repeats that exactly (score, frame indexing);
+* ``mode="corrected"`` zeroes the whole tubelet: both of its frames, at its position.
+
+Zeroing happens on ``pixel_values`` after preprocessing, as in the notebook. Components
+and heads are ablated by patching in a constant (zero, or the mean over reference runs),
+reusing the batched patching machinery.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from utils.attribution import notebook_token_score, token_dla, token_dla_names
+from utils.hooks import HookedViViT
+from utils.patching import Patch, needed_target_names, run_patches
+
+MODES = ("faithful", "corrected")
+
+
+def top_k(logits: torch.Tensor, id2label: dict, k: int = 5) -> list[tuple[int, str, float]]:
+    """``[(class index, label, logit), ...]`` of the k largest logits ``(classes,)``."""
+    vals, idx = logits.topk(min(k, logits.numel()))
+    return [(int(i), id2label[int(i)], float(v)) for v, i in zip(vals, idx, strict=True)]
+
+
+def before_after(logits_before: torch.Tensor, logits_after: torch.Tensor, id2label: dict,
+                 k: int = 5) -> pd.DataFrame:
+    """The paper's table layout: the top-k classes before, with their logits after."""
+    rows = []
+    for rank, (i, label, before) in enumerate(top_k(logits_before, id2label, k), start=1):
+        after = float(logits_after[i])
+        rows.append({"rank": rank, "class": label, "class_index": i, "logit_before": before,
+                     "logit_after": after, "change": after - before})
+    return pd.DataFrame(rows)
+
+
+def n_top(n_patches: int, fraction: float = 0.1) -> int:
+    """How many patches the top-fraction ablation removes: ``int(fraction * n)`` (313 of 3136)."""
+    return int(fraction * n_patches)
+
+
+def zero_tubelets(hooked: HookedViViT, pixel_values: torch.Tensor, tokens, mode: str,
+                  fill: float = 0.0) -> torch.Tensor:
+    """Copy of ``pixel_values (1, frame, 3, H, W)`` with the pixels of ``tokens`` set to ``fill``.
+
+    ``faithful``: frame = the token's time step (the notebook's ``idx // 196``), one frame;
+    ``corrected``: both frames of the token's tubelet.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    px = pixel_values.clone()
+    ft = hooked.loaded.tubelet[0]
+    for tok in tokens:
+        t, _, _ = hooked.token_position(int(tok))
+        frames, rows, cols = hooked.pixel_box(int(tok))
+        if mode == "faithful":
+            frames = slice(t, t + 1)  # the tubelet index used as a frame index
+        assert frames.stop - frames.start in (1, ft)
+        px[:, frames, :, rows, cols] = fill
+    return px
+
+
+def top_fraction_ablation(hooked: HookedViViT, pixel_values: torch.Tensor, target: int,
+                          mode: str = "faithful", fraction: float = 0.1,
+                          score: str = "notebook", k: int = 5) -> dict:
+    """Ablate the top ``fraction`` of patches by ``score`` (``notebook``: final-layer token .
+    W_target, as the author; ``dla``: per-token DLA through the last layer's attention).
+
+    Returns ``tokens`` (chosen token indices), ``n_ablated``, ``logits_before``,
+    ``logits_after`` and ``table`` (top-k before/after, with mode and n_ablated columns).
+    """
+    last = hooked.n_layers - 1
+    names = {f"blocks.{last}.hook_resid_post"} | set(token_dla_names(hooked))
+    run = hooked.run(pixel_values, names=names)
+    if score == "notebook":
+        s = notebook_token_score(hooked, run, target)  # (patches,)
+    elif score == "dla":
+        s = token_dla(hooked, run, target)["tokens"][1:]
+    else:
+        raise ValueError(f"score must be 'notebook' or 'dla', got {score!r}")
+    n = n_top(s.numel(), fraction)
+    tokens = (torch.topk(s, n).indices + 1).tolist()  # +1: CLS is token 0
+    after = hooked.run(zero_tubelets(hooked, pixel_values, tokens, mode)).logits[0]
+    table = before_after(run.logits[0], after, hooked.loaded.id2label, k)
+    table.insert(0, "mode", mode)
+    table.insert(1, "score", score)
+    table.insert(2, "n_ablated", n)
+    return {"tokens": tokens, "n_ablated": n, "logits_before": run.logits[0],
+            "logits_after": after, "table": table}
+
+
+def random_tokens(hooked: HookedViViT, n: int, seed: int) -> list[int]:
+    """``n`` distinct random patch tokens (a control for the top-fraction ablation)."""
+    rng = np.random.default_rng(seed)
+    return (rng.choice(hooked.n_tokens - 1, size=n, replace=False) + 1).tolist()
+
+
+def ablate_embedding_tokens(hooked: HookedViViT, pixel_values: torch.Tensor, tokens,
+                            how: str = "zero") -> torch.Tensor:
+    """Logits with ``tokens`` replaced at ``hook_embed`` by zeros or the mean patch embedding."""
+    idx = torch.as_tensor(list(tokens))
+
+    def fn(x, _name):
+        x = x.clone()
+        if how == "zero":
+            x[:, idx] = 0.0
+        elif how == "mean":
+            x[:, idx] = x[:, 1:].mean(1, keepdim=True)
+        else:
+            raise ValueError(f"how must be 'zero' or 'mean', got {how!r}")
+        return x
+
+    return hooked.run(pixel_values, hooks={"hook_embed": fn}).logits[0]
+
+
+def component_ablation(hooked: HookedViViT, pixel_values: torch.Tensor, target: int,
+                       how: str = "zero", reference_pixels: torch.Tensor | None = None,
+                       heads: bool = False, batch_size: int = 8) -> pd.DataFrame:
+    """Change in the target logit when each layer's attention output or MLP output (or, with
+    ``heads``, each head's ``hook_z``) is replaced by zeros or by its mean over the reference
+    runs ``reference_pixels (runs, frame, 3, H, W)`` (position by position).
+
+    Columns: ``layer``, ``component`` (attention / mlp / head), ``head``, ``how``,
+    ``target_logit``, ``delta_target_logit``.
+    """
+    L = hooked.n_layers
+    sites = [("attention", "hook_attn_out"), ("mlp", "hook_mlp_out")]
+    names = [f"blocks.{i}.{s}" for i in range(L) for _, s in sites]
+    if heads:
+        names += [f"blocks.{i}.attn.hook_z" for i in range(L)]
+    if how == "mean":
+        if reference_pixels is None:
+            raise ValueError("mean ablation needs reference_pixels (runs to average over)")
+        ref = hooked.run(reference_pixels, names=names).cache
+        value = {n: ref[n].mean(0) for n in names}
+    elif how == "zero":
+        value = None
+    else:
+        raise ValueError(f"how must be 'zero' or 'mean', got {how!r}")
+    run = hooked.run(pixel_values, names=needed_target_names(hooked) + names)
+
+    def const(name):
+        return torch.zeros_like(run[name][0]) if value is None else value[name]
+
+    patches = [Patch(f"blocks.{i}.{s}", const(f"blocks.{i}.{s}"),
+                     label={"layer": i, "component": c, "head": -1})
+               for i in range(L) for c, s in sites]
+    if heads:
+        patches += [Patch(f"blocks.{i}.attn.hook_z", const(f"blocks.{i}.attn.hook_z"), heads=[h],
+                          label={"layer": i, "component": "head", "head": h})
+                    for i in range(L) for h in range(hooked.n_heads)]
+    _, logits = run_patches(hooked, run.cache, patches, batch_size=batch_size)
+    base = float(run.logits[0, target])
+    rows = [{**p.label, "how": how, "target_logit": float(lg[target]),
+             "delta_target_logit": float(lg[target]) - base}
+            for p, lg in zip(patches, logits, strict=True)]
+    return pd.DataFrame(rows)

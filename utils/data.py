@@ -1,0 +1,189 @@
+"""Notebook 00's work: clips -> MP4s, model-ready tensors and a manifest, per profile.
+
+``data/<profile>/`` receives:
+
+* ``clips/*.mp4``       every clip as video (H.264), for people and other tools;
+* ``tensors.pt``        ``{"ids": [...], "frames": uint8 (clip, frame, H, W, 3),
+                        "pixel_values": float32 (clip, frame, 3, H, W)}`` at model resolution;
+* ``manifest.json``     per clip: id, pair, seed, outcome, source, frame count, the sha256 of
+                        its MP4 and of its tensor, and the model's top-5 predictions.
+
+The ``toy`` and ``paper-shape`` profiles render the synthetic world: the canonical pair
+(seed 42) and ``n_pairs`` more matched pairs. ``paper`` reads the author's two Kinetics
+clips (or the user's own) with the notebook's seeded frame sampling.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from utils import paths
+from utils.io import atomic_path, ensure_writable_dir, write_text
+from utils.models import LoadedModel
+from utils.synthetic import render_clip
+from utils.video import VideoError, read_video, write_video
+
+CANONICAL_SEED = 42  # the canonical matched pair, as the paper's seed
+PAIR_SEED_BASE = 300_000  # matched pairs use seeds PAIR_SEED_BASE + i: never used in training
+UNMATCHED_OFFSET = 50_000  # an unmatched pair: gutter clip from seed + offset
+PAPER_DATASET = "chereddysaivreddy/kinetics-400"  # the author's clips on the HF hub
+PAPER_FILES = {"strike": "bowling/bowling_plain.mp4", "gutter": "bowling/bowling_gutter.mp4"}
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass
+class Clip:
+    id: str
+    pair: int  # -1 = canonical pair
+    seed: int | None
+    outcome: str
+    source: str
+    frames: np.ndarray  # uint8 (frame, H, W, 3)
+
+
+def synthetic_clips(loaded: LoadedModel, n_pairs: int, unmatched: int = 0) -> list[Clip]:
+    """The canonical pair, ``n_pairs`` matched pairs and ``unmatched`` unmatched pairs."""
+    size, T = loaded.image_size, loaded.num_frames
+    clips = []
+    specs = [(-1, CANONICAL_SEED, CANONICAL_SEED, "canonical")]
+    specs += [(i, PAIR_SEED_BASE + i, PAIR_SEED_BASE + i, f"pair{i:03d}") for i in range(n_pairs)]
+    specs += [(n_pairs + i, PAIR_SEED_BASE + i, PAIR_SEED_BASE + i + UNMATCHED_OFFSET,
+               f"unmatched{i:03d}") for i in range(unmatched)]
+    for pair, s_seed, g_seed, name in tqdm(specs, desc="rendering pairs", leave=False):
+        for outcome, seed in (("strike", s_seed), ("gutter", g_seed)):
+            frames = render_clip("bowling", seed, outcome, num_frames=T, size=size)
+            clips.append(Clip(f"{name}_{outcome}", pair, seed, outcome,
+                              f"synthetic: render_clip('bowling', {seed}, '{outcome}')", frames))
+    return clips
+
+
+def paper_clips(loaded: LoadedModel, strike_video: str = "", gutter_video: str = "",
+                sampling: str = "paper", seed: int = 42) -> list[Clip]:
+    """The real pair: the user's two videos, or the author's clips from the HF hub."""
+    videos = {"strike": strike_video, "gutter": gutter_video}
+    if bool(strike_video) != bool(gutter_video):
+        raise VideoError("pass both STRIKE_VIDEO and GUTTER_VIDEO (or neither, to use the "
+                         "author's clips from the HF hub)")
+    if not strike_video:
+        videos = {k: _download(f) for k, f in PAPER_FILES.items()}
+    clips = []
+    for outcome, path in videos.items():
+        frames = read_video(path, loaded.num_frames, sampling=sampling, seed=seed)
+        clips.append(Clip(f"canonical_{outcome}", -1, None, outcome, str(path), frames))
+    return clips
+
+
+def _download(filename: str) -> str:
+    try:
+        from huggingface_hub import hf_hub_download
+
+        return hf_hub_download(PAPER_DATASET, filename, repo_type="dataset")
+    except Exception as err:  # noqa: BLE001 - any hub failure gets the same advice
+        raise VideoError(
+            f"could not fetch {filename} from the HF dataset {PAPER_DATASET} ({type(err).__name__}"
+            f"); offline? Download it elsewhere (`hf download {PAPER_DATASET} {filename} "
+            "--repo-type dataset --local-dir clips`) and pass STRIKE_VIDEO=... GUTTER_VIDEO=..."
+        ) from None
+
+
+def to_model_frames(loaded: LoadedModel, clip: Clip) -> np.ndarray:
+    """Frames as the model sees them: sampled to its frame count, at its resolution, uint8
+    (for overlays; the model itself reads ``pixel_values``)."""
+    px = loaded.preprocess(clip.frames)[0]  # (frame, 3, H, W)
+    lo, hi = float(px.min()), float(px.max())
+    img = ((px - lo) / max(hi - lo, 1e-6) * 255).round().clamp(0, 255).to(torch.uint8)
+    return img.permute(0, 2, 3, 1).numpy()
+
+
+@torch.inference_mode()
+def prepare(loaded: LoadedModel, clips: list[Clip], data_dir: Path, fps: int = 8) -> dict:
+    """Write MP4s, tensors and the manifest for ``clips``; classify every clip once."""
+    data_dir = ensure_writable_dir(data_dir)
+    pixel_values = torch.cat([loaded.preprocess(c.frames) for c in clips])
+    model_frames = np.stack([to_model_frames(loaded, c) for c in clips])
+    logits = torch.cat([loaded.logits(pixel_values[i : i + 8]) for i in range(0, len(clips), 8)])
+    entries = []
+    for i, clip in enumerate(tqdm(clips, desc="writing clips", leave=False)):
+        mp4 = data_dir / "clips" / f"{clip.id}.mp4"
+        write_video(mp4, clip.frames, fps=fps)
+        top = logits[i].topk(5)
+        top5 = [{"class": loaded.id2label[int(k)], "logit": round(float(v), 4)}
+                for v, k in zip(top.values, top.indices, strict=True)]
+        entries.append({
+            "id": clip.id, "pair": clip.pair, "seed": clip.seed, "outcome": clip.outcome,
+            "source": clip.source, "frames": int(len(clip.frames)),
+            "mp4": str(mp4.relative_to(paths.REPO_ROOT) if mp4.is_relative_to(paths.REPO_ROOT) else mp4),
+            "mp4_sha256": sha256(mp4.read_bytes()),
+            "tensor_sha256": sha256(pixel_values[i].numpy().tobytes()),
+            "target_logit": round(float(logits[i, loaded.target_index]), 4),
+            "predicted": top5[0]["class"],
+            "is_target": int(logits[i].argmax()) == loaded.target_index,
+            "top5": top5,
+        })
+    with atomic_path(data_dir / "tensors.pt") as tmp:
+        torch.save({"ids": [c.id for c in clips], "frames": torch.from_numpy(model_frames),
+                    "pixel_values": pixel_values}, tmp)
+    manifest = {"profile": loaded.profile, "model": loaded.name, "target": loaded.target_label,
+                "num_frames": loaded.num_frames, "image_size": loaded.image_size,
+                "clips": entries}
+    write_text(data_dir / "manifest.json", json.dumps(manifest, indent=1) + "\n")
+    return manifest
+
+
+@dataclass
+class Prepared:
+    """What notebook 00 wrote, loaded back."""
+
+    manifest: dict
+    ids: list[str]
+    frames: torch.Tensor  # uint8 (clip, frame, H, W, 3), at model resolution
+    pixel_values: torch.Tensor  # float32 (clip, frame, 3, H, W)
+
+    def index(self, clip_id: str) -> int:
+        return self.ids.index(clip_id)
+
+    def pixels(self, clip_id: str) -> torch.Tensor:
+        """``(1, frame, 3, H, W)`` model input of one clip."""
+        return self.pixel_values[self.index(clip_id)][None]
+
+    def model_frames(self, clip_id: str) -> np.ndarray:
+        return self.frames[self.index(clip_id)].numpy()
+
+    def pairs(self, prefix: str = "pair") -> list[tuple[str, str]]:
+        """(strike id, gutter id) of every pair whose id starts with ``prefix``."""
+        names = sorted({i.rsplit("_", 1)[0] for i in self.ids if i.startswith(prefix)})
+        return [(f"{n}_strike", f"{n}_gutter") for n in names]
+
+    def not_target(self) -> list[str]:
+        """Ids of clips the model does not classify as the target class."""
+        return [c["id"] for c in self.manifest["clips"] if not c["is_target"]]
+
+    def note(self) -> str:
+        """A line for table notes: which clips are not classified as the target class."""
+        bad = self.not_target()
+        if not bad:
+            return f"All clips are classified as '{self.manifest['target']}'."
+        return (f"WARNING: {len(bad)} clip(s) not classified as '{self.manifest['target']}': "
+                + ", ".join(bad))
+
+
+def load_prepared(data_dir: str | Path) -> Prepared:
+    data_dir = Path(data_dir)
+    manifest_file, tensor_file = data_dir / "manifest.json", data_dir / "tensors.pt"
+    for f in (manifest_file, tensor_file):
+        if not f.is_file():
+            raise FileNotFoundError(
+                f"{f} is missing: run notebook 00_data_prep first (make figures does)")
+    manifest = json.loads(manifest_file.read_text())
+    t = torch.load(tensor_file)
+    return Prepared(manifest, list(t["ids"]), t["frames"], t["pixel_values"])

@@ -1,0 +1,128 @@
+"""Execute the notebooks headless for one profile (``make figures``).
+
+    python -m utils.runner --profile toy notebooks/0*.ipynb
+
+Each notebook runs under papermill with the parameters it declares (profile, output and
+data folders, videos, pair count); the executed copy goes to ``build/<profile>/`` with an
+HTML rendering beside it. Figures and tables are written into a staging folder
+``figures/<profile>.partial`` that replaces ``figures/<profile>`` only once every notebook has
+succeeded: a failure never leaves a mix of old and new outputs that looks complete. On
+failure the runner names the notebook and the failing cell and exits non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from utils import paths
+
+
+class NotebookFailed(RuntimeError):
+    pass
+
+
+def _html(executed: Path) -> Path:
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
+    out = executed.with_suffix(".html")
+    out.write_text(body)
+    return out
+
+
+def execute(notebook: Path, out_nb: Path, parameters: dict, cwd: Path) -> None:
+    """Run one notebook with papermill; raise NotebookFailed naming the failing cell."""
+    import papermill as pm
+
+    declared = pm.inspect_notebook(str(notebook))
+    params = {k: v for k, v in parameters.items() if k in declared and v is not None}
+    try:
+        pm.execute_notebook(str(notebook), str(out_nb), parameters=params, kernel_name="python3",
+                            progress_bar=False, cwd=str(cwd))
+    except pm.PapermillExecutionError as err:
+        raise NotebookFailed(
+            f"{notebook.name} failed in cell {err.exec_count} ({err.ename}: {err.evalue}); "
+            f"the executed notebook with the traceback is {out_nb}"
+        ) from None
+
+
+def run_all(notebooks: list[Path], profile: str, strike_video: str = "", gutter_video: str = "",
+            pairs: int | None = None, html: bool = True, figures_root: Path | None = None) -> Path:
+    from utils.io import ensure_writable_dir
+    from utils.models import PROFILES
+
+    if profile not in PROFILES and not Path(profile).expanduser().is_dir():
+        raise SystemExit(f"error: unknown PROFILE={profile!r}; choose one of {', '.join(PROFILES)} "
+                         "or the path of a HuggingFace ViViT checkpoint directory")
+    slug = paths.profile_slug(profile)
+    root = figures_root or paths.FIGURES_DIR
+    final = root / slug
+    staging = root / f"{slug}.partial"
+    build = paths.BUILD_DIR / slug
+    shutil.rmtree(staging, ignore_errors=True)  # a rerun starts clean
+    try:
+        ensure_writable_dir(staging)
+        ensure_writable_dir(build)
+    except PermissionError as err:
+        raise SystemExit(f"error: {err}") from None
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    os.environ.setdefault("MPLBACKEND", "agg")
+    parameters = {
+        "profile": profile,
+        "output_dir": str(staging),
+        "data_dir": str(paths.data_dir(profile)),
+        "strike_video": strike_video or "",
+        "gutter_video": gutter_video or "",
+        "n_pairs": pairs,
+    }
+    t0 = time.time()
+    for k, nb in enumerate(notebooks, 1):
+        out_nb = build / nb.name
+        print(f"== [{k}/{len(notebooks)}] {nb.stem}  (profile {profile})", flush=True)
+        t = time.time()
+        try:
+            execute(nb, out_nb, parameters, build)
+        except NotebookFailed as err:
+            print(f"FAILED: {err}", file=sys.stderr, flush=True)
+            print(f"outputs of this run stay in {staging} (incomplete); {final} is unchanged",
+                  file=sys.stderr)
+            raise SystemExit(1) from None
+        if html:
+            _html(out_nb)
+        print(f"   done in {time.time() - t:.0f}s -> {out_nb}", flush=True)
+    old = root / f"{slug}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        final.rename(old)
+    staging.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+    print(f"all {len(notebooks)} notebooks ran in {time.time() - t0:.0f}s; figures and tables in "
+          f"{final}", flush=True)
+    return final
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Run the analysis notebooks for one profile.")
+    parser.add_argument("notebooks", nargs="+", type=Path)
+    parser.add_argument("--profile", default="toy")
+    parser.add_argument("--strike-video", default="")
+    parser.add_argument("--gutter-video", default="")
+    parser.add_argument("--pairs", default="", help="number of matched pairs (blank: default)")
+    parser.add_argument("--no-html", action="store_true")
+    args = parser.parse_args(argv)
+    pairs = int(args.pairs) if str(args.pairs).strip() else None
+    missing = [str(n) for n in args.notebooks if not n.is_file()]
+    if missing:
+        raise SystemExit(f"error: notebook(s) not found: {', '.join(missing)}")
+    run_all(args.notebooks, args.profile, args.strike_video, args.gutter_video, pairs,
+            html=not args.no_html)
+
+
+if __name__ == "__main__":
+    main()
