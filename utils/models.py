@@ -198,7 +198,15 @@ def _from_dir(directory: Path, profile: str, target: int | None) -> LoadedModel:
             f"{cfg_file} describes a {model_type!r} model; only ViViT checkpoints "
             f"(model_type 'vivit', VivitForVideoClassification) are supported"
         )
-    model = VivitForVideoClassification.from_pretrained(directory, attn_implementation="eager")
+    model, info = VivitForVideoClassification.from_pretrained(
+        directory, attn_implementation="eager", output_loading_info=True
+    )
+    bad = {k: v for k, v in info.items() if k in ("missing_keys", "mismatched_keys") and v}
+    if bad:
+        raise ModelLoadError(
+            f"{directory}: the checkpoint does not fit VivitForVideoClassification ({bad}); "
+            "is it a ViViT video classifier?"
+        )
     try:
         processor = VivitImageProcessor.from_pretrained(directory)
     except OSError:
@@ -207,7 +215,8 @@ def _from_dir(directory: Path, profile: str, target: int | None) -> LoadedModel:
     labels = {v.lower(): int(k) for k, v in model.config.id2label.items()}
     if target is None:
         target = labels.get("bowling", 0)
-    return LoadedModel(model, processor, profile, target, source=str(directory))
+    return LoadedModel(model, processor, profile, target, source=str(directory),
+                       extra={"loading_info": info})
 
 
 def load_model(profile: str = "toy", target_index: int | None = None) -> LoadedModel:

@@ -1,0 +1,126 @@
+"""Patching is exact, the fast sweep equals the naive one, and both equal plain forward hooks."""
+
+import math
+
+import pytest
+import torch
+
+from utils.patching import (Patch, component_patches, component_sweep, frame_patches, head_patches,
+                            naive_patches, needed_target_names, position_patches, recovery,
+                            run_patches)
+
+COLS = ["recovery_notebook_pct", "recovery_eq2_pct", "recovery_projection_pct", "delta_target_logit"]
+
+
+def _runs(hooked, src_px, tgt_px):
+    src = hooked.run(src_px, names=hooked.hook_names())
+    tgt = hooked.run(tgt_px, names=hooked.hook_names())
+    return src, tgt
+
+
+def test_patching_a_run_with_its_own_activations_changes_nothing(tiny_hooked, tiny_pixels):
+    x = tiny_pixels[:1]
+    run = tiny_hooked.run(x, names=tiny_hooked.hook_names())
+    patches = component_patches(tiny_hooked, run.cache) + head_patches(tiny_hooked, run.cache)
+    acts, logits = run_patches(tiny_hooked, run.cache, patches, batch_size=5)
+    last = f"blocks.{tiny_hooked.n_layers - 1}.hook_resid_post"
+    for a, lg in zip(acts, logits):
+        torch.testing.assert_close(a, run[last][0], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(lg, run.logits[0], rtol=1e-5, atol=1e-6)
+
+
+def test_patching_the_full_final_residual_recovers_100_percent(tiny_hooked, tiny_pixels):
+    src, tgt = _runs(tiny_hooked, tiny_pixels[:1], tiny_pixels[1:])
+    last = f"blocks.{tiny_hooked.n_layers - 1}.hook_resid_post"
+    acts, logits = run_patches(tiny_hooked, tgt.cache, [Patch(last, src[last][0])])
+    rec = recovery(acts[0], tgt[last][0], src[last][0])
+    assert rec == pytest.approx(dict.fromkeys(rec, 100.0), abs=1e-9)
+    torch.testing.assert_close(logits[0], src.logits[0], rtol=1e-5, atol=1e-6)
+
+
+def test_recovery_measures_on_known_vectors():
+    tgt = torch.zeros(2, 3)
+    src = torch.tensor([[1.0, 0, 0], [0, 1.0, 0]])
+    rec = recovery(-0.5 * src, tgt, src)  # half way, wrong direction
+    assert rec["recovery_notebook_pct"] == pytest.approx(50.0)  # unsigned
+    assert rec["recovery_eq2_pct"] == pytest.approx(-50.0)
+    assert rec["recovery_projection_pct"] == pytest.approx(-50.0)
+    ortho = recovery(torch.tensor([[0, 0, 1.0], [0, 0, 1.0]]), tgt, src)
+    assert ortho["recovery_projection_pct"] == pytest.approx(0.0)
+    assert ortho["recovery_notebook_pct"] == pytest.approx(100.0)  # counts sideways motion
+    assert all(math.isnan(v) for v in recovery(src, src, src).values())
+
+
+@pytest.mark.parametrize("batch_size", [1, 4, 64])
+def test_optimised_patches_equal_naive_patches(tiny_hooked, tiny_pixels, batch_size):
+    src, tgt = _runs(tiny_hooked, tiny_pixels[:1], tiny_pixels[1:])
+    patches = (component_patches(tiny_hooked, src.cache) + head_patches(tiny_hooked, src.cache, [1])
+               + frame_patches(tiny_hooked, src.cache, 2) + position_patches(tiny_hooked, src.cache, 0)
+               + [Patch("blocks.1.hook_resid_mid", src["blocks.1.hook_resid_mid"][0], positions=[0, 3])])
+    fast_acts, fast_logits = run_patches(tiny_hooked, tgt.cache, patches, batch_size=batch_size)
+    slow_acts, slow_logits = naive_patches(tiny_hooked, tiny_pixels[1:], patches)
+    torch.testing.assert_close(fast_acts, slow_acts, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(fast_logits, slow_logits, rtol=1e-5, atol=1e-6)
+
+
+def test_sweep_table_shape_and_columns(tiny_hooked, tiny_pixels):
+    df = component_sweep(tiny_hooked, tiny_pixels[:1], tiny_pixels[1:], target_class=1)
+    assert len(df) == 2 * tiny_hooked.n_layers
+    assert df.component.tolist()[:2] == ["attention", "mlp"]
+    assert set(COLS) <= set(df.columns)
+
+
+def test_toy_sweep_matches_plain_forward_hooks_and_paper_formulas(toy, toy_hooked, toy_pair):
+    """An independent computation: PyTorch forward hooks on the HF modules, paper.md formulas."""
+    strike, gutter = toy_pair
+    model, layers = toy.model, toy.model.vivit.layers
+    target = toy.target_index
+    ours = component_sweep(toy_hooked, strike, gutter, target, batch_size=6)
+
+    def final_and_logits(px, patch=None):
+        store = {}
+        handles = [layers[-1].register_forward_hook(lambda m, i, o: store.__setitem__("out", o))]
+        if patch is not None:
+            module, value = patch
+            if module == "attention":  # VivitAttention returns (attn_output, weights)
+                handles.append(layers[layer].attention.register_forward_hook(lambda m, i, o: (value, o[1])))
+            else:  # VivitMLP returns the MLP output before the residual add
+                handles.append(layers[layer].mlp.register_forward_hook(lambda m, i, o: value))
+        try:
+            with torch.no_grad():
+                logits = model(pixel_values=px).logits
+        finally:
+            for h in handles:
+                h.remove()
+        return store["out"][0], logits[0]
+
+    captured = {}
+    hs = [layers[i].attention.register_forward_hook(lambda m, inp, o, i=i: captured.__setitem__(("attention", i), o[0]))
+          for i in range(12)]
+    hs += [layers[i].mlp.register_forward_hook(lambda m, inp, o, i=i: captured.__setitem__(("mlp", i), o))
+           for i in range(12)]
+    try:
+        s_final, _ = final_and_logits(strike)
+    finally:
+        for h in hs:
+            h.remove()
+    g_final, g_logits = final_and_logits(gutter)
+    d_full = s_final - g_final
+    for row in ours.itertuples():
+        layer = row.layer
+        p_final, p_logits = final_and_logits(gutter, (row.component, captured[(row.component, layer)]))
+        d_patch = p_final - g_final
+        notebook = d_patch.norm(dim=-1).mean() / d_full.norm(dim=-1).mean() * 100
+        dot = (d_patch * d_full).sum()
+        eq2 = d_patch.norm() / d_full.norm() * torch.sign(dot) * 100
+        proj = dot / (d_full * d_full).sum() * 100
+        assert row.recovery_notebook_pct == pytest.approx(float(notebook), rel=1e-4, abs=1e-4)
+        assert row.recovery_eq2_pct == pytest.approx(float(eq2), rel=1e-4, abs=1e-4)
+        assert row.recovery_projection_pct == pytest.approx(float(proj), rel=1e-4, abs=1e-3)
+        assert row.delta_target_logit == pytest.approx(float(p_logits[target] - g_logits[target]), abs=1e-4)
+
+
+def test_needed_target_names_cover_every_start(tiny_hooked):
+    names = needed_target_names(tiny_hooked)
+    for i in range(tiny_hooked.n_layers):
+        assert f"blocks.{i}.hook_resid_pre" in names and f"blocks.{i}.hook_resid_mid" in names
