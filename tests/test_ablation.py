@@ -1,8 +1,7 @@
 import pytest
 import torch
 
-from utils.ablation import (before_after, component_ablation, n_top, top_fraction_ablation,
-                            zero_tubelets)
+from utils.ablation import before_after, component_ablation, n_top, top_fraction_ablation, zero_tubelets
 
 
 def test_ten_percent_of_paper_patches_is_313():

@@ -1,8 +1,16 @@
 import pytest
 import torch
 
-from utils.attribution import (direct_logit_attribution, dla_names, dla_total, logit_lens_cls,
-                               logit_lens_frames, notebook_token_score, token_dla, token_dla_names)
+from utils.attribution import (
+    direct_logit_attribution,
+    dla_names,
+    dla_total,
+    logit_lens_cls,
+    logit_lens_frames,
+    notebook_token_score,
+    token_dla,
+    token_dla_names,
+)
 
 
 @pytest.mark.parametrize("which", ["tiny", "toy"])

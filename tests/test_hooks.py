@@ -22,7 +22,8 @@ def by_hand(loaded, pixel_values):
     for i, blk in enumerate(m.vivit.layers):
         a = blk.attention
         acts[f"blocks.{i}.hook_resid_pre"] = x
-        h = F.layer_norm(x, (cfg.hidden_size,), blk.layernorm_before.weight, blk.layernorm_before.bias, cfg.layer_norm_eps)
+        ln1, ln2 = blk.layernorm_before, blk.layernorm_after
+        h = F.layer_norm(x, (cfg.hidden_size,), ln1.weight, ln1.bias, cfg.layer_norm_eps)
         b, t, _ = h.shape
         q, k, v = (F.linear(h, lin.weight, lin.bias).view(b, t, H, dh).transpose(1, 2)
                    for lin in (a.q_proj, a.k_proj, a.v_proj))
@@ -35,7 +36,7 @@ def by_hand(loaded, pixel_values):
         acts[f"blocks.{i}.hook_attn_out"] = attn_out
         x = x + attn_out
         acts[f"blocks.{i}.hook_resid_mid"] = x
-        h = F.layer_norm(x, (cfg.hidden_size,), blk.layernorm_after.weight, blk.layernorm_after.bias, cfg.layer_norm_eps)
+        h = F.layer_norm(x, (cfg.hidden_size,), ln2.weight, ln2.bias, cfg.layer_norm_eps)
         u = F.linear(h, blk.mlp.fc1.weight, blk.mlp.fc1.bias)
         u = 0.5 * u * (1.0 + torch.tanh(u * 0.7978845608 * (1.0 + 0.044715 * u * u)))  # gelu_fast
         mlp_out = F.linear(u, blk.mlp.fc2.weight, blk.mlp.fc2.bias)
@@ -147,5 +148,6 @@ def test_token_order_matches_the_tubelet_embedding(toy, toy_hooked):
     y = x.clone()
     frames, rows, cols = toy_hooked.pixel_box(toy_hooked.token_index(5, 1, 4))
     y[:, frames, :, rows, cols] = 1.0
-    d = (toy_hooked.run(y, names={"hook_embed"})["hook_embed"] - toy_hooked.run(x, names={"hook_embed"})["hook_embed"]).norm(dim=-1)[0]
+    emb = {k: toy_hooked.run(v, names={"hook_embed"})["hook_embed"] for k, v in (("x", x), ("y", y))}
+    d = (emb["y"] - emb["x"]).norm(dim=-1)[0]
     assert d.nonzero().flatten().tolist() == [toy_hooked.token_index(5, 1, 4)]

@@ -5,9 +5,18 @@ import math
 import pytest
 import torch
 
-from utils.patching import (Patch, component_patches, component_sweep, frame_patches, head_patches,
-                            naive_patches, needed_target_names, position_patches, recovery,
-                            run_patches)
+from utils.patching import (
+    Patch,
+    component_patches,
+    component_sweep,
+    frame_patches,
+    head_patches,
+    naive_patches,
+    needed_target_names,
+    position_patches,
+    recovery,
+    run_patches,
+)
 
 COLS = ["recovery_notebook_pct", "recovery_eq2_pct", "recovery_projection_pct", "delta_target_logit"]
 
@@ -24,7 +33,7 @@ def test_patching_a_run_with_its_own_activations_changes_nothing(tiny_hooked, ti
     patches = component_patches(tiny_hooked, run.cache) + head_patches(tiny_hooked, run.cache)
     acts, logits = run_patches(tiny_hooked, run.cache, patches, batch_size=5)
     last = f"blocks.{tiny_hooked.n_layers - 1}.hook_resid_post"
-    for a, lg in zip(acts, logits):
+    for a, lg in zip(acts, logits, strict=False):
         torch.testing.assert_close(a, run[last][0], rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(lg, run.logits[0], rtol=1e-5, atol=1e-6)
 

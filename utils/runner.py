@@ -13,6 +13,7 @@ failure the runner names the notebook and the failing cell and exits non-zero.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -53,8 +54,14 @@ def execute(notebook: Path, out_nb: Path, parameters: dict, cwd: Path) -> None:
 
 
 def run_all(notebooks: list[Path], profile: str, strike_video: str = "", gutter_video: str = "",
-            pairs: int | None = None, html: bool = True, figures_root: Path | None = None) -> Path:
-    from utils.io import ensure_writable_dir
+            pairs: int | None = None, html: bool = True, figures_root: Path | None = None,
+            data_root: Path | None = None, build_root: Path | None = None) -> Path:
+    """Run ``notebooks`` in order; return the final figures folder (see module docstring).
+
+    ``figures_root``, ``data_root`` and ``build_root`` default to the repository's
+    ``figures/``, ``data/`` and ``build/`` (tests point them at temporary folders).
+    """
+    from utils.io import ensure_writable_dir, write_text
     from utils.models import PROFILES
 
     if profile not in PROFILES and not Path(profile).expanduser().is_dir():
@@ -64,7 +71,7 @@ def run_all(notebooks: list[Path], profile: str, strike_video: str = "", gutter_
     root = figures_root or paths.FIGURES_DIR
     final = root / slug
     staging = root / f"{slug}.partial"
-    build = paths.BUILD_DIR / slug
+    build = (build_root or paths.BUILD_DIR) / slug
     shutil.rmtree(staging, ignore_errors=True)  # a rerun starts clean
     try:
         ensure_writable_dir(staging)
@@ -76,12 +83,13 @@ def run_all(notebooks: list[Path], profile: str, strike_video: str = "", gutter_
     parameters = {
         "profile": profile,
         "output_dir": str(staging),
-        "data_dir": str(paths.data_dir(profile)),
+        "data_dir": str((data_root or paths.DATA_DIR) / slug),
         "strike_video": strike_video or "",
         "gutter_video": gutter_video or "",
         "n_pairs": pairs,
     }
     t0 = time.time()
+    timings = {}
     for k, nb in enumerate(notebooks, 1):
         out_nb = build / nb.name
         print(f"== [{k}/{len(notebooks)}] {nb.stem}  (profile {profile})", flush=True)
@@ -93,15 +101,20 @@ def run_all(notebooks: list[Path], profile: str, strike_video: str = "", gutter_
             print(f"outputs of this run stay in {staging} (incomplete); {final} is unchanged",
                   file=sys.stderr)
             raise SystemExit(1) from None
+        timings[nb.stem] = time.time() - t
         if html:
             _html(out_nb)
-        print(f"   done in {time.time() - t:.0f}s -> {out_nb}", flush=True)
+        print(f"   done in {timings[nb.stem]:.0f}s -> {out_nb}", flush=True)
     old = root / f"{slug}.old"
     shutil.rmtree(old, ignore_errors=True)
     if final.exists():
         final.rename(old)
     staging.rename(final)
     shutil.rmtree(old, ignore_errors=True)
+    write_text(build / "timings.json", json.dumps({
+        "profile": profile, "total_seconds": round(time.time() - t0, 1),
+        "notebooks": {k: round(v, 1) for k, v in timings.items()},
+        "finished": time.strftime("%Y-%m-%d %H:%M"), "cpus": os.cpu_count()}, indent=1) + "\n")
     print(f"all {len(notebooks)} notebooks ran in {time.time() - t0:.0f}s; figures and tables in "
           f"{final}", flush=True)
     return final

@@ -49,7 +49,7 @@ def _render(job):
 def dataset(split: str, outcomes=OUTCOMES) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
     """Render one split: clips uint8 (clip, frame, row, col, 3), labels, bowling outcomes."""
     jobs = []
-    for label, action in enumerate(ACTIONS):
+    for _label, action in enumerate(ACTIONS):
         for i, seed in enumerate(SEEDS[split]):
             outcome = outcomes[i % len(outcomes)] if action == "bowling" else None
             jobs.append((action, seed, outcome))

@@ -1,0 +1,163 @@
+"""Benchmarks (``make bench``): the heavy paths, optimised vs naive, measured in one run.
+
+* Patching sweep (12 layers x {attention, MLP}, strike into gutter):
+  naive = one full forward per patch from the pixels, every activation cached;
+  ours  = prefix reuse (start at the patched layer from the cached clean residual) plus
+  batched patched runs. Median wall time of ``--reps`` runs each, same process, same input.
+* CLS-attention capture for every layer and head: peak memory of ours
+  (``attn.hook_pattern_cls``: one O(tokens) row per head) vs the HF model with eager
+  attention and ``output_attentions=True``. Each case runs in a fresh subprocess; the
+  figure is the rise of its peak resident memory over its own baseline after loading.
+* End-to-end ``make figures``: the runner records each run's timings in
+  ``build/<profile>/timings.json``; the latest are reported (not rerun here).
+
+Results: ``benchmarks/results.md`` and ``benchmarks/results.csv``, with the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import torch
+
+from utils import paths
+from utils.io import atomic_path, write_text
+
+
+def _machine() -> str:
+    return (f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+            f"{torch.get_num_threads()} threads, Python {platform.python_version()}")
+
+
+def _pair(loaded):
+    from utils.synthetic import render_pair
+
+    s, g = render_pair(42, num_frames=loaded.num_frames, size=loaded.image_size)
+    return loaded.preprocess(s), loaded.preprocess(g)
+
+
+def bench_sweep(profile: str, reps: int, batch_size: int) -> dict:
+    from utils.hooks import HookedViViT
+    from utils.models import load_model
+    from utils.patching import component_patches, naive_patches, needed_target_names, run_patches
+
+    loaded = load_model(profile)
+    hooked = HookedViViT(loaded)
+    strike, gutter = _pair(loaded)
+    L = hooked.n_layers
+    src_names = {f"blocks.{i}.{s}" for i in range(L) for s in ("hook_attn_out", "hook_mlp_out")}
+
+    def ours():
+        src = hooked.run(strike, names=src_names)
+        tgt = hooked.run(gutter, names=needed_target_names(hooked))
+        return run_patches(hooked, tgt.cache, component_patches(hooked, src.cache), batch_size=batch_size)
+
+    def naive():
+        src = hooked.run(strike, names=src_names)
+        return naive_patches(hooked, gutter, component_patches(hooked, src.cache))
+
+    times = {"naive": [], "ours": []}
+    results = {}
+    for _ in range(reps):
+        for name, fn in (("naive", naive), ("ours", ours)):
+            t = time.perf_counter()
+            results[name] = fn()
+            times[name].append(time.perf_counter() - t)
+            print(f"  {profile} sweep {name}: {times[name][-1]:.2f}s", flush=True)
+    a, b = results["ours"][0], results["naive"][0]
+    rel = float((a - b).abs().max() / b.abs().max())
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {"case": f"patching sweep, {profile} ({hooked.n_tokens} tokens, {2 * L} patches)",
+            "measure": "wall time (s)", "naive": med["naive"], "ours": med["ours"],
+            "ratio": med["ours"] / med["naive"], "target": "<= 0.6", "runs": reps,
+            "note": f"max relative difference ours vs naive: {rel:.1e}"}
+
+
+def _memory_child(profile: str, mode: str) -> None:
+    """Subprocess body: print the peak-RSS rise (MiB) of one CLS-attention capture."""
+    from utils.hooks import HookedViViT
+    from utils.models import load_model
+
+    loaded = load_model(profile)
+    hooked = HookedViViT(loaded)
+    x, _ = _pair(loaded)
+    with torch.inference_mode():
+        hooked.run(x)  # warm-up: allocator pools and kernels exist before the baseline
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with torch.inference_mode():
+        if mode == "ours":
+            run = hooked.run(x, names={f"blocks.{i}.attn.hook_pattern_cls" for i in range(hooked.n_layers)})
+            rows = torch.stack([run[f"blocks.{i}.attn.hook_pattern_cls"] for i in range(hooked.n_layers)])
+        else:
+            out = loaded.model(pixel_values=x, output_attentions=True)
+            rows = torch.stack([a[:, :, 0] for a in out.attentions])
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"rise_mib": (peak - base) / 1024, "shape": list(rows.shape)}))
+
+
+def bench_memory(profile: str) -> dict:
+    res = {}
+    for mode in ("naive", "ours"):
+        out = subprocess.run([sys.executable, "-m", "utils.bench", "--memory-child", profile, mode],
+                             capture_output=True, text=True, check=True)
+        res[mode] = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"  {profile} CLS capture {mode}: +{res[mode]['rise_mib']:.0f} MiB", flush=True)
+    return {"case": f"CLS attention, all layers x heads, {profile}", "measure": "peak memory rise (MiB)",
+            "naive": res["naive"]["rise_mib"], "ours": res["ours"]["rise_mib"],
+            "ratio": res["ours"]["rise_mib"] / max(res["naive"]["rise_mib"], 1e-9), "target": "<= 0.25",
+            "runs": 1, "note": f"rows {res['ours']['shape']}; naive = HF eager, output_attentions=True"}
+
+
+def end_to_end() -> list[dict]:
+    rows = []
+    for profile in ("toy", "paper-shape"):
+        f = paths.BUILD_DIR / paths.profile_slug(profile) / "timings.json"
+        if f.is_file():
+            t = json.loads(f.read_text())
+            rows.append({"case": f"make figures PROFILE={profile}", "measure": "wall time (s)",
+                         "naive": float("nan"), "ours": t["total_seconds"], "ratio": float("nan"),
+                         "target": "toy < 180 s" if profile == "toy" else "< 1200 s", "runs": 1,
+                         "note": f"recorded by the runner on {t['finished']}; "
+                                 + ", ".join(f"{k} {v:.0f}s" for k, v in t["notebooks"].items())})
+    return rows
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Benchmarks: optimised vs naive paths.")
+    parser.add_argument("--reps", type=int, default=5, help="runs per toy case (median)")
+    parser.add_argument("--paper-reps", type=int, default=1, help="runs per paper-shape case")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--skip-paper", action="store_true", help="toy only (quick check)")
+    parser.add_argument("--memory-child", nargs=2, metavar=("PROFILE", "MODE"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.memory_child:
+        _memory_child(*args.memory_child)
+        return
+    t0 = time.time()
+    rows = [bench_sweep("toy", args.reps, args.batch_size), bench_memory("toy")]
+    if not args.skip_paper:
+        rows += [bench_sweep("paper-shape", args.paper_reps, args.batch_size), bench_memory("paper-shape")]
+    rows += end_to_end()
+    df = pd.DataFrame(rows)
+    out = paths.BENCH_DIR
+    with atomic_path(out / "results.csv") as tmp:
+        df.to_csv(tmp, index=False, float_format="%.4f", lineterminator="\n")
+    md = (f"# Benchmarks\n\nMachine: {_machine()}. Measured by `make bench` on "
+          f"{time.strftime('%Y-%m-%d')} in {time.time() - t0:.0f} s; ratios compare two medians "
+          f"measured in the same run (ratio = ours / naive; lower is better).\n\n"
+          + df.to_markdown(index=False, floatfmt=".3f") + "\n")
+    write_text(out / "results.md", md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
