@@ -162,3 +162,33 @@ def notebook_token_score(hooked: HookedViViT, run, target: int, batch: int = 0) 
     """
     last = run.cache[f"blocks.{hooked.n_layers - 1}.hook_resid_post"][batch, 1:]
     return last @ hooked.W_U[:, target]
+
+
+def integrated_gradients(hooked: HookedViViT, pixel_values: torch.Tensor, target: int,
+                         steps: int = 32, batch: int = 8, baseline: torch.Tensor | None = None) -> dict:
+    """Integrated gradients of the target logit w.r.t. the input, summed per tubelet (token).
+
+    ``IG_i = (x_i - x'_i) * mean_k dlogit/dx_i (x' + (k + 0.5)/steps * (x - x'))`` (midpoint
+    rule), baseline ``x'`` zeros in ``pixel_values`` space by default. Returns ``tokens``
+    ``(patches,)`` (pixels of each tubelet summed), ``total`` (their sum), and ``gap`` =
+    logit(x) - logit(x'), which ``total`` approximates (completeness).
+    """
+    x = pixel_values[0]
+    base = torch.zeros_like(x) if baseline is None else baseline
+    alphas = (torch.arange(steps, dtype=x.dtype) + 0.5) / steps
+    grads = torch.zeros_like(x)
+    model = hooked.model
+    for i in range(0, steps, batch):
+        a = alphas[i : i + batch].view(-1, 1, 1, 1, 1)
+        xs = (base + a * (x - base)).detach().requires_grad_(True)
+        with torch.enable_grad():
+            logit = model(pixel_values=xs).logits[:, target].sum()
+            (g,) = torch.autograd.grad(logit, xs)
+        grads += g.sum(0)
+    ig = (x - base) * grads / steps  # (frame, 3, H, W)
+    ft, fh, fw = hooked.loaded.tubelet
+    T, R, C = hooked.grid
+    per_token = ig.reshape(T, ft, 3, R, fh, C, fw).sum((1, 2, 4, 6)).reshape(-1)  # (patches,)
+    with torch.inference_mode():
+        gap = float(model(pixel_values=torch.stack([x, base])).logits[:, target].diff().neg())
+    return {"tokens": per_token.detach(), "total": float(per_token.sum()), "gap": gap}

@@ -73,3 +73,23 @@ def token_split_probe(tokens_a: np.ndarray, tokens_b: np.ndarray, seed: int = 42
                                               stratify=y)
         rows.append({"layer": layer, "accuracy": float(_probe(C).fit(xtr, ytr).score(xte, yte))})
     return pd.DataFrame(rows)
+
+
+def grouped_probe_by_pair(features: np.ndarray, labels: np.ndarray, groups: np.ndarray,
+                          n_splits: int = 5, C: float = 1.0) -> pd.DataFrame:
+    """Held-out correctness per pair and layer (folds grouped by pair): ``layer``, ``pair``,
+    ``accuracy`` (share of the pair's clips the probe got right when it never saw the pair);
+    average over pairs (with ``utils.stats.summarise``) for an accuracy with a CI."""
+    n_groups = len(np.unique(groups))
+    if n_groups < 2:
+        raise ValueError("a grouped probe needs at least two pairs")
+    cv = GroupKFold(n_splits=min(n_splits, n_groups))
+    rows = []
+    for layer in range(features.shape[1]):
+        x = features[:, layer]
+        correct = np.zeros(len(labels))
+        for train, test in cv.split(x, labels, groups):
+            correct[test] = _probe(C).fit(x[train], labels[train]).predict(x[test]) == labels[test]
+        for g in np.unique(groups):
+            rows.append({"layer": layer, "pair": g, "accuracy": float(correct[groups == g].mean())})
+    return pd.DataFrame(rows)
