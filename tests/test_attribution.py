@@ -51,6 +51,7 @@ def test_logit_lens_ends_at_the_models_logit(toy_hooked, toy_pair):
 def test_notebook_score_is_token_dot_classifier_row(toy_hooked, toy_pair):
     run = toy_hooked.run(toy_pair[0], names={"blocks.11.hook_resid_post"})
     s = notebook_token_score(toy_hooked, run, 0)
-    want = run["blocks.11.hook_resid_post"][0, 1:] @ toy_hooked.model.classifier.weight[0]
+    with torch.no_grad():
+        want = run["blocks.11.hook_resid_post"][0, 1:] @ toy_hooked.model.classifier.weight[0]
     torch.testing.assert_close(s, want)
     assert s.shape == (288,)
