@@ -125,7 +125,7 @@ def ablate_embedding_tokens(hooked: HookedViViT, pixel_values: torch.Tensor, tok
 
 def component_ablation(hooked: HookedViViT, pixel_values: torch.Tensor, target: int,
                        how: str = "zero", reference_pixels: torch.Tensor | None = None,
-                       heads: bool = False, batch_size: int = 8) -> pd.DataFrame:
+                       heads: bool = False, batch_size: int | None = None) -> pd.DataFrame:
     """Change in the target logit when each layer's attention output or MLP output (or, with
     ``heads``, each head's ``hook_z``) is replaced by zeros or by its mean over the reference
     runs ``reference_pixels (runs, frame, 3, H, W)`` (position by position).

@@ -59,7 +59,7 @@ def bench_sweep(profile: str, reps: int, batch_size: int) -> dict:
     def ours():
         src = hooked.run(strike, names=src_names)
         tgt = hooked.run(gutter, names=needed_target_names(hooked))
-        return run_patches(hooked, tgt.cache, component_patches(hooked, src.cache), batch_size=batch_size)
+        return run_patches(hooked, tgt.cache, component_patches(hooked, src.cache), batch_size=batch_size or None)
 
     def naive():
         src = hooked.run(strike, names=src_names)
@@ -135,7 +135,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description="Benchmarks: optimised vs naive paths.")
     parser.add_argument("--reps", type=int, default=5, help="runs per toy case (median)")
     parser.add_argument("--paper-reps", type=int, default=1, help="runs per paper-shape case")
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=0, help="0: automatic")
     parser.add_argument("--skip-paper", action="store_true", help="toy only (quick check)")
     parser.add_argument("--memory-child", nargs=2, metavar=("PROFILE", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -20,7 +20,7 @@ def _fmt(est, lo, hi, unit=""):
 def claims_table(pred: pd.DataFrame, deltas: pd.DataFrame, patching: pd.DataFrame, probes: pd.DataFrame,
                  ablation: pd.DataFrame, lens: pd.DataFrame, heads: pd.DataFrame, n_layers: int) -> pd.DataFrame:
     """``pred``: table0 predictions; the others: per-pair tables of notebook 06 (matched and
-    unmatched pairs tagged by ``kind``); ``heads``: head-patching table of the canonical pair."""
+    unmatched pairs tagged by ``kind``); ``heads``: head-patching table of the canonical pair, or None."""
     rows = []
     m = {k: d[d.kind == "matched"] if "kind" in d else d
          for k, d in dict(deltas=deltas, patching=patching, probes=probes, ablation=ablation, lens=lens).items()}
@@ -109,11 +109,16 @@ def claims_table(pred: pd.DataFrame, deltas: pd.DataFrame, patching: pd.DataFram
                  "(rule: mean >= 2/3 of the depth)", "supported" if est >= 2 * L / 3 else "not supported"))
 
     # 10. layer 10 head 8 is an outcome detector
-    h = heads.sort_values("recovery_projection_pct", ascending=False).iloc[0]
-    h108 = heads[(heads.layer == 10) & (heads["head"] == 8)].recovery_projection_pct
+    if heads is None or not len(heads):
+        best_head = "per-head patching was not run (fine_patching off)"
+    else:
+        h = heads.sort_values("recovery_projection_pct", ascending=False).iloc[0]
+        h108 = heads[(heads.layer == 10) & (heads["head"] == 8)].recovery_projection_pct
+        best_head = (f"in the toy the best single head (canonical pair, projection) is "
+                     f"L{int(h.layer)}H{int(h['head'])} "
+                     f"({h.recovery_projection_pct:.1f}%), L10H8 gives "
+                     f"{float(h108.iloc[0]) if len(h108) else np.nan:.1f}%")
     rows.append(("Layer 10 head 8 is an 'outcome detector'",
-                 f"the toy's heads are not ViViT-B's, so the index cannot transfer; in the toy the best single "
-                 f"head (canonical pair, projection) is L{int(h.layer)}H{int(h['head'])} "
-                 f"({h.recovery_projection_pct:.1f}%), L10H8 gives "
-                 f"{float(h108.iloc[0]) if len(h108) else np.nan:.1f}%", "not testable in the toy world"))
+                 f"the toy's heads are not ViViT-B's, so the index cannot transfer; {best_head}",
+                 "not testable in the toy world"))
     return pd.DataFrame(rows, columns=["claim", "toy evidence", "verdict"])

@@ -180,7 +180,8 @@ def paper_config() -> VivitConfig:
     )
 
 
-def _from_dir(directory: Path, profile: str, target: int | None) -> LoadedModel:
+def check_model_dir(directory: Path) -> None:
+    """Raise ModelLoadError unless ``directory`` holds a HuggingFace ViViT checkpoint."""
     cfg_file = directory / "config.json"
     if not directory.is_dir():
         raise ModelLoadError(
@@ -198,6 +199,10 @@ def _from_dir(directory: Path, profile: str, target: int | None) -> LoadedModel:
             f"{cfg_file} describes a {model_type!r} model; only ViViT checkpoints "
             f"(model_type 'vivit', VivitForVideoClassification) are supported"
         )
+
+
+def _from_dir(directory: Path, profile: str, target: int | None) -> LoadedModel:
+    check_model_dir(directory)
     model, info = VivitForVideoClassification.from_pretrained(
         directory, attn_implementation="eager", output_loading_info=True
     )

@@ -7,7 +7,9 @@ data folders, videos, pair count); the executed copy goes to ``build/<profile>/`
 HTML rendering beside it. Figures and tables are written into a staging folder
 ``figures/<profile>.partial`` that replaces ``figures/<profile>`` only once every notebook has
 succeeded: a failure never leaves a mix of old and new outputs that looks complete. On
-failure the runner names the notebook and the failing cell and exits non-zero.
+failure the runner deletes the staging folder, names the notebook and the failing cell
+(the executed notebook in ``build/`` keeps the traceback) and exits non-zero. Inputs
+(profile, videos, output folders) are checked before anything is written (``preflight``).
 """
 
 from __future__ import annotations
@@ -53,22 +55,71 @@ def execute(notebook: Path, out_nb: Path, parameters: dict, cwd: Path) -> None:
         ) from None
 
 
+def expected_frames(profile: str) -> int:
+    """Frames the profile's model reads, from its config alone (no weights loaded)."""
+    if profile == "toy":
+        cfg = paths.TOY_MODEL_DIR / "config.json"
+    elif profile in ("paper", "paper-shape"):
+        return 32
+    else:
+        cfg = Path(profile).expanduser() / "config.json"
+    return int(json.loads(cfg.read_text()).get("num_frames", 32)) if cfg.is_file() else 32
+
+
+def preflight(profile: str, strike_video: str, gutter_video: str, roots: list[Path]) -> None:
+    """Check every input before anything is written; raise SystemExit with one clear message."""
+    from utils.io import ensure_writable_dir
+    from utils.models import PROFILES, ModelLoadError, check_model_dir
+    from utils.video import VideoError, probe_timestamps
+
+    if profile not in PROFILES:
+        path = Path(profile).expanduser()
+        if not path.exists():
+            raise SystemExit(f"error: unknown PROFILE={profile!r}; choose one of {', '.join(PROFILES)} "
+                             "or the path of a HuggingFace ViViT checkpoint directory")
+        try:
+            check_model_dir(path)
+        except ModelLoadError as err:
+            raise SystemExit(f"error: PROFILE={profile}: {err}") from None
+    if bool(strike_video) != bool(gutter_video):
+        raise SystemExit("error: pass both STRIKE_VIDEO and GUTTER_VIDEO, or neither")
+    need = expected_frames(profile)
+    for name, video in (("STRIKE_VIDEO", strike_video), ("GUTTER_VIDEO", gutter_video)):
+        if not video:
+            continue
+        try:
+            n = len(probe_timestamps(video))
+        except VideoError as err:
+            raise SystemExit(f"error: {name}: {err}") from None
+        if n < need:
+            raise SystemExit(f"error: {name}={video} has only {n} frames; the model reads {need}. "
+                             f"Use a longer clip (at least {need} frames).")
+    for root in roots:  # every output folder must be creatable and writable
+        probe = root
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        if probe.is_file() or not os.access(probe, os.W_OK):
+            try:
+                ensure_writable_dir(root)
+            except PermissionError as err:
+                raise SystemExit(f"error: {err}") from None
+
+
 def run_all(notebooks: list[Path], profile: str, strike_video: str = "", gutter_video: str = "",
             pairs: int | None = None, html: bool = True, figures_root: Path | None = None,
-            data_root: Path | None = None, build_root: Path | None = None) -> Path:
+            data_root: Path | None = None, build_root: Path | None = None,
+            extra_parameters: dict | None = None) -> Path:
     """Run ``notebooks`` in order; return the final figures folder (see module docstring).
 
     ``figures_root``, ``data_root`` and ``build_root`` default to the repository's
     ``figures/``, ``data/`` and ``build/`` (tests point them at temporary folders).
     """
     from utils.io import ensure_writable_dir, write_text
-    from utils.models import PROFILES
 
-    if profile not in PROFILES and not Path(profile).expanduser().is_dir():
-        raise SystemExit(f"error: unknown PROFILE={profile!r}; choose one of {', '.join(PROFILES)} "
-                         "or the path of a HuggingFace ViViT checkpoint directory")
     slug = paths.profile_slug(profile)
     root = figures_root or paths.FIGURES_DIR
+    preflight(profile, strike_video, gutter_video,
+              [root, (data_root or paths.DATA_DIR), (build_root or paths.BUILD_DIR)])
     final = root / slug
     staging = root / f"{slug}.partial"
     build = (build_root or paths.BUILD_DIR) / slug
@@ -87,6 +138,7 @@ def run_all(notebooks: list[Path], profile: str, strike_video: str = "", gutter_
         "strike_video": strike_video or "",
         "gutter_video": gutter_video or "",
         "n_pairs": pairs,
+        **(extra_parameters or {}),
     }
     t0 = time.time()
     timings = {}
@@ -98,8 +150,8 @@ def run_all(notebooks: list[Path], profile: str, strike_video: str = "", gutter_
             execute(nb, out_nb, parameters, build)
         except NotebookFailed as err:
             print(f"FAILED: {err}", file=sys.stderr, flush=True)
-            print(f"outputs of this run stay in {staging} (incomplete); {final} is unchanged",
-                  file=sys.stderr)
+            shutil.rmtree(staging, ignore_errors=True)  # nothing half-written stays behind
+            print(f"no figure or table of this run was kept; {final} is unchanged", file=sys.stderr)
             raise SystemExit(1) from None
         timings[nb.stem] = time.time() - t
         if html:
