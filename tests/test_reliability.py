@@ -1,6 +1,7 @@
 """Bad inputs at the top level: one clear message, a non-zero exit, and no output touched."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -145,3 +146,25 @@ def test_toy_profile_never_touches_the_network(roots, monkeypatch):
     probe = subprocess.run([sys.executable, "-c", "import socket; socket.socket().connect(('192.0.2.1', 80))"],
                            capture_output=True, text=True, timeout=60)
     assert probe.returncode != 0 and "network disabled by the test" in probe.stderr
+
+
+@pytest.mark.parametrize("failure", [KeyboardInterrupt, RuntimeError])
+def test_interrupt_midway_leaves_no_half_written_output(roots, monkeypatch, failure):
+    """The second notebook is interrupted after writing one figure: nothing of the run stays."""
+    import utils.runner as runner
+
+    calls = []
+
+    def fake_execute(nb, out_nb, parameters, cwd):
+        calls.append(nb.name)
+        (Path(parameters["output_dir"]) / f"fig_from_{nb.stem}.png").write_bytes(b"half")
+        if len(calls) == 2:
+            raise failure("interrupted")
+
+    monkeypatch.setattr(runner, "execute", fake_execute)
+    before = snapshot(roots["figures"])
+    with pytest.raises(failure):
+        run_all(NB[:3], "toy", html=False, figures_root=roots["figures"], data_root=roots["data"],
+                build_root=roots["build"])
+    assert snapshot(roots["figures"]) == before
+    assert not (roots["figures"] / "toy.partial").exists()

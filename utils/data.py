@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from utils import paths
 from utils.io import atomic_path, ensure_writable_dir, write_text
 from utils.models import LoadedModel
 from utils.synthetic import render_clip
-from utils.video import VideoError, read_video, write_video
+from utils.video import VideoError, probe_timestamps, read_video, write_video
 
 CANONICAL_SEED = 42  # the canonical matched pair, as the paper's seed
 PAIR_SEED_BASE = 300_000  # matched pairs use seeds PAIR_SEED_BASE + i: never used in training
@@ -78,7 +79,12 @@ def paper_clips(loaded: LoadedModel, strike_video: str = "", gutter_video: str =
         videos = {k: _download(f) for k, f in PAPER_FILES.items()}
     clips = []
     for outcome, path in videos.items():
-        frames = read_video(path, loaded.num_frames, sampling=sampling, seed=seed)
+        mode = sampling
+        if sampling == "paper" and len(probe_timestamps(path)) <= 4 * loaded.num_frames:
+            warnings.warn(f"{path} has too few frames for the paper's 128-frame window: sampling "
+                          "uniformly instead", stacklevel=2)
+            mode = "uniform"
+        frames = read_video(path, loaded.num_frames, sampling=mode, seed=seed)
         clips.append(Clip(f"canonical_{outcome}", -1, None, outcome, str(path), frames))
     return clips
 

@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -142,21 +143,26 @@ def run_all(notebooks: list[Path], profile: str, strike_video: str = "", gutter_
     }
     t0 = time.time()
     timings = {}
-    for k, nb in enumerate(notebooks, 1):
-        out_nb = build / nb.name
-        print(f"== [{k}/{len(notebooks)}] {nb.stem}  (profile {profile})", flush=True)
-        t = time.time()
-        try:
-            execute(nb, out_nb, parameters, build)
-        except NotebookFailed as err:
-            print(f"FAILED: {err}", file=sys.stderr, flush=True)
-            shutil.rmtree(staging, ignore_errors=True)  # nothing half-written stays behind
-            print(f"no figure or table of this run was kept; {final} is unchanged", file=sys.stderr)
-            raise SystemExit(1) from None
-        timings[nb.stem] = time.time() - t
-        if html:
-            _html(out_nb)
-        print(f"   done in {timings[nb.stem]:.0f}s -> {out_nb}", flush=True)
+    done = False
+    try:
+        for k, nb in enumerate(notebooks, 1):
+            out_nb = build / nb.name
+            print(f"== [{k}/{len(notebooks)}] {nb.stem}  (profile {profile})", flush=True)
+            t = time.time()
+            try:
+                execute(nb, out_nb, parameters, build)
+            except NotebookFailed as err:
+                print(f"FAILED: {err}", file=sys.stderr, flush=True)
+                print(f"no figure or table of this run was kept; {final} is unchanged", file=sys.stderr)
+                raise SystemExit(1) from None
+            timings[nb.stem] = time.time() - t
+            if html:
+                _html(out_nb)
+            print(f"   done in {timings[nb.stem]:.0f}s -> {out_nb}", flush=True)
+        done = True
+    finally:
+        if not done:  # a failure or an interrupt: nothing half-written stays behind
+            shutil.rmtree(staging, ignore_errors=True)
     old = root / f"{slug}.old"
     shutil.rmtree(old, ignore_errors=True)
     if final.exists():
@@ -172,7 +178,12 @@ def run_all(notebooks: list[Path], profile: str, strike_video: str = "", gutter_
     return final
 
 
+def _terminate(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv=None):
+    signal.signal(signal.SIGTERM, _terminate)  # `kill` cleans up like Ctrl-C
     parser = argparse.ArgumentParser(description="Run the analysis notebooks for one profile.")
     parser.add_argument("notebooks", nargs="+", type=Path)
     parser.add_argument("--profile", default="toy")
