@@ -169,3 +169,20 @@ def test_every_unusable_input_raises_video_error_naming_the_file(tmp_path, mp4):
         assert str(path) in str(info.value), case
         assert isinstance(info.value, ValueError)
         assert info.value.__cause__ is None, f"{case}: a PyAV traceback leaked"
+
+
+def test_long_clip_is_streamed_not_loaded(tmp_path):
+    """1200 frames decoded to sample 16: numpy never holds more than a few frames at once."""
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 255, (1200, 64, 64, 3), dtype=np.uint8)
+    path = _write(tmp_path / "long.mp4", frames, rate=30)
+    del frames
+    tracemalloc.start()
+    out = read_video(path, 16)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    frame_bytes = 64 * 64 * 3
+    assert out.shape == (16, 64, 64, 3)
+    assert peak < 60 * frame_bytes, f"peak {peak / frame_bytes:.0f} frames held in memory"
