@@ -34,12 +34,20 @@ def top_k(logits: torch.Tensor, id2label: dict, k: int = 5) -> list[tuple[int, s
 
 
 def before_after(logits_before: torch.Tensor, logits_after: torch.Tensor, id2label: dict,
-                 k: int = 5) -> pd.DataFrame:
-    """The paper's table layout: the top-k classes before, with their logits after."""
+                 k: int = 5, include: int | None = None) -> pd.DataFrame:
+    """The paper's table layout: the top-k classes before, with their logits after.
+
+    ``include``: a class (the target) that gets a row even when it is not in the top k, with
+    its true rank, so its change is always reported.
+    """
     rows = []
-    for rank, (i, label, before) in enumerate(top_k(logits_before, id2label, k), start=1):
-        after = float(logits_after[i])
-        rows.append({"rank": rank, "class": label, "class_index": i, "logit_before": before,
+    ranks = (logits_before > logits_before[:, None]).sum(1) + 1  # 1-based rank of each class
+    chosen = [i for i, _, _ in top_k(logits_before, id2label, k)]
+    if include is not None and include not in chosen:
+        chosen.append(include)
+    for i in chosen:
+        before, after = float(logits_before[i]), float(logits_after[i])
+        rows.append({"rank": int(ranks[i]), "class": id2label[i], "class_index": i, "logit_before": before,
                      "logit_after": after, "change": after - before})
     return pd.DataFrame(rows)
 
@@ -91,7 +99,7 @@ def top_fraction_ablation(hooked: HookedViViT, pixel_values: torch.Tensor, targe
     n = n_top(s.numel(), fraction)
     tokens = (torch.topk(s, n).indices + 1).tolist()  # +1: CLS is token 0
     after = hooked.run(zero_tubelets(hooked, pixel_values, tokens, mode)).logits[0]
-    table = before_after(run.logits[0], after, hooked.loaded.id2label, k)
+    table = before_after(run.logits[0], after, hooked.loaded.id2label, k, include=target)
     table.insert(0, "mode", mode)
     table.insert(1, "score", score)
     table.insert(2, "n_ablated", n)
