@@ -177,18 +177,18 @@ def integrated_gradients(hooked: HookedViViT, pixel_values: torch.Tensor, target
     base = torch.zeros_like(x) if baseline is None else baseline
     alphas = (torch.arange(steps, dtype=x.dtype) + 0.5) / steps
     grads = torch.zeros_like(x)
-    model = hooked.model
+    # memory-efficient attention (no tokens x tokens matrix kept for the backward pass);
+    # one step at a time at paper scale, where a batch of 8 would need tens of GB
+    batch = batch if hooked.n_tokens <= 1024 else 1
     for i in range(0, steps, batch):
         a = alphas[i : i + batch].view(-1, 1, 1, 1, 1)
         xs = (base + a * (x - base)).detach().requires_grad_(True)
-        with torch.enable_grad():
-            logit = model(pixel_values=xs).logits[:, target].sum()
-            (g,) = torch.autograd.grad(logit, xs)
+        logit = hooked.run(xs, grad=True).logits[:, target].sum()
+        (g,) = torch.autograd.grad(logit, xs)
         grads += g.sum(0)
     ig = (x - base) * grads / steps  # (frame, 3, H, W)
     ft, fh, fw = hooked.loaded.tubelet
     T, R, C = hooked.grid
     per_token = ig.reshape(T, ft, 3, R, fh, C, fw).sum((1, 2, 4, 6)).reshape(-1)  # (patches,)
-    with torch.inference_mode():
-        gap = float(model(pixel_values=torch.stack([x, base])).logits[:, target].diff().neg())
+    gap = float(hooked.run(torch.stack([x, base])).logits[:, target].diff().neg())
     return {"tokens": per_token.detach(), "total": float(per_token.sum()), "gap": gap}

@@ -54,6 +54,11 @@ def execute(notebook: Path, out_nb: Path, parameters: dict, cwd: Path) -> None:
             f"{notebook.name} failed in cell {err.exec_count} ({err.ename}: {err.evalue}); "
             f"the executed notebook with the traceback is {out_nb}"
         ) from None
+    except Exception as err:  # noqa: BLE001 - the kernel died (out of memory?), a timeout ...
+        raise NotebookFailed(
+            f"{notebook.name} failed: {type(err).__name__}: {err} (a kernel that dies is usually out "
+            f"of memory: lower batch sizes or pair counts); the partial notebook is {out_nb}"
+        ) from None
 
 
 def expected_frames(profile: str) -> int:
