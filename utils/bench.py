@@ -134,7 +134,7 @@ def end_to_end() -> list[dict]:
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Benchmarks: optimised vs naive paths.")
     parser.add_argument("--reps", type=int, default=5, help="runs per toy case (median)")
-    parser.add_argument("--paper-reps", type=int, default=1, help="runs per paper-shape case")
+    parser.add_argument("--paper-reps", type=int, default=2, help="runs per paper-shape case")
     parser.add_argument("--batch-size", type=int, default=0, help="0: automatic")
     parser.add_argument("--skip-paper", action="store_true", help="toy only (quick check)")
     parser.add_argument("--memory-child", nargs=2, metavar=("PROFILE", "MODE"), help=argparse.SUPPRESS)

@@ -91,20 +91,59 @@ def recovery(patched: torch.Tensor, target: torch.Tensor, source: torch.Tensor) 
     }
 
 
-def _row_hooks(rows: list[Patch], names: set[str]):
-    """Hooks that apply each row's patch to its own batch row."""
+class _Done:
+    """A batch row whose patch has been applied (later layers run it unpatched)."""
+
+    hook = None
+
+    def __init__(self, patch: Patch):
+        self.patch = patch
+
+
+def _row_hooks(rows: list, names: set[str]):
+    """Hooks that apply each row's patch to its own batch row (rows may be None or _Done)."""
 
     def make(name):
         def fn(act, _name):
             act = act.clone()
             for r, p in enumerate(rows):
-                if p.hook == name:
+                if p is not None and p.hook == name:
                     p.apply(act[r])
             return act
 
         return fn
 
-    return {name: make(name) for name in names}
+    return {name: make(name) for name in names if name}
+
+
+def _cat(x: torch.Tensor | None, new: torch.Tensor) -> torch.Tensor:
+    return new if x is None else torch.cat([x, new])
+
+
+def _entry(p: Patch, target_cache: dict) -> tuple[str, torch.Tensor, bool]:
+    """Where a patched run joins the batch at its layer: ``(stage, state, needs_hook)``.
+
+    A patch that replaces a whole activation needs no computation at its own site: a full
+    ``hook_attn_out`` patch joins at resid_mid as ``resid_pre + value``, a full ``hook_mlp_out``
+    patch joins after the block as ``resid_mid + value`` (bitwise what the hook would give).
+    Partial patches join before the block (attention side) or at resid_mid (MLP side) and
+    are applied by a hook.
+    """
+    layer, site = parse_name(p.hook)
+    pre = target_cache[f"blocks.{layer}.hook_resid_pre"][0]
+    mid = target_cache[f"blocks.{layer}.hook_resid_mid"][0]
+    if p.positions is None and p.heads is None:
+        full = {
+            "hook_resid_pre": ("pre", p.value),
+            "hook_attn_out": ("mid", pre + p.value),
+            "hook_resid_mid": ("mid", p.value),
+            "hook_mlp_out": ("post", mid + p.value),
+            "hook_resid_post": ("post", p.value),
+        }
+        if site in full:
+            stage, state = full[site]
+            return stage, state, False
+    return ("mid", mid, True) if p.at_mid else ("pre", pre, True)
 
 
 def auto_batch_size(hooked: HookedViViT) -> int:
@@ -141,31 +180,39 @@ def run_patches(hooked: HookedViViT, target_cache: dict, patches: Sequence[Patch
         for chunk in tqdm(chunks, desc="patched runs", disable=not progress, leave=False):
             rows: list[Patch] = []
             x = None
+            read_val = None
             first = patches[chunk[0]].layer
             for layer in range(first, L):
-                here = [patches[i] for i in chunk if patches[i].layer == layer]
-                pre = [p for p in here if not p.at_mid]
-                mid = [p for p in here if p.at_mid]
-                if pre:
-                    start = target_cache[f"blocks.{layer}.hook_resid_pre"][0]
-                    new = start.expand(len(pre), *start.shape)
-                    x = new if x is None else torch.cat([x, new])
-                    rows += pre
+                stages = {"pre": [], "mid": [], "post": []}
+                for i in chunk:
+                    if patches[i].layer == layer:
+                        stage, start, hooked_patch = _entry(patches[i], target_cache)
+                        stages[stage].append((patches[i], start, hooked_patch))
+                if stages["pre"]:
+                    x = _cat(x, torch.stack([s for _, s, _ in stages["pre"]]))
+                    rows += [p for p, _, _ in stages["pre"]]
                 if x is not None:
                     x = hooked.block(layer, x, _row_hooks(rows, {p.hook for p in rows}))
-                if mid:
-                    start = target_cache[f"blocks.{layer}.hook_resid_mid"][0]
-                    new = hooked.block(layer, start.expand(len(mid), *start.shape),
-                                       _row_hooks(mid, {p.hook for p in mid}), start_at_mid=True)
-                    x = new if x is None else torch.cat([x, new])
-                    rows += mid
+                if stages["mid"]:
+                    mid_rows = [p if h else None for p, _, h in stages["mid"]]
+                    new = hooked.block(layer, torch.stack([s for _, s, _ in stages["mid"]]),
+                                       _row_hooks(mid_rows, {p.hook for p in mid_rows if p}), start_at_mid=True)
+                    x = _cat(x, new)
+                    rows += [p for p, _, _ in stages["mid"]]
+                if stages["post"]:
+                    x = _cat(x, torch.stack([s for _, s, _ in stages["post"]]))
+                    rows += [p for p, _, _ in stages["post"]]
+                for r in range(len(rows)):  # rows never apply a patch twice
+                    rows[r] = _Done(rows[r]) if not isinstance(rows[r], _Done) else rows[r]
                 if layer == read_layer:
                     read_val = x
+            if read_val is None:
+                raise ValueError(f"read={read} comes before the patched layer {first}")
             logits = hooked.head(x)
-            index = {id(p): r for r, p in enumerate(rows)}
+            index = {id(r.patch): k for k, r in enumerate(rows)}
             for i in chunk:
-                r = index[id(patches[i])]
-                outs[i] = (read_val[r], logits[r])
+                k = index[id(patches[i])]
+                outs[i] = (read_val[k], logits[k])
     acts = torch.stack([outs[i][0] for i in range(len(patches))])
     logits = torch.stack([outs[i][1] for i in range(len(patches))])
     return acts, logits
