@@ -114,7 +114,8 @@ def bench_memory(profile: str) -> dict:
     return {"case": f"CLS attention, all layers x heads, {profile}", "measure": "peak memory rise (MiB)",
             "naive": res["naive"]["rise_mib"], "ours": res["ours"]["rise_mib"],
             "ratio": res["ours"]["rise_mib"] / max(res["naive"]["rise_mib"], 1e-9), "target": "<= 0.25",
-            "runs": 1, "note": f"rows {res['ours']['shape']}; naive = HF eager, output_attentions=True"}
+            "runs": 1, "note": f"rows {res['ours']['shape']}; rise of peak RSS above the peak of a plain forward "
+                               "pass (warm-up); naive = HF eager, output_attentions=True"}
 
 
 def end_to_end() -> list[dict]:
