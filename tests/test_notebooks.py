@@ -35,6 +35,9 @@ def test_stored_without_outputs_and_with_one_literal_parameters_cell(path):
     declared = papermill.inspect_notebook(str(path))  # papermill must parse every line
     assert set(declared) == {t.targets[0].id for t in tree.body}
     assert nb["cells"][0]["cell_type"] == "markdown" and nb["cells"][0]["source"][0].startswith("# ")
+    imported = {a.asname or a.name for c in code for node in ast.walk(ast.parse("".join(c["source"])))
+                if isinstance(node, ast.ImportFrom | ast.Import) for a in node.names}
+    assert not imported & set(declared), f"parameters shadow imports: {imported & set(declared)}"
     text = "".join("".join(c["source"]) for c in code)
     assert "sys.path" not in text and "os.chdir" not in text
 

@@ -17,7 +17,14 @@ from utils.ablation import top_fraction_ablation
 from utils.attribution import logit_lens_cls
 from utils.deltas import delta_names, delta_norms
 from utils.hooks import HookedViViT
-from utils.patching import component_sweep, needed_target_names
+from utils.patching import (
+    component_sweep,
+    frame_patches,
+    head_patches,
+    needed_target_names,
+    patch_table,
+    position_patches,
+)
 
 DIRECTIONS = {"strike->gutter": ("strike", "gutter"), "gutter->strike": ("gutter", "strike")}
 
@@ -81,3 +88,22 @@ def cls_features(hooked: HookedViViT, data, ids: list[str], batch: int = 16) -> 
         r = hooked.run(px, names=site)
         feats.append(torch.stack([r[s][:, 0] for s in site], 1))
     return torch.cat(feats)
+
+
+def fine_grained_patching(hooked: HookedViViT, data, strike_id: str, gutter_id: str, target: int,
+                  position_layer: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Strike-into-gutter patching of one pair at fine grain: every head (``attn.hook_z``),
+    every tubelet time step at every layer (``resid_pre``), and every spatial position at
+    ``position_layer`` (``resid_pre``, all time steps). Three tidy tables, tagged by pair."""
+    L = hooked.n_layers
+    names = {f"blocks.{i}.{s}" for i in range(L) for s in ("attn.hook_z", "hook_resid_pre")}
+    src = hooked.run(data.pixels(strike_id), names=names | {f"blocks.{L - 1}.hook_resid_post"})
+    tgt = hooked.run(data.pixels(gutter_id), names=needed_target_names(hooked))
+    runs = (src, tgt)
+    heads = patch_table(hooked, None, None, target, lambda c: head_patches(hooked, c), runs=runs)
+    frames = pd.concat([patch_table(hooked, None, None, target, lambda c, lay=lay: frame_patches(hooked, c, lay),
+                                    runs=runs) for lay in range(L)], ignore_index=True)
+    positions = patch_table(hooked, None, None, target,
+                            lambda c: position_patches(hooked, c, position_layer), runs=runs)
+    tag = strike_id.rsplit("_", 1)[0]
+    return tuple(t.assign(pair=tag) for t in (heads, frames, positions))
