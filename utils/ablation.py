@@ -80,16 +80,17 @@ def zero_tubelets(hooked: HookedViViT, pixel_values: torch.Tensor, tokens, mode:
 
 def top_fraction_ablation(hooked: HookedViViT, pixel_values: torch.Tensor, target: int,
                           mode: str = "faithful", fraction: float = 0.1,
-                          score: str = "notebook", k: int = 5) -> dict:
+                          score: str = "notebook", k: int = 5, run=None) -> dict:
     """Ablate the top ``fraction`` of patches by ``score`` (``notebook``: final-layer token .
     W_target, as the author; ``dla``: per-token DLA through the last layer's attention).
 
-    Returns ``tokens`` (chosen token indices), ``n_ablated``, ``logits_before``,
-    ``logits_after`` and ``table`` (top-k before/after, with mode and n_ablated columns).
+    ``run``: the clean run of ``pixel_values`` caching ``ablation_names`` (reused across modes
+    instead of recomputed). Returns ``tokens`` (chosen token indices), ``n_ablated``,
+    ``logits_before``, ``logits_after``, ``run`` and ``table`` (top-k before/after, with mode
+    and n_ablated columns).
     """
-    last = hooked.n_layers - 1
-    names = {f"blocks.{last}.hook_resid_post"} | set(token_dla_names(hooked))
-    run = hooked.run(pixel_values, names=names)
+    if run is None:
+        run = hooked.run(pixel_values, names=ablation_names(hooked))
     if score == "notebook":
         s = notebook_token_score(hooked, run, target)  # (patches,)
     elif score == "dla":
@@ -104,7 +105,12 @@ def top_fraction_ablation(hooked: HookedViViT, pixel_values: torch.Tensor, targe
     table.insert(1, "score", score)
     table.insert(2, "n_ablated", n)
     return {"tokens": tokens, "n_ablated": n, "logits_before": run.logits[0],
-            "logits_after": after, "table": table}
+            "logits_after": after, "table": table, "run": run}
+
+
+def ablation_names(hooked: HookedViViT) -> set[str]:
+    """Activations the top-fraction scores need."""
+    return {f"blocks.{hooked.n_layers - 1}.hook_resid_post"} | set(token_dla_names(hooked))
 
 
 def random_tokens(hooked: HookedViViT, n: int, seed: int) -> list[int]:

@@ -56,8 +56,10 @@ def analyse_pair(hooked: HookedViViT, pixels: dict, target: int, pair: str, kind
     if ablation:
         rows = []
         for k, px in pixels.items():
+            clean = None  # one clean run serves both modes
             for mode in ("faithful", "corrected"):
-                res = top_fraction_ablation(hooked, px, target, mode=mode)
+                res = top_fraction_ablation(hooked, px, target, mode=mode, run=clean)
+                clean = res["run"]
                 before, after = float(res["logits_before"][target]), float(res["logits_after"][target])
                 rows.append({"run": k, "mode": mode, "logit_before": before, "logit_after": after,
                              "delta_target_logit": after - before,

@@ -77,8 +77,7 @@ def attention_overlay(frames_by_run: dict, attn_by_run: dict, tubelet_t: int, ti
         for c, t in enumerate(steps):
             ax = axes[r, c]
             ax.imshow(frames[t * tubelet_t])
-            heat = np.kron(attn[t], np.ones((H // attn.shape[1], W // attn.shape[2])))
-            im = ax.imshow(heat, cmap="inferno", alpha=0.6, vmin=0, vmax=vmax)
+            im = ax.imshow(_upsample(attn[t], H, W), cmap="inferno", alpha=0.6, vmin=0, vmax=vmax)
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
@@ -89,6 +88,40 @@ def attention_overlay(frames_by_run: dict, attn_by_run: dict, tubelet_t: int, ti
                               fontweight="bold")
     cb = fig.colorbar(im, ax=axes, fraction=0.015, pad=0.01)
     cb.set_label("CLS attention weight")
+    fig.suptitle(title)
+    return fig
+
+
+def _upsample(grid: np.ndarray, H: int, W: int) -> np.ndarray:
+    """A (row, col) patch grid blown up to (H, W) pixels, one constant block per patch."""
+    return np.kron(grid, np.ones((H // grid.shape[0], W // grid.shape[1])))
+
+
+def token_maps(rows, title: str, frames: np.ndarray | None = None, tubelet_t: int = 2, steps=None):
+    """One row per map ``(time step, row, col)``, one column per time step, symmetric colour
+    scale per row. ``rows``: ``[(map, row label, colour-bar label), ...]``; with ``frames``
+    (uint8 ``(frame, H, W, 3)``) each map is drawn over the first frame of its tubelet."""
+    T = rows[0][0].shape[0]
+    steps = list(range(T)) if steps is None else list(steps)
+    fig, axes = plt.subplots(len(rows), len(steps), figsize=(1.85 * len(steps), 2.2 * len(rows)),
+                             squeeze=False)
+    for r, (m, label, cbar_label) in enumerate(rows):
+        lim = float(np.abs(m).max()) or 1.0
+        for c, t in enumerate(steps):
+            ax = axes[r, c]
+            if frames is None:
+                im = ax.imshow(m[t], cmap="RdBu_r", vmin=-lim, vmax=lim)
+            else:
+                ax.imshow(frames[t * tubelet_t])
+                H, W = frames.shape[1:3]
+                im = ax.imshow(_upsample(m[t], H, W), cmap="RdBu_r", vmin=-lim, vmax=lim, alpha=0.65)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(f"t={t}", fontsize=9, fontweight="normal")
+            if c == 0:
+                ax.set_ylabel(label, fontsize=9)
+        fig.colorbar(im, ax=axes[r], fraction=0.02, pad=0.01).set_label(cbar_label)
     fig.suptitle(title)
     return fig
 
