@@ -6,6 +6,10 @@ PROFILE ?= toy# toy | paper | paper-shape | path/to/vivit-checkpoint
 STRIKE_VIDEO ?=# paper profile: your strike clip (default: the author's clip from the HF hub)
 GUTTER_VIDEO ?=# paper profile: your gutter clip
 PAIRS ?=# number of matched pairs (default: each notebook's own)
+PAIRS_CSV ?=# a CSV of your own video pairs: pair_id,strike_path,gutter_path[,matched]
+TARGET ?= bowling# the analysed class: a class name or an index
+DEVICE ?= auto# auto (a CUDA GPU when available) | cpu | cuda
+PREPROCESS ?= checkpoint# checkpoint (the checkpoint's own processor; hub ViViT: [-3, 1]) | original ([-1, 1])
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
@@ -27,20 +31,21 @@ $(STAMP): pyproject.toml constraints.txt
 
 figures: $(STAMP) ## run notebooks 00.. for PROFILE (default toy) -> figures/PROFILE, build/PROFILE
 	$(PY) -m utils.runner --profile "$(PROFILE)" --strike-video "$(STRIKE_VIDEO)" \
-		--gutter-video "$(GUTTER_VIDEO)" --pairs "$(PAIRS)" $(NOTEBOOKS)
+		--gutter-video "$(GUTTER_VIDEO)" --pairs "$(PAIRS)" --pairs-csv "$(PAIRS_CSV)" \
+		--target "$(TARGET)" --device "$(DEVICE)" --preprocess "$(PREPROCESS)" $(NOTEBOOKS)
 
 test: $(STAMP) ## lint, unit tests and every notebook (offline: HF_HUB_OFFLINE=1)
-	$(PY) -m ruff check utils tests
+	$(PY) -m ruff check utils tests notebooks
 	HF_HUB_OFFLINE=1 $(PY) -m pytest
 
-lint: $(STAMP) ## ruff only
-	$(PY) -m ruff check utils tests
+lint: $(STAMP) ## ruff only (the package, the tests and the notebooks)
+	$(PY) -m ruff check utils tests notebooks
 
 toy-model: $(STAMP) ## retrain the toy ViViT from scratch (fixed seed) into data/models/toy-vivit
 	$(PY) -m utils.train
 
 bench: $(STAMP) ## benchmarks at paper scale and on the toy model -> benchmarks/results.md
-	HF_HUB_OFFLINE=1 $(PY) -m utils.bench
+	HF_HUB_OFFLINE=1 $(PY) -m utils.bench --device "$(DEVICE)"
 
 lock: $(STAMP) ## re-pin constraints.txt to what .venv holds
 	{ head -2 constraints.txt; $(PY) -m pip freeze --exclude-editable | sed 's/+cpu//'; } > constraints.tmp

@@ -11,7 +11,9 @@
 * End-to-end ``make figures``: the runner records each run's timings in
   ``build/<profile>/timings.json``; the latest are reported (not rerun here).
 
-Results: ``benchmarks/results.md`` and ``benchmarks/results.csv``, with the machine.
+``--device`` (``make bench DEVICE=...``) runs the sweeps on a GPU; there the memory figure is
+the rise of ``torch.cuda.max_memory_allocated``. Results: ``benchmarks/results.md`` and
+``benchmarks/results.csv`` (CPU), or ``results-<card>.md/csv`` for a GPU run, with the machine.
 """
 
 from __future__ import annotations
@@ -33,24 +35,33 @@ from utils import paths
 from utils.io import atomic_path, write_text
 
 
-def _machine() -> str:
-    return (f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-            f"{torch.get_num_threads()} threads, Python {platform.python_version()}")
+def _machine(device: torch.device) -> str:
+    cpu = (f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+           f"{torch.get_num_threads()} threads, Python {platform.python_version()}")
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda}); host {cpu}"
+    return cpu
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def _pair(loaded):
+    from utils.data import CANONICAL_SEED
     from utils.synthetic import render_pair
 
-    s, g = render_pair(42, num_frames=loaded.num_frames, size=loaded.image_size)
-    return loaded.preprocess(s), loaded.preprocess(g)
+    s, g = render_pair(CANONICAL_SEED, num_frames=loaded.num_frames, size=loaded.image_size)
+    return loaded.preprocess(s).to(loaded.device), loaded.preprocess(g).to(loaded.device)
 
 
-def bench_sweep(profile: str, reps: int, batch_size: int) -> dict:
+def bench_sweep(profile: str, reps: int, batch_size: int, device: str = "cpu") -> dict:
     from utils.hooks import HookedViViT
     from utils.models import load_model
     from utils.patching import component_patches, naive_patches, needed_target_names, run_patches
 
-    loaded = load_model(profile)
+    loaded = load_model(profile, device=device)
     hooked = HookedViViT(loaded)
     strike, gutter = _pair(loaded)
     L = hooked.n_layers
@@ -69,8 +80,10 @@ def bench_sweep(profile: str, reps: int, batch_size: int) -> dict:
     results = {}
     for _ in range(reps):
         for name, fn in (("naive", naive), ("ours", ours)):
+            _sync(loaded.device)
             t = time.perf_counter()
             results[name] = fn()
+            _sync(loaded.device)
             times[name].append(time.perf_counter() - t)
             print(f"  {profile} sweep {name}: {times[name][-1]:.2f}s", flush=True)
     a, b = results["ours"][0], results["naive"][0]
@@ -82,17 +95,23 @@ def bench_sweep(profile: str, reps: int, batch_size: int) -> dict:
             "note": f"max relative difference ours vs naive: {rel:.1e}"}
 
 
-def _memory_child(profile: str, mode: str) -> None:
-    """Subprocess body: print the peak-RSS rise (MiB) of one CLS-attention capture."""
+def _peak_mib(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _memory_child(profile: str, mode: str, device: str = "cpu") -> None:
+    """Subprocess body: print the peak-memory rise (MiB) of one CLS-attention capture."""
     from utils.hooks import HookedViViT
     from utils.models import load_model
 
-    loaded = load_model(profile)
+    loaded = load_model(profile, device=device)
     hooked = HookedViViT(loaded)
     x, _ = _pair(loaded)
     with torch.inference_mode():
         hooked.run(x)  # warm-up: allocator pools and kernels exist before the baseline
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base = _peak_mib(loaded.device)
     with torch.inference_mode():
         if mode == "ours":
             run = hooked.run(x, names={f"blocks.{i}.attn.hook_pattern_cls" for i in range(hooked.n_layers)})
@@ -100,21 +119,21 @@ def _memory_child(profile: str, mode: str) -> None:
         else:
             out = loaded.model(pixel_values=x, output_attentions=True)
             rows = torch.stack([a[:, :, 0] for a in out.attentions])
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"rise_mib": (peak - base) / 1024, "shape": list(rows.shape)}))
+    peak = _peak_mib(loaded.device)
+    print(json.dumps({"rise_mib": peak - base, "shape": list(rows.shape)}))
 
 
-def bench_memory(profile: str) -> dict:
+def bench_memory(profile: str, device: str = "cpu") -> dict:
     res = {}
     for mode in ("naive", "ours"):
-        out = subprocess.run([sys.executable, "-m", "utils.bench", "--memory-child", profile, mode],
-                             capture_output=True, text=True, check=True)
+        out = subprocess.run([sys.executable, "-m", "utils.bench", "--memory-child", profile, mode,
+                              "--device", device], capture_output=True, text=True, check=True)
         res[mode] = json.loads(out.stdout.strip().splitlines()[-1])
         print(f"  {profile} CLS capture {mode}: +{res[mode]['rise_mib']:.0f} MiB", flush=True)
     return {"case": f"CLS attention, all layers x heads, {profile}", "measure": "peak memory rise (MiB)",
             "naive": res["naive"]["rise_mib"], "ours": res["ours"]["rise_mib"],
             "ratio": res["ours"]["rise_mib"] / max(res["naive"]["rise_mib"], 1e-9), "target": "<= 0.25",
-            "runs": 1, "note": f"rows {res['ours']['shape']}; rise of peak RSS above the peak of a plain forward "
+            "runs": 1, "note": f"rows {res['ours']['shape']}; rise of peak {'GPU memory' if device.startswith('cuda') else 'RSS'} above the peak of a plain forward "
                                "pass (warm-up); naive = HF eager, output_attentions=True"}
 
 
@@ -126,7 +145,7 @@ def end_to_end() -> list[dict]:
             t = json.loads(f.read_text())
             rows.append({"case": f"make figures PROFILE={profile}", "measure": "wall time (s)",
                          "naive": float("nan"), "ours": t["total_seconds"], "ratio": float("nan"),
-                         "target": "toy < 180 s" if profile == "toy" else "< 1200 s", "runs": 1,
+                         "target": "toy < 180 s" if profile == "toy" else "< 480 s", "runs": 1,
                          "note": f"recorded by the runner on {t['finished']}; "
                                  + ", ".join(f"{k} {v:.0f}s" for k, v in t["notebooks"].items())})
     return rows
@@ -138,25 +157,35 @@ def main(argv=None):
     parser.add_argument("--paper-reps", type=int, default=2, help="runs per paper-shape case")
     parser.add_argument("--batch-size", type=int, default=0, help="0: automatic")
     parser.add_argument("--skip-paper", action="store_true", help="toy only (quick check)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--memory-child", nargs=2, metavar=("PROFILE", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    from utils.models import ModelLoadError, resolve_device
+
+    try:
+        device = resolve_device(args.device)
+    except ModelLoadError as err:
+        raise SystemExit(f"error: {err}") from None
     if args.memory_child:
-        _memory_child(*args.memory_child)
+        _memory_child(*args.memory_child, device=str(device))
         return
     t0 = time.time()
-    rows = [bench_sweep("toy", args.reps, args.batch_size), bench_memory("toy")]
+    dev = str(device)
+    rows = [bench_sweep("toy", args.reps, args.batch_size, dev), bench_memory("toy", dev)]
     if not args.skip_paper:
-        rows += [bench_sweep("paper-shape", args.paper_reps, args.batch_size), bench_memory("paper-shape")]
-    rows += end_to_end()
+        rows += [bench_sweep("paper-shape", args.paper_reps, args.batch_size, dev), bench_memory("paper-shape", dev)]
+    if device.type == "cpu":
+        rows += end_to_end()
     df = pd.DataFrame(rows)
     out = paths.BENCH_DIR
-    with atomic_path(out / "results.csv") as tmp:
+    stem = "results" if device.type == "cpu" else "results-" + torch.cuda.get_device_name(device).replace(" ", "-")
+    with atomic_path(out / f"{stem}.csv") as tmp:
         df.to_csv(tmp, index=False, float_format="%.4f", lineterminator="\n")
-    md = (f"# Benchmarks\n\nMachine: {_machine()}. Measured by `make bench` on "
+    md = (f"# Benchmarks\n\nMachine: {_machine(device)}. Measured by `make bench` on "
           f"{time.strftime('%Y-%m-%d')} in {time.time() - t0:.0f} s; ratios compare two medians "
           f"measured in the same run (ratio = ours / naive; lower is better).\n\n"
           + df.to_markdown(index=False, floatfmt=".3f") + "\n")
-    write_text(out / "results.md", md)
+    write_text(out / f"{stem}.md", md)
     print(md)
 
 

@@ -5,12 +5,15 @@
 * ``clips/*.mp4``       every clip as video (H.264), for people and other tools;
 * ``tensors.pt``        ``{"ids": [...], "frames": uint8 (clip, frame, H, W, 3),
                         "pixel_values": float32 (clip, frame, 3, H, W)}`` at model resolution;
-* ``manifest.json``     per clip: id, pair, seed, outcome, source, frame count, the sha256 of
-                        its MP4 and of its tensor, and the model's top-5 predictions.
+* ``manifest.json``     the model, its target class (and where its class names come from),
+                        the preprocessing and the pixel range it fed; per clip: id, pair, seed,
+                        outcome, source, frame count, the sha256 of its MP4 and of its tensor,
+                        and the model's top-5 predictions.
 
 The ``toy`` and ``paper-shape`` profiles render the synthetic world: the canonical pair
-(seed 42) and ``n_pairs`` more matched pairs. ``paper`` reads the author's two Kinetics
-clips (or the user's own) with the notebook's seeded frame sampling.
+(seed ``CANONICAL_SEED``, held out from every split) and ``n_pairs`` more matched pairs. ``paper`` reads the author's two Kinetics
+clips (or the user's own) with the notebook's seeded frame sampling; a pair CSV
+(``utils.clipsets``) adds your own pairs for notebook 06's statistics, for any profile.
 """
 
 from __future__ import annotations
@@ -27,11 +30,13 @@ from tqdm.auto import tqdm
 
 from utils import paths
 from utils.io import atomic_path, ensure_writable_dir, write_text
+from utils.clipsets import PairRow
 from utils.models import LoadedModel
 from utils.synthetic import render_clip
 from utils.video import VideoError, probe_timestamps, read_video, write_video
 
-CANONICAL_SEED = 42  # the canonical matched pair, as the paper's seed
+CANONICAL_SEED = 400_042  # the canonical matched pair: a seed no training, validation, test or pair range uses
+CANONICAL_STRIKE, CANONICAL_GUTTER = "canonical_strike", "canonical_gutter"  # clip ids of that pair
 PAIR_SEED_BASE = 300_000  # matched pairs use seeds PAIR_SEED_BASE + i: never used in training
 UNMATCHED_OFFSET = 50_000  # an unmatched pair: gutter clip from seed + offset
 PAPER_DATASET = "chereddysaivreddy/kinetics-400"  # the author's clips on the HF hub
@@ -68,6 +73,17 @@ def synthetic_clips(loaded: LoadedModel, n_pairs: int, unmatched: int = 0) -> li
     return clips
 
 
+def read_clip(loaded: LoadedModel, path: str | Path, sampling: str = "paper", seed: int = 42) -> np.ndarray:
+    """Decode ``path`` to the model's frame count with the paper's seeded window (``sampling="paper"``),
+    or uniformly in time; a clip too short for the paper's 128-frame window is sampled uniformly."""
+    mode = sampling
+    if sampling == "paper" and len(probe_timestamps(path)) <= 4 * loaded.num_frames:
+        warnings.warn(f"{path} has too few frames for the paper's 128-frame window: sampling "
+                      "uniformly instead", stacklevel=2)
+        mode = "uniform"
+    return read_video(path, loaded.num_frames, sampling=mode, seed=seed)
+
+
 def paper_clips(loaded: LoadedModel, strike_video: str = "", gutter_video: str = "",
                 sampling: str = "paper", seed: int = 42) -> list[Clip]:
     """The real pair: the user's two videos, or the author's clips from the HF hub."""
@@ -77,15 +93,23 @@ def paper_clips(loaded: LoadedModel, strike_video: str = "", gutter_video: str =
                          "author's clips from the HF hub)")
     if not strike_video:
         videos = {k: _download(f) for k, f in PAPER_FILES.items()}
-    clips = []
-    for outcome, path in videos.items():
-        mode = sampling
-        if sampling == "paper" and len(probe_timestamps(path)) <= 4 * loaded.num_frames:
-            warnings.warn(f"{path} has too few frames for the paper's 128-frame window: sampling "
-                          "uniformly instead", stacklevel=2)
-            mode = "uniform"
-        frames = read_video(path, loaded.num_frames, sampling=mode, seed=seed)
-        clips.append(Clip(f"canonical_{outcome}", -1, None, outcome, str(path), frames))
+    return [Clip(f"canonical_{outcome}", -1, None, outcome, str(path), read_clip(loaded, path, sampling, seed))
+            for outcome, path in videos.items()]
+
+
+def csv_clips(loaded: LoadedModel, rows: list[PairRow], sampling: str = "paper", seed: int = 42,
+              canonical: list[Clip] | None = None) -> list[Clip]:
+    """Clips of a pair CSV (``utils.clipsets``): ``pair-<id>_strike`` / ``_gutter`` for matched
+    pairs, ``unmatched-<id>_...`` otherwise. The canonical pair that notebooks 01-05 analyse is
+    ``canonical`` (your STRIKE_VIDEO and GUTTER_VIDEO) or, without it, the first row."""
+    clips = list(canonical or [])
+    for i, row in enumerate(tqdm(rows, desc="decoding pairs", leave=False)):
+        for outcome, path in (("strike", row.strike), ("gutter", row.gutter)):
+            frames = read_clip(loaded, path, sampling, seed)
+            if i == 0 and not canonical:
+                clips.append(Clip(f"canonical_{outcome}", -1, None, outcome,
+                                  f"{path} (pair {row.pair_id}, line {row.line} of the pair CSV)", frames))
+            clips.append(Clip(f"{row.name}_{outcome}", i, None, outcome, str(path), frames))
     return clips
 
 
@@ -139,7 +163,12 @@ def prepare(loaded: LoadedModel, clips: list[Clip], data_dir: Path, fps: int = 8
     with atomic_path(data_dir / "tensors.pt") as tmp:
         torch.save({"ids": [c.id for c in clips], "frames": torch.from_numpy(model_frames),
                     "pixel_values": pixel_values}, tmp)
-    manifest = {"profile": loaded.profile, "model": loaded.name, "target": loaded.target_label,
+    lo, hi = loaded.input_range()
+    manifest = {"profile": loaded.profile, "model": loaded.name, "source": loaded.source,
+                "target": loaded.target_label, "target_index": loaded.target_index,
+                "labels_source": loaded.labels_source,
+                "preprocess": loaded.preprocess_mode, "pixel_range": [lo, hi],
+                "pixel_range_fed": [round(float(pixel_values.min()), 4), round(float(pixel_values.max()), 4)],
                 "num_frames": loaded.num_frames, "image_size": loaded.image_size,
                 "clips": entries}
     write_text(data_dir / "manifest.json", json.dumps(manifest, indent=1) + "\n")
@@ -174,13 +203,25 @@ class Prepared:
         """Ids of clips the model does not classify as the target class."""
         return [c["id"] for c in self.manifest["clips"] if not c["is_target"]]
 
+    def input_note(self) -> str:
+        """Which preprocessing fed the model, and the pixel range it produces."""
+        m = self.manifest
+        if "preprocess" not in m:
+            return ""
+        lo, hi = m["pixel_range"]
+        return f" Input: PREPROCESS={m['preprocess']}, pixels in [{lo:g}, {hi:g}]."
+
     def note(self) -> str:
-        """A line for table notes: which clips are not classified as the target class."""
+        """A line for table notes: which clips are not classified as the target class, and
+        which preprocessing fed the model."""
         bad = self.not_target()
+        target = f"'{self.manifest['target']}'"
+        if "target_index" in self.manifest:
+            target += f" (class {self.manifest['target_index']})"
         if not bad:
-            return f"All clips are classified as '{self.manifest['target']}'."
-        return (f"WARNING: {len(bad)} clip(s) not classified as '{self.manifest['target']}': "
-                + ", ".join(bad))
+            return f"All clips are classified as {target}.{self.input_note()}"
+        return (f"WARNING: {len(bad)} clip(s) not classified as {target}: "
+                + ", ".join(bad) + "." + self.input_note())
 
 
 def load_prepared(data_dir: str | Path) -> Prepared:

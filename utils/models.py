@@ -8,6 +8,24 @@ Profiles
                  untrained, offline, for checking shapes, indices and costs at paper scale.
 a directory      any HuggingFace ViViT checkpoint on disk (``config.json`` + weights).
 
+Labels and target
+-----------------
+The hub's ``config.json`` names its 400 classes ``LABEL_0`` ... ``LABEL_399``. A checkpoint
+with such generic names and 400 classes gets the Kinetics-400 names of
+``data/kinetics400_labels.txt`` (``LoadedModel.labels_source`` records which). The analysed
+class (``target``: a name or an index, default "bowling") is resolved for every profile; a
+class that cannot be found stops with the nearest names, never a silent fallback.
+
+Preprocessing
+-------------
+``preprocess="checkpoint"`` (default) feeds exactly what the checkpoint's own processor makes:
+for the hub's ViViT that is [-3, 1] (rescale 1/127.5 with offset, then normalise with mean
+and std 0.5), the input the paper's numbers were computed on. ``preprocess="original"``
+feeds [-1, 1] (x / 127.5 - 1), the range the original ViViT was trained on. ``paper-shape``
+and folders without a ``preprocessor_config.json`` use the shipped copy of the hub's
+processor config (``data/vivit-b-16x2-kinetics400_preprocessor_config.json``), not the
+class defaults (which resize to 256).
+
 The hub's checkpoint uses the transformers 4.x key layout
 (``vivit.encoder.layer.N.attention.attention.query``); transformers 5 renames it on load
 (``vivit.layers.N.attention.q_proj``), which ``tests/test_models.py`` checks on a fixture
@@ -16,8 +34,10 @@ saved by transformers 4.x.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,8 +48,15 @@ from transformers import VivitConfig, VivitForVideoClassification, VivitImagePro
 from utils import paths
 
 PAPER_CHECKPOINT = "google/vivit-b-16x2-kinetics400"  # the paper's model on the hub
-PAPER_TARGET_INDEX = 31  # "bowling" in Kinetics-400
+PAPER_TARGET_INDEX = 31  # "bowling" in Kinetics-400 (the author's notebook hard-codes it)
 PROFILES = ("toy", "paper", "paper-shape")
+DEFAULT_TARGET = "bowling"  # the class whose logit is analysed, unless TARGET= says otherwise
+PREPROCESS_MODES = {
+    "checkpoint": "the checkpoint's own processor",
+    "original": "[-1, 1] (x / 127.5 - 1), as the original ViViT was trained",
+}
+DEVICES = ("auto", "cpu", "cuda")
+GENERIC_LABEL = re.compile(r"LABEL_\d+")
 
 
 class ModelLoadError(ValueError):
@@ -47,6 +74,12 @@ class LoadedModel:
     untrained: bool = False  # True for paper-shape: random weights, results mean nothing
     source: str = ""  # where the weights came from
     extra: dict = field(default_factory=dict)
+    labels_source: str = "checkpoint"  # where the class names come from
+    preprocess_mode: str = "checkpoint"  # see PREPROCESS_MODES
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
 
     @property
     def config(self) -> VivitConfig:
@@ -113,10 +146,23 @@ class LoadedModel:
         out = self.processor(list(frames), return_tensors="pt")
         return out["pixel_values"].float()
 
+    def input_range(self) -> tuple[float, float]:
+        """The pixel values that a black and a white frame become: the range fed to the model."""
+        size = max(self.image_size, 8)
+        black = np.zeros((self.num_frames, size, size, 3), np.uint8)
+        lo = float(self.preprocess(black).min())
+        hi = float(self.preprocess(black + 255).max())
+        return lo, hi
+
+    def input_note(self) -> str:
+        """One line for notes and captions: which preprocessing fed which range."""
+        lo, hi = self.input_range()
+        return f"Input: PREPROCESS={self.preprocess_mode} ({PREPROCESS_MODES[self.preprocess_mode]}), pixels in [{lo:g}, {hi:g}]."
+
     @torch.inference_mode()
     def logits(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """``(batch, classes)`` logits of the model's own forward pass."""
-        return self.model(pixel_values=pixel_values).logits
+        """``(batch, classes)`` logits of the model's own forward pass (on the CPU)."""
+        return self.model(pixel_values=pixel_values.to(self.device)).logits.float().cpu()
 
 
 def toy_config(num_labels: int, id2label: dict[int, str]) -> VivitConfig:
@@ -201,41 +247,162 @@ def check_model_dir(directory: Path) -> None:
         )
 
 
-def _from_dir(directory: Path, profile: str, target: int | None) -> LoadedModel:
+def resolve_device(device: str | None) -> torch.device:
+    """``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``."""
+    name = (device or "auto").strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if re.fullmatch(r"cuda(:\d+)?", name):
+        if not torch.cuda.is_available():
+            raise ModelLoadError(
+                f"DEVICE={device}: no CUDA GPU is available to this PyTorch "
+                f"(torch {torch.__version__}, CUDA build: {torch.version.cuda is not None}); "
+                "use DEVICE=cpu or DEVICE=auto, or install a CUDA build of torch on a GPU machine")
+        index = int(name.split(":")[1]) if ":" in name else 0
+        if index >= torch.cuda.device_count():
+            raise ModelLoadError(f"DEVICE={device}: only {torch.cuda.device_count()} CUDA device(s) "
+                                 f"(cuda:0..cuda:{torch.cuda.device_count() - 1})")
+        return torch.device(name)
+    raise ModelLoadError(f"DEVICE={device!r} is not a device; choose one of {', '.join(DEVICES)} (or cuda:N)")
+
+
+def check_preprocess(preprocess: str | None) -> str:
+    mode = (preprocess or "checkpoint").strip().lower()
+    if mode not in PREPROCESS_MODES:
+        raise ModelLoadError(
+            f"PREPROCESS={preprocess!r} is not a preprocessing mode; choose "
+            + " or ".join(f"{k} ({v})" for k, v in PREPROCESS_MODES.items()))
+    return mode
+
+
+def kinetics_labels() -> dict[int, str]:
+    """The 400 Kinetics-400 class names in index order (``data/kinetics400_labels.txt``)."""
+    return dict(enumerate(paths.KINETICS_LABELS.read_text().splitlines()))
+
+
+def has_generic_labels(id2label: dict) -> bool:
+    """True when every class name is HF's placeholder ``LABEL_n``."""
+    return bool(id2label) and all(GENERIC_LABEL.fullmatch(str(v)) for v in id2label.values())
+
+
+def name_classes(config) -> str:
+    """Give a 400-class checkpoint with generic ``LABEL_n`` names the Kinetics-400 names.
+
+    Returns where the names come from: ``"checkpoint"`` or the labels file.
+    """
+    id2label = {int(k): v for k, v in config.id2label.items()}
+    if has_generic_labels(id2label) and len(id2label) == 400:
+        names = kinetics_labels()
+        config.id2label = names
+        config.label2id = {v: k for k, v in names.items()}
+        return str(paths.KINETICS_LABELS.relative_to(paths.REPO_ROOT))
+    return "checkpoint"
+
+
+def resolve_target(id2label: dict[int, str], target: str | int | None, where: str = "the model") -> int:
+    """The index of the analysed class: a class name (case and ``_``/space insensitive) or an index.
+
+    Raises ModelLoadError listing the nearest class names when it cannot be found.
+    """
+    target = DEFAULT_TARGET if target is None or str(target).strip() == "" else target
+    n = len(id2label)
+    text = str(target).strip()
+    if isinstance(target, int) or re.fullmatch(r"-?\d+", text):
+        index = int(text)
+        if not 0 <= index < n:
+            raise ModelLoadError(f"TARGET={target}: {where} has {n} classes, numbered 0..{n - 1}")
+        return index
+
+    def norm(name):
+        return re.sub(r"[\s_]+", " ", str(name).strip().lower())
+
+    by_name = {norm(v): int(k) for k, v in id2label.items()}
+    if norm(text) in by_name:
+        return by_name[norm(text)]
+    near = difflib.get_close_matches(norm(text), list(by_name), n=5, cutoff=0.0)
+    hint = ""
+    if has_generic_labels(id2label):
+        hint = (" Its classes have only generic names (LABEL_n) and it does not have 400 classes, so the "
+                "Kinetics-400 names do not apply: pass the class index, e.g. TARGET=31.")
+    raise ModelLoadError(
+        f"TARGET={target!r}: {where} has no class of that name. Nearest class names: "
+        + ", ".join(f"{by_name[m]} {id2label[by_name[m]]!r}" for m in near)
+        + f". Pass TARGET=<name> or TARGET=<index 0..{n - 1}>.{hint}")
+
+
+def hub_processor() -> VivitImageProcessor:
+    """The processor of ``google/vivit-b-16x2-kinetics400`` from the shipped copy of its config."""
+    return VivitImageProcessor.from_dict(json.loads(paths.VIVIT_HUB_PROCESSOR.read_text()))
+
+
+def original_range_processor(processor: VivitImageProcessor) -> VivitImageProcessor:
+    """``processor`` with its resize and crop, but pixels scaled to [-1, 1] (x / 127.5 - 1)."""
+    cfg = processor.to_dict()
+    cfg.update(do_rescale=True, rescale_factor=1 / 127.5, offset=True, do_normalize=False)
+    cfg.pop("image_processor_type", None)
+    cfg.pop("processor_class", None)
+    return VivitImageProcessor(**cfg)
+
+
+def check_loading_info(info: dict, source: str) -> None:
+    """Raise unless every weight of the checkpoint found its place and every place got a weight."""
+    bad = {k: v for k, v in info.items()
+           if k in ("missing_keys", "unexpected_keys", "mismatched_keys") and v}
+    if bad:
+        raise ModelLoadError(
+            f"{source}: the checkpoint does not fit VivitForVideoClassification "
+            f"({', '.join(f'{k}: {sorted(map(str, v))[:6]}' for k, v in bad.items())}); "
+            "is it a ViViT video classifier saved by transformers?")
+
+
+def finish(model: VivitForVideoClassification, processor: VivitImageProcessor, profile: str,
+           target, device, preprocess, **kwargs) -> LoadedModel:
+    """Name the classes, resolve the target and the device, choose the preprocessing."""
+    mode = check_preprocess(preprocess)
+    dev = resolve_device(device)
+    labels_source = name_classes(model.config)
+    id2label = {int(k): v for k, v in model.config.id2label.items()}
+    index = resolve_target(id2label, target, where=kwargs.get("source") or profile)
+    if mode == "original":
+        processor = original_range_processor(processor)
+    model = model.to(dev).eval()
+    return LoadedModel(model, processor, profile, index, labels_source=labels_source,
+                       preprocess_mode=mode, **kwargs)
+
+
+def _from_dir(directory: Path, profile: str, target, device, preprocess) -> LoadedModel:
     check_model_dir(directory)
+    check_preprocess(preprocess)
+    resolve_device(device)
     model, info = VivitForVideoClassification.from_pretrained(
         directory, attn_implementation="eager", output_loading_info=True
     )
-    bad = {k: v for k, v in info.items() if k in ("missing_keys", "mismatched_keys") and v}
-    if bad:
-        raise ModelLoadError(
-            f"{directory}: the checkpoint does not fit VivitForVideoClassification ({bad}); "
-            "is it a ViViT video classifier?"
-        )
-    try:
+    check_loading_info(info, str(directory))
+    if (directory / "preprocessor_config.json").is_file():
         processor = VivitImageProcessor.from_pretrained(directory)
-    except OSError:
-        processor = VivitImageProcessor()  # the ViViT defaults, as on the hub
-    model.eval()
-    labels = {v.lower(): int(k) for k, v in model.config.id2label.items()}
-    if target is None:
-        target = labels.get("bowling", 0)
-    return LoadedModel(model, processor, profile, target, source=str(directory),
-                       extra={"loading_info": info})
+    else:
+        processor = hub_processor()  # the hub's processor, not the class defaults
+    return finish(model, processor, profile, target, device, preprocess, source=str(directory),
+                  extra={"loading_info": info})
 
 
-def load_model(profile: str = "toy", target_index: int | None = None) -> LoadedModel:
-    """Load the model of ``profile`` (see module docstring) in eval mode.
+def load_model(profile: str = "toy", target: str | int | None = None, device: str = "cpu",
+               preprocess: str = "checkpoint") -> LoadedModel:
+    """Load the model of ``profile`` (see module docstring) in eval mode on ``device``.
 
-    ``target_index`` overrides the analysed class (default: the class named "bowling").
+    ``target`` names the analysed class (a class name or an index; default "bowling").
     """
+    check_preprocess(preprocess)
+    resolve_device(device)
     if profile == "toy":
         if not (paths.TOY_MODEL_DIR / "model.safetensors").is_file():
             raise ModelLoadError(
                 f"the toy checkpoint is missing from {paths.TOY_MODEL_DIR}; "
                 "restore it with `git checkout data/models` or retrain it with `make toy-model`"
             )
-        return _from_dir(paths.TOY_MODEL_DIR, "toy", target_index)
+        return _from_dir(paths.TOY_MODEL_DIR, "toy", target, device, preprocess)
     if profile == "paper-shape":
         torch.manual_seed(0)
         model = VivitForVideoClassification(paper_config()).eval()
@@ -246,15 +413,12 @@ def load_model(profile: str = "toy", target_index: int | None = None) -> LoadedM
             emb.position_embeddings.normal_(0.0, 0.02)
             emb.cls_token.normal_(0.0, 0.02)
         model.config._attn_implementation = "eager"
-        return LoadedModel(
-            model, VivitImageProcessor(), "paper-shape",
-            PAPER_TARGET_INDEX if target_index is None else target_index,
-            untrained=True, source="random init, torch seed 0",
-        )
+        return finish(model, hub_processor(), "paper-shape", target, device, preprocess,
+                      untrained=True, source="random init, torch seed 0")
     if profile == "paper":
         try:
-            model = VivitForVideoClassification.from_pretrained(
-                PAPER_CHECKPOINT, attn_implementation="eager"
+            model, info = VivitForVideoClassification.from_pretrained(
+                PAPER_CHECKPOINT, attn_implementation="eager", output_loading_info=True
             )
             processor = VivitImageProcessor.from_pretrained(PAPER_CHECKPOINT)
         except OSError as err:
@@ -266,12 +430,9 @@ def load_model(profile: str = "toy", target_index: int | None = None) -> LoadedM
                 f"{PAPER_CHECKPOINT} --local-dir vivit-b`, copy the folder here and pass "
                 "PROFILE=path/to/vivit-b (or fill the HF cache and unset HF_HUB_OFFLINE)."
             ) from None
-        model.eval()
-        return LoadedModel(
-            model, processor, "paper",
-            PAPER_TARGET_INDEX if target_index is None else target_index,
-            source=PAPER_CHECKPOINT,
-        )
+        check_loading_info(info, PAPER_CHECKPOINT)
+        return finish(model, processor, "paper", target, device, preprocess,
+                      source=PAPER_CHECKPOINT, extra={"loading_info": info})
     if profile in ("", None):
         raise ModelLoadError(f"empty profile; choose one of {PROFILES} or a checkpoint directory")
     path = Path(profile).expanduser()
@@ -280,4 +441,4 @@ def load_model(profile: str = "toy", target_index: int | None = None) -> LoadedM
             f"unknown profile {profile!r}; choose one of {PROFILES} or a directory holding a "
             "HuggingFace ViViT checkpoint"
         )
-    return _from_dir(path, profile, target_index)
+    return _from_dir(path, profile, target, device, preprocess)

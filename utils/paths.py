@@ -7,6 +7,7 @@ DATA_DIR = REPO_ROOT / "data"  # rendered clips, tensors and manifests (per prof
 MODELS_DIR = DATA_DIR / "models"  # shipped checkpoints
 TOY_MODEL_DIR = MODELS_DIR / "toy-vivit"  # the toy ViViT trained by `make toy-model`
 KINETICS_LABELS = DATA_DIR / "kinetics400_labels.txt"  # the 400 class names, index order
+VIVIT_HUB_PROCESSOR = DATA_DIR / "vivit-b-16x2-kinetics400_preprocessor_config.json"  # hub copy
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"  # the ordered analysis notebooks
 FIGURES_DIR = REPO_ROOT / "figures"  # figures and tables, one folder per profile
 BUILD_DIR = REPO_ROOT / "build"  # executed notebooks and their HTML, per profile

@@ -40,6 +40,20 @@ def _html(executed: Path) -> Path:
     return out
 
 
+def _ipc_kernel_manager():
+    """A kernel manager talking to the kernel over local IPC sockets rather than TCP: nothing
+    listens on the network, and the kernel has no "running over TCP without encryption"
+    warning to print for every notebook."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class IPCKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs):
+            kwargs.setdefault("transport", "ipc")
+            super().__init__(**kwargs)
+
+    return IPCKernelManager
+
+
 def execute(notebook: Path, out_nb: Path, parameters: dict, cwd: Path) -> None:
     """Run one notebook with papermill; raise NotebookFailed naming the failing cell."""
     import papermill as pm
@@ -48,7 +62,7 @@ def execute(notebook: Path, out_nb: Path, parameters: dict, cwd: Path) -> None:
     params = {k: v for k, v in parameters.items() if k in declared and v is not None}
     try:
         pm.execute_notebook(str(notebook), str(out_nb), parameters=params, kernel_name="python3",
-                            progress_bar=False, cwd=str(cwd))
+                            progress_bar=False, cwd=str(cwd), kernel_manager_class=_ipc_kernel_manager())
     except pm.PapermillExecutionError as err:
         raise NotebookFailed(
             f"{notebook.name} failed in cell {err.exec_count} ({err.ename}: {err.evalue}); "
@@ -61,21 +75,41 @@ def execute(notebook: Path, out_nb: Path, parameters: dict, cwd: Path) -> None:
         ) from None
 
 
+def profile_config(profile: str):
+    """The profile's model config alone (no weights): from the repository, the HF cache or a folder."""
+    from transformers import VivitConfig
+
+    from utils.models import PAPER_CHECKPOINT, ModelLoadError, paper_config
+
+    if profile == "toy":
+        return VivitConfig.from_pretrained(paths.TOY_MODEL_DIR)
+    if profile == "paper-shape":
+        return paper_config()
+    if profile == "paper":
+        try:
+            return VivitConfig.from_pretrained(PAPER_CHECKPOINT)
+        except OSError as err:
+            raise ModelLoadError(
+                f"could not read the config of {PAPER_CHECKPOINT} from the HuggingFace hub or its cache "
+                f"({type(err).__name__}); on a machine with internet run `hf download {PAPER_CHECKPOINT} "
+                "--local-dir vivit-b`, copy the folder here and pass PROFILE=path/to/vivit-b "
+                "(or fill the HF cache)") from None
+    return VivitConfig.from_pretrained(Path(profile).expanduser())
+
+
 def expected_frames(profile: str) -> int:
     """Frames the profile's model reads, from its config alone (no weights loaded)."""
-    if profile == "toy":
-        cfg = paths.TOY_MODEL_DIR / "config.json"
-    elif profile in ("paper", "paper-shape"):
-        return 32
-    else:
-        cfg = Path(profile).expanduser() / "config.json"
-    return int(json.loads(cfg.read_text()).get("num_frames", 32)) if cfg.is_file() else 32
+    return int(profile_config(profile).num_frames)
 
 
-def preflight(profile: str, strike_video: str, gutter_video: str, roots: list[Path]) -> None:
+def preflight(profile: str, strike_video: str, gutter_video: str, roots: list[Path],
+              device: str = "cpu", target_class: str = "", preprocess: str = "checkpoint",
+              pairs_csv: str = "") -> None:
     """Check every input before anything is written; raise SystemExit with one clear message."""
+    from utils.clipsets import PairsCSVError, read_pairs_csv
     from utils.io import ensure_writable_dir
-    from utils.models import PROFILES, ModelLoadError, check_model_dir
+    from utils.models import (PROFILES, ModelLoadError, check_model_dir, check_preprocess, name_classes,
+                              resolve_device, resolve_target)
     from utils.video import VideoError, probe_timestamps
 
     if profile not in PROFILES:
@@ -87,9 +121,18 @@ def preflight(profile: str, strike_video: str, gutter_video: str, roots: list[Pa
             check_model_dir(path)
         except ModelLoadError as err:
             raise SystemExit(f"error: PROFILE={profile}: {err}") from None
+    try:
+        resolve_device(device)
+        check_preprocess(preprocess)
+        config = profile_config(profile)
+        name_classes(config)
+        resolve_target({int(k): v for k, v in config.id2label.items()}, target_class,
+                       where=f"the model of PROFILE={profile}")
+    except ModelLoadError as err:
+        raise SystemExit(f"error: {err}") from None
     if bool(strike_video) != bool(gutter_video):
         raise SystemExit("error: pass both STRIKE_VIDEO and GUTTER_VIDEO, or neither")
-    need = expected_frames(profile)
+    need = int(config.num_frames)
     for name, video in (("STRIKE_VIDEO", strike_video), ("GUTTER_VIDEO", gutter_video)):
         if not video:
             continue
@@ -100,6 +143,11 @@ def preflight(profile: str, strike_video: str, gutter_video: str, roots: list[Pa
         if n < need:
             raise SystemExit(f"error: {name}={video} has only {n} frames; the model reads {need}. "
                              f"Use a longer clip (at least {need} frames).")
+    if pairs_csv:
+        try:
+            read_pairs_csv(pairs_csv, min_frames=need)
+        except PairsCSVError as err:
+            raise SystemExit(f"error: {err}") from None
     for root in roots:  # every output folder must be creatable and writable
         probe = root
         while not probe.exists() and probe != probe.parent:
@@ -114,7 +162,8 @@ def preflight(profile: str, strike_video: str, gutter_video: str, roots: list[Pa
 def run_all(notebooks: list[Path], profile: str, strike_video: str = "", gutter_video: str = "",
             pairs: int | None = None, html: bool = True, figures_root: Path | None = None,
             data_root: Path | None = None, build_root: Path | None = None,
-            extra_parameters: dict | None = None) -> Path:
+            extra_parameters: dict | None = None, device: str = "auto", target_class: str = "bowling",
+            preprocess: str = "checkpoint", pairs_csv: str = "") -> Path:
     """Run ``notebooks`` in order; return the final figures folder (see module docstring).
 
     ``figures_root``, ``data_root`` and ``build_root`` default to the repository's
@@ -124,8 +173,10 @@ def run_all(notebooks: list[Path], profile: str, strike_video: str = "", gutter_
 
     slug = paths.profile_slug(profile)
     root = figures_root or paths.FIGURES_DIR
+    target_class = target_class or "bowling"
     preflight(profile, strike_video, gutter_video,
-              [root, (data_root or paths.DATA_DIR), (build_root or paths.BUILD_DIR)])
+              [root, (data_root or paths.DATA_DIR), (build_root or paths.BUILD_DIR)],
+              device=device, target_class=target_class, preprocess=preprocess, pairs_csv=pairs_csv)
     final = root / slug
     staging = root / f"{slug}.partial"
     build = (build_root or paths.BUILD_DIR) / slug
@@ -144,6 +195,10 @@ def run_all(notebooks: list[Path], profile: str, strike_video: str = "", gutter_
         "strike_video": strike_video or "",
         "gutter_video": gutter_video or "",
         "n_pairs": pairs,
+        "device": device or "auto",
+        "target_class": str(target_class),
+        "preprocess": preprocess or "checkpoint",
+        "pairs_csv": str(Path(pairs_csv).expanduser().resolve()) if pairs_csv else "",
         **(extra_parameters or {}),
     }
     t0 = time.time()
@@ -195,14 +250,23 @@ def main(argv=None):
     parser.add_argument("--strike-video", default="")
     parser.add_argument("--gutter-video", default="")
     parser.add_argument("--pairs", default="", help="number of matched pairs (blank: default)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--target", default="bowling", help="analysed class: a name or an index")
+    parser.add_argument("--preprocess", default="checkpoint", help="checkpoint | original")
+    parser.add_argument("--pairs-csv", default="", help="a CSV of your own video pairs")
     parser.add_argument("--no-html", action="store_true")
+    parser.add_argument("--figures-root", type=Path, default=None, help="default: figures/")
+    parser.add_argument("--data-root", type=Path, default=None, help="default: data/")
+    parser.add_argument("--build-root", type=Path, default=None, help="default: build/")
     args = parser.parse_args(argv)
     pairs = int(args.pairs) if str(args.pairs).strip() else None
     missing = [str(n) for n in args.notebooks if not n.is_file()]
     if missing:
         raise SystemExit(f"error: notebook(s) not found: {', '.join(missing)}")
     run_all(args.notebooks, args.profile, args.strike_video, args.gutter_video, pairs,
-            html=not args.no_html)
+            html=not args.no_html, figures_root=args.figures_root, data_root=args.data_root,
+            build_root=args.build_root, device=args.device, target_class=args.target,
+            preprocess=args.preprocess, pairs_csv=args.pairs_csv)
 
 
 if __name__ == "__main__":

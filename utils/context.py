@@ -1,0 +1,52 @@
+"""What every analysis notebook opens with, in one call.
+
+    loaded, hooked, out, data = open_analysis(profile, output_dir, data_dir, device=device,
+                                              target_class=target_class)
+
+loads the profile's model on the chosen device with the analysed class resolved
+(``utils.models.load_model``), wraps it in ``HookedViViT``, creates the output folder and
+loads what notebook 00 prepared (``utils.data.load_prepared``); it prints one line about the
+model and the note every table carries (clips not classified as the target, pixel range fed).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple
+
+from utils import paths
+from utils.data import Prepared, load_prepared
+from utils.hooks import HookedViViT
+from utils.io import ensure_writable_dir
+from utils.models import LoadedModel, load_model
+
+
+class Analysis(NamedTuple):
+    loaded: LoadedModel  # the model, its processor, target class and device
+    hooked: HookedViViT  # named, patchable activations
+    out: Path  # figures and tables of this run
+    data: Prepared  # clips, tensors and manifest from notebook 00
+
+
+def open_analysis(profile: str, output_dir: str = "", data_dir: str = "", *, device: str = "auto",
+                  target_class: str | int = "bowling", preprocess: str = "checkpoint") -> Analysis:
+    """Model, hooked model, output folder and prepared data of one notebook run."""
+    data = load_prepared(data_dir or paths.data_dir(profile))
+    loaded = load_model(profile, target=target_class, device=device, preprocess=preprocess)
+    prepared_target = data.manifest.get("target_index")
+    if prepared_target is not None and int(prepared_target) != loaded.target_index:
+        raise ValueError(
+            f"target_class={target_class!r} resolves to class {loaded.target_index} "
+            f"({loaded.target_label!r}), but notebook 00 prepared the clips "
+            f"for class {prepared_target} ({data.manifest.get('target')!r}); run every notebook "
+            "with the same TARGET (make figures does)")
+    prepared_mode = data.manifest.get("preprocess")
+    if prepared_mode is not None and prepared_mode != loaded.preprocess_mode:
+        raise ValueError(f"preprocess={preprocess!r}, but notebook 00 prepared the clips with "
+                         f"PREPROCESS={prepared_mode}; run every notebook with the same PREPROCESS")
+    hooked = HookedViViT(loaded)
+    out = ensure_writable_dir(output_dir or paths.figures_dir(profile))
+    print(f"model: {loaded.name} on {loaded.device}, {loaded.num_layers} layers x {loaded.num_heads} heads, "
+          f"{hooked.n_tokens} tokens; target class {loaded.target_index} = {loaded.target_label!r}")
+    print(data.note())
+    return Analysis(loaded, hooked, out, data)
