@@ -70,7 +70,7 @@ def test_transformers4_checkpoint_loads_with_no_missing_keys():
     """A fixture saved by transformers 4.x (keys vivit.encoder.layer.N.attention.attention.*)."""
     keys = load_file(FIXTURE / "model.safetensors")
     assert any(k.startswith("vivit.encoder.layer.0.attention.attention.query") for k in keys)
-    m = load_model(str(FIXTURE))
+    m = load_model(str(FIXTURE), target="class1")
     info = m.extra["loading_info"]
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
     expected = load_file(FIXTURE / "expected.safetensors")

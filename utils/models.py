@@ -357,6 +357,20 @@ def check_loading_info(info: dict, source: str) -> None:
             "is it a ViViT video classifier saved by transformers?")
 
 
+def pretrained(source) -> tuple[VivitForVideoClassification, dict]:
+    """``from_pretrained`` with eager attention; a weight of the wrong shape is a ModelLoadError."""
+    try:
+        return VivitForVideoClassification.from_pretrained(
+            source, attn_implementation="eager", output_loading_info=True)
+    except RuntimeError as err:
+        if "mismatch" not in str(err):
+            raise
+        raise ModelLoadError(
+            f"{source}: the checkpoint does not fit VivitForVideoClassification (mismatched_keys: a weight "
+            "has another shape than its config says; see the load report above); is config.json the one "
+            "saved with these weights?") from None
+
+
 def finish(model: VivitForVideoClassification, processor: VivitImageProcessor, profile: str,
            target, device, preprocess, **kwargs) -> LoadedModel:
     """Name the classes, resolve the target and the device, choose the preprocessing."""
@@ -376,9 +390,7 @@ def _from_dir(directory: Path, profile: str, target, device, preprocess) -> Load
     check_model_dir(directory)
     check_preprocess(preprocess)
     resolve_device(device)
-    model, info = VivitForVideoClassification.from_pretrained(
-        directory, attn_implementation="eager", output_loading_info=True
-    )
+    model, info = pretrained(directory)
     check_loading_info(info, str(directory))
     if (directory / "preprocessor_config.json").is_file():
         processor = VivitImageProcessor.from_pretrained(directory)
@@ -417,9 +429,7 @@ def load_model(profile: str = "toy", target: str | int | None = None, device: st
                       untrained=True, source="random init, torch seed 0")
     if profile == "paper":
         try:
-            model, info = VivitForVideoClassification.from_pretrained(
-                PAPER_CHECKPOINT, attn_implementation="eager", output_loading_info=True
-            )
+            model, info = pretrained(PAPER_CHECKPOINT)
             processor = VivitImageProcessor.from_pretrained(PAPER_CHECKPOINT)
         except OSError as err:
             offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
