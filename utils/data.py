@@ -57,14 +57,22 @@ class Clip:
     frames: np.ndarray  # uint8 (frame, H, W, 3)
 
 
-def synthetic_clips(loaded: LoadedModel, n_pairs: int, unmatched: int = 0) -> list[Clip]:
-    """The canonical pair, ``n_pairs`` matched pairs and ``unmatched`` unmatched pairs."""
-    size, T = loaded.image_size, loaded.num_frames
-    clips = []
+def synthetic_specs(n_pairs: int, unmatched: int = 0) -> list[tuple[int, int, int, str]]:
+    """``(pair, strike seed, gutter seed, name)`` of the canonical pair, ``n_pairs`` matched pairs
+    and ``unmatched`` unmatched pairs (an unmatched pair's gutter clip comes from another seed).
+    No seed lies in a range ``utils.train.SEEDS`` uses (``tests/test_data.py`` checks it)."""
     specs = [(-1, CANONICAL_SEED, CANONICAL_SEED, "canonical")]
     specs += [(i, PAIR_SEED_BASE + i, PAIR_SEED_BASE + i, f"pair{i:03d}") for i in range(n_pairs)]
     specs += [(n_pairs + i, PAIR_SEED_BASE + i, PAIR_SEED_BASE + i + UNMATCHED_OFFSET,
                f"unmatched{i:03d}") for i in range(unmatched)]
+    return specs
+
+
+def synthetic_clips(loaded: LoadedModel, n_pairs: int, unmatched: int = 0) -> list[Clip]:
+    """The canonical pair, ``n_pairs`` matched pairs and ``unmatched`` unmatched pairs."""
+    specs = synthetic_specs(n_pairs, unmatched)
+    size, T = loaded.image_size, loaded.num_frames
+    clips = []
     for pair, s_seed, g_seed, name in tqdm(specs, desc="rendering pairs", leave=False):
         for outcome, seed in (("strike", s_seed), ("gutter", g_seed)):
             frames = render_clip("bowling", seed, outcome, num_frames=T, size=size)
