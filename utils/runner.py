@@ -20,6 +20,7 @@ import os
 import shutil
 import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -40,7 +41,7 @@ def _html(executed: Path) -> Path:
     return out
 
 
-def _ipc_kernel_manager():
+def _ipc_kernel_manager(folder: Path):
     """A kernel manager talking to the kernel over local IPC sockets rather than TCP: nothing
     listens on the network, and the kernel has no "running over TCP without encryption"
     warning to print for every notebook."""
@@ -49,6 +50,7 @@ def _ipc_kernel_manager():
     class IPCKernelManager(AsyncKernelManager):
         def __init__(self, **kwargs):
             kwargs.setdefault("transport", "ipc")
+            kwargs.setdefault("ip", str(folder / "kernel-ipc"))  # sockets in a private folder
             super().__init__(**kwargs)
 
     return IPCKernelManager
@@ -60,9 +62,10 @@ def execute(notebook: Path, out_nb: Path, parameters: dict, cwd: Path) -> None:
 
     declared = pm.inspect_notebook(str(notebook))
     params = {k: v for k, v in parameters.items() if k in declared and v is not None}
+    sockets = Path(tempfile.mkdtemp(prefix="vivit-kernel-"))
     try:
         pm.execute_notebook(str(notebook), str(out_nb), parameters=params, kernel_name="python3",
-                            progress_bar=False, cwd=str(cwd), kernel_manager_class=_ipc_kernel_manager())
+                            progress_bar=False, cwd=str(cwd), kernel_manager_class=_ipc_kernel_manager(sockets))
     except pm.PapermillExecutionError as err:
         raise NotebookFailed(
             f"{notebook.name} failed in cell {err.exec_count} ({err.ename}: {err.evalue}); "
@@ -73,6 +76,8 @@ def execute(notebook: Path, out_nb: Path, parameters: dict, cwd: Path) -> None:
             f"{notebook.name} failed: {type(err).__name__}: {err} (a kernel that dies is usually out "
             f"of memory: lower batch sizes or pair counts); the partial notebook is {out_nb}"
         ) from None
+    finally:
+        shutil.rmtree(sockets, ignore_errors=True)
 
 
 def profile_config(profile: str):
