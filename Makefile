@@ -33,6 +33,7 @@ figures: $(STAMP) ## run notebooks 00.. for PROFILE (default toy) -> figures/PRO
 	$(PY) -m utils.runner --profile "$(PROFILE)" --strike-video "$(STRIKE_VIDEO)" \
 		--gutter-video "$(GUTTER_VIDEO)" --pairs "$(PAIRS)" --pairs-csv "$(PAIRS_CSV)" \
 		--target "$(TARGET)" --device "$(DEVICE)" --preprocess "$(PREPROCESS)" $(NOTEBOOKS)
+	@if [ "$(PROFILE)" = toy ] && [ -z "$(PAIRS_CSV)$(STRIKE_VIDEO)" ]; then $(PY) -m utils.findings; fi
 
 test: $(STAMP) ## lint, unit tests and every notebook (offline: HF_HUB_OFFLINE=1)
 	$(PY) -m ruff check utils tests notebooks

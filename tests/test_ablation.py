@@ -1,7 +1,19 @@
+import numpy as np
 import pytest
 import torch
 
-from utils.ablation import before_after, component_ablation, n_top, top_fraction_ablation, zero_tubelets
+from utils.ablation import (
+    ablate_embedding_tokens,
+    before_after,
+    component_ablation,
+    n_top,
+    random_ablation_deltas,
+    random_token_sets,
+    top_fraction_ablation,
+    top_vs_random,
+    zero_tubelets,
+)
+from utils.attribution import token_dla_names
 
 
 def test_ten_percent_of_paper_patches_is_313():
@@ -48,3 +60,70 @@ def test_zero_ablating_a_component_equals_doing_it_by_hand(tiny_hooked, tiny_pix
     assert len(mean) == 2 * 3 + 3 * 3
     with pytest.raises(ValueError, match="reference_pixels"):
         component_ablation(tiny_hooked, tiny_pixels[:1], 1, how="mean")
+
+
+def test_dla_score_ablates_the_top_dla_tokens(toy_hooked, toy_pair):
+    from utils.attribution import token_dla
+
+    h, px = toy_hooked, toy_pair[0]
+    res = top_fraction_ablation(h, px, 0, mode="corrected", score="dla")
+    dla = token_dla(h, h.run(px, names=token_dla_names(h)), 0)["tokens"][1:]  # (patches,)
+    want = set((torch.topk(dla, 28).indices + 1).tolist())
+    assert set(res["tokens"]) == want and res["n_ablated"] == 28
+    assert res["table"].score.eq("dla").all()
+    manual = h.run(zero_tubelets(h, px, sorted(want), "corrected")).logits[0]
+    torch.testing.assert_close(res["logits_after"], manual)
+    notebook = top_fraction_ablation(h, px, 0, mode="corrected", score="notebook", run=res["run"])
+    assert set(notebook["tokens"]) != want  # the two scores pick different patches
+    with pytest.raises(ValueError, match="score"):
+        top_fraction_ablation(h, px, 0, score="saliency")
+
+
+def test_ablate_embedding_tokens_matches_a_forward_hook_on_the_hf_model(tiny, tiny_hooked, tiny_pixels):
+    px = tiny_pixels[:1]
+    tokens = [2, 5]
+    for how in ("zero", "mean"):
+        def replace(module, inputs, out, how=how):  # (batch, tokens, d_model)
+            out = out.clone()
+            out[:, tokens] = 0.0 if how == "zero" else out[:, 1:].mean(1, keepdim=True)
+            return out
+
+        handle = tiny.model.vivit.embeddings.register_forward_hook(replace)
+        try:
+            with torch.no_grad():
+                want = tiny.model(pixel_values=px).logits[0]
+        finally:
+            handle.remove()
+        got = ablate_embedding_tokens(tiny_hooked, px, tokens, how=how)
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+        assert not torch.allclose(got, tiny_hooked.run(px).logits[0])  # it did change something
+    torch.testing.assert_close(ablate_embedding_tokens(tiny_hooked, px, []), tiny_hooked.run(px).logits[0])
+    with pytest.raises(ValueError, match="how"):
+        ablate_embedding_tokens(tiny_hooked, px, tokens, how="noise")
+
+
+def test_random_draws_are_distinct_patch_sets_and_their_deltas_are_exact(tiny_hooked, tiny_pixels):
+    h, px = tiny_hooked, tiny_pixels[:1]
+    sets = random_token_sets(h, 3, 20, seed=4)
+    assert len(sets) == 20 and sets == random_token_sets(h, 3, 20, seed=4)
+    assert all(len(set(s)) == 3 and min(s) >= 1 and max(s) < h.n_tokens for s in sets)
+    assert len({tuple(sorted(s)) for s in sets}) > 1
+    deltas = random_ablation_deltas(h, px, 1, 3, n_draws=20, seed=4, batch=7)
+    before = float(h.run(px).logits[0, 1])
+    for k in (0, 13):
+        manual = float(h.run(zero_tubelets(h, px, sets[k], "corrected")).logits[0, 1]) - before
+        assert deltas[k] == pytest.approx(manual, abs=1e-5)
+
+
+def test_top_vs_random_ranks_the_top_set_among_the_draws(toy_hooked, toy_pair):
+    h, px = toy_hooked, toy_pair[0]
+    t = top_vs_random(h, px, 0, n_draws=20, seed=0)
+    assert t.score.tolist() == ["notebook", "dla"] and (t.n_ablated == 28).all()
+    rand = random_ablation_deltas(h, px, 0, 28, n_draws=20, seed=0)
+    for r in t.itertuples():
+        single = top_fraction_ablation(h, px, 0, mode="corrected", score=r.score)
+        top = float(single["logits_after"][0] - single["logits_before"][0])
+        assert r.top_delta == pytest.approx(top, abs=1e-5)
+        assert r.share_random_lower == pytest.approx(float((rand <= top).mean()))
+        assert r.rank == 1 + int((rand < top).sum())
+        assert r.random_median == pytest.approx(float(np.median(rand)), abs=1e-6)

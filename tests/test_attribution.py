@@ -1,3 +1,4 @@
+import pandas as pd
 import pytest
 import torch
 
@@ -55,3 +56,55 @@ def test_notebook_score_is_token_dot_classifier_row(toy_hooked, toy_pair):
         want = run["blocks.11.hook_resid_post"][0, 1:] @ toy_hooked.model.classifier.weight[0]
     torch.testing.assert_close(s, want)
     assert s.shape == (288,)
+
+
+def test_residual_ig_is_complete_and_its_gap_is_the_models(tiny_hooked, tiny_pixels):
+    """Integrated gradients at the last block's input add up to logit(x) - logit(baseline), and
+    that gap is what the model gives when the patch tokens are set to their mean by a hook."""
+    from utils.attribution import check_completeness, residual_ig, residual_ig_names
+
+    h = tiny_hooked
+    site = residual_ig_names(h)[0]
+    run = h.run(tiny_pixels[:1], names=residual_ig_names(h))
+    ig = residual_ig(h, run, 1, steps=64)
+    assert ig["tokens"].shape == (h.n_tokens - 1,)
+    assert ig["total"] == pytest.approx(float(ig["tokens"].sum()))
+
+    def to_mean(x, _name):  # (batch, tokens, d_model)
+        x = x.clone()
+        x[:, 1:] = x[:, 1:].mean(1, keepdim=True)
+        return x
+
+    clean = float(h.run(tiny_pixels[:1]).logits[0, 1])
+    baseline = float(h.run(tiny_pixels[:1], hooks={site: to_mean}).logits[0, 1])
+    assert ig["logit"] == pytest.approx(clean, abs=1e-5)
+    assert ig["gap"] == pytest.approx(clean - baseline, abs=1e-5)
+    assert abs(ig["gap"]) > 1e-3  # a real gap to explain
+    assert abs(ig["total"] - ig["gap"]) < 1e-3 * abs(ig["gap"]) + 1e-5
+    coarse = residual_ig(h, run, 1, steps=2)
+    assert abs(coarse["total"] - coarse["gap"]) > 10 * abs(ig["total"] - ig["gap"])  # error falls with steps
+    table = pd.DataFrame([{"ig_total": ig["total"], "gap": ig["gap"]}])
+    assert check_completeness(table).tolerance.iloc[0] > 0
+    with pytest.raises(AssertionError, match="completeness"):
+        check_completeness(pd.DataFrame([{"ig_total": ig["total"] + 0.1, "gap": ig["gap"]}]))
+
+
+def test_input_ig_is_complete(tiny_hooked, tiny_pixels):
+    from utils.attribution import integrated_gradients
+
+    ig = integrated_gradients(tiny_hooked, tiny_pixels[:1], 1, steps=64)
+    zero = float(tiny_hooked.run(torch.zeros_like(tiny_pixels[:1])).logits[0, 1])
+    assert ig["gap"] == pytest.approx(float(tiny_hooked.run(tiny_pixels[:1]).logits[0, 1]) - zero, abs=1e-5)
+    assert ig["tokens"].shape == (tiny_hooked.n_tokens - 1,)
+    assert abs(ig["total"] - ig["gap"]) < 2e-3 * abs(ig["gap"]) + 1e-5
+
+
+def test_ig_quadrature_is_the_midpoint_rule():
+    """For f(x) = sum x_i^3 along the path from 0, IG_i = x_i^3 exactly; the midpoint rule with
+    n nodes gives x_i^3 (1 - 1/(4 n^2)), whatever the batching of the nodes."""
+    from utils.attribution import _integrate
+
+    x = torch.tensor([[0.5, -1.0, 2.0]], dtype=torch.float64)  # (1, 3)
+    for steps, batch in ((8, 3), (5, 8)):
+        ig = _integrate(lambda xs: (xs**3).sum((-1, -2)), x, torch.zeros_like(x), steps, batch)
+        torch.testing.assert_close(ig, x**3 * (1 - 1 / (4 * steps**2)))

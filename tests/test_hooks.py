@@ -5,6 +5,10 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.nn.modules import module as module_hooks
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 from utils.hooks import HookedViViT
 
@@ -83,37 +87,185 @@ def test_cls_row_equals_full_pattern_row(tiny_hooked, tiny_pixels):
         torch.testing.assert_close(full.sum(-1), torch.ones(full.shape[:-1]))
 
 
-def test_cls_row_alone_never_builds_the_full_pattern(tiny_hooked, tiny_pixels, monkeypatch):
-    """Asking for the CLS rows only: every matmul's output stays O(tokens), never tokens^2."""
-    sizes = []
-    orig = torch.matmul
+class ShapeSpy(TorchDispatchMode):
+    """Records the shape of every tensor any ATen op returns, SDPA and matmul alike."""
 
-    def spy(a, b):
-        out = orig(a, b)
-        sizes.append(out.shape[-2:])
+    def __init__(self):
+        super().__init__()
+        self.seen: list[tuple[str, tuple[int, ...]]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        self.seen += [(str(func), tuple(t.shape)) for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
         return out
 
-    monkeypatch.setattr(torch, "matmul", spy)
-    tiny_hooked.run(tiny_pixels, names={f"blocks.{i}.attn.hook_pattern_cls" for i in range(3)})
+    def square(self, n: int) -> list:
+        """Outputs with two dimensions of size ``n``: a tokens x tokens matrix."""
+        return [(f, shape) for f, shape in self.seen if shape.count(n) >= 2]
+
+
+def test_cls_row_alone_never_builds_the_full_pattern(tiny_hooked, tiny_pixels):
+    """Asking for the CLS rows only: no op returns a tokens x tokens tensor, and attention runs
+    in a fused SDPA kernel (the math fallback, which builds the matrix inside, is switched off)."""
     n = tiny_hooked.n_tokens
-    assert sizes and all(tuple(s) != (n, n) for s in sizes)
+    with sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION]), ShapeSpy() as spy:
+        run = tiny_hooked.run(tiny_pixels, names={f"blocks.{i}.attn.hook_pattern_cls" for i in range(3)})
+    ops = {f for f, _ in spy.seen}
+    assert "aten.scaled_dot_product_attention.default" in ops and len(spy.seen) > 50
+    assert spy.square(n) == []
+    assert run["blocks.0.attn.hook_pattern_cls"].shape == (2, tiny_hooked.n_heads, n)
+    with ShapeSpy() as control:  # the spy does see a full pattern when one is built
+        tiny_hooked.run(tiny_pixels, names={"blocks.1.attn.hook_pattern"})
+    assert (2, tiny_hooked.n_heads, n, n) in {shape for _, shape in control.square(n)}
 
 
-def test_hooks_leave_nothing_behind_on_errors(tiny, tiny_hooked, tiny_pixels):
+def _boom(x, name):
+    raise RuntimeError(f"hook failed at {name}")
+
+
+def _state(hooked):
+    """Everything a failed run could leave changed: hooks on any module (and global ones),
+    training flags, requires_grad and .grad of the weights, grad / inference mode, and the
+    attributes of the HookedViViT (a leftover cache would show up there)."""
+    model = hooked.model
+    return {
+        "module hooks": [(name, len(m._forward_hooks), len(m._forward_pre_hooks), len(m._backward_hooks),
+                          len(m._backward_pre_hooks)) for name, m in model.named_modules()],
+        "global hooks": (len(module_hooks._global_forward_hooks), len(module_hooks._global_forward_pre_hooks),
+                         len(module_hooks._global_backward_hooks)),
+        "training": [m.training for m in model.modules()],
+        "requires_grad": [p.requires_grad for p in model.parameters()],
+        "grads": [p.grad is None for p in model.parameters()],
+        "grad enabled": torch.is_grad_enabled(),
+        "inference mode": torch.is_inference_mode_enabled(),
+        "hooked attributes": {k: (id(v), len(v) if isinstance(v, dict | list) else None)
+                              for k, v in vars(hooked).items()},
+    }
+
+
+@pytest.mark.parametrize("grad", [False, True])
+@pytest.mark.parametrize("site", ["hook_embed", "blocks.0.attn.hook_pattern_cls", "blocks.1.attn.hook_pattern",
+                                  "blocks.1.hook_mlp_out", "ln_final.hook_normalized"])
+def test_hooks_leave_nothing_behind_on_errors(tiny, tiny_hooked, tiny_pixels, site, grad):
+    """A hook that raises mid-run: the error reaches the caller, and the model, the autograd
+    mode around the call and the HookedViViT are exactly as before; the next run is bitwise clean."""
     clean = tiny_hooked.run(tiny_pixels).logits
-
-    def registered():  # HF installs output-capturing hooks of its own; count everything
-        return [(len(m._forward_hooks), len(m._forward_pre_hooks)) for m in tiny.model.modules()]
-
-    before = registered()
-
-    def boom(x, name):
-        raise RuntimeError("hook failed")
-
-    with pytest.raises(RuntimeError, match="hook failed"):
-        tiny_hooked.run(tiny_pixels, hooks={"blocks.1.hook_mlp_out": boom})
-    assert registered() == before
+    assert not torch.is_inference_mode_enabled()  # a successful run restores the mode too
+    weights = {k: v.clone() for k, v in tiny.model.state_dict().items()}
+    for outer in (torch.no_grad, torch.enable_grad):  # the run must restore either mode
+        with outer():
+            before = _state(tiny_hooked)
+            with pytest.raises(RuntimeError, match=f"hook failed at {site}"):
+                tiny_hooked.run(tiny_pixels, hooks={site: _boom}, grad=grad)
+            assert _state(tiny_hooked) == before
+    for k, v in tiny.model.state_dict().items():
+        assert torch.equal(v, weights[k]), k
     torch.testing.assert_close(tiny_hooked.run(tiny_pixels).logits, clean, rtol=0, atol=0)
+
+
+def test_a_hook_must_keep_the_shape(tiny_hooked, tiny_pixels):
+    with pytest.raises(ValueError, match=r"blocks\.1\.hook_mlp_out returned \(2, 9\)"):
+        tiny_hooked.run(tiny_pixels, hooks={"blocks.1.hook_mlp_out": lambda x, n: x[:, :, 0]})
+
+
+def _v(hooked, resid_pre, layer):
+    """Values ``(batch, head, tokens, d_head)`` of block ``layer``, by hand."""
+    blk = hooked.blocks[layer]
+    b, t, _ = resid_pre.shape
+    v = blk.attention.v_proj(blk.layernorm_before(resid_pre))  # (batch, tokens, d_model)
+    return v.view(b, t, hooked.n_heads, hooked.d_head).transpose(1, 2)
+
+
+def test_an_edited_cls_row_is_what_the_cls_query_reads(tiny_hooked, tiny_pixels):
+    """Replacing the CLS row (uniform attention over all tokens): the CLS query's z becomes the
+    mean of the values, the other queries keep theirs, and editing row 0 of the full pattern
+    the same way gives the same run."""
+    layer, name = 1, "blocks.1.attn.hook_pattern_cls"
+    names = {f"blocks.{layer}.hook_resid_pre", f"blocks.{layer}.attn.hook_z", name}
+    clean = tiny_hooked.run(tiny_pixels, names=names)
+    n = tiny_hooked.n_tokens
+    uniform = lambda x, _n: torch.full_like(x, 1 / n)  # noqa: E731
+    edited = tiny_hooked.run(tiny_pixels, names=names, hooks={name: uniform})
+    with torch.inference_mode():
+        v = _v(tiny_hooked, clean[f"blocks.{layer}.hook_resid_pre"], layer)
+    z, z0 = edited[f"blocks.{layer}.attn.hook_z"], clean[f"blocks.{layer}.attn.hook_z"]  # (b, tokens, head, d_head)
+    torch.testing.assert_close(z[:, 0], v.mean(2), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(z[:, 1:], z0[:, 1:], rtol=0, atol=0)
+    torch.testing.assert_close(edited[name], torch.full_like(edited[name], 1 / n))
+    assert (edited.logits - clean.logits).abs().max() > 1e-3
+
+    def row0(p, _n):
+        p = p.clone()
+        p[:, :, 0] = 1 / n
+        return p
+
+    def in_place(row, _n):  # the TransformerLens habit: edit in place, return None
+        row.fill_(1 / n)
+
+    inplace = tiny_hooked.run(tiny_pixels, names=names, hooks={name: in_place})
+    torch.testing.assert_close(inplace.logits, edited.logits, rtol=0, atol=0)
+    observed = tiny_hooked.run(tiny_pixels, names=names, hooks={name: lambda x, _n: None})
+    torch.testing.assert_close(observed.logits, clean.logits, rtol=0, atol=0)  # watching changes nothing
+
+    via_full = tiny_hooked.run(tiny_pixels, names=names, hooks={f"blocks.{layer}.attn.hook_pattern": row0})
+    torch.testing.assert_close(via_full.logits, edited.logits, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(via_full[f"blocks.{layer}.attn.hook_z"], z, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(via_full[name], edited[name])  # the CLS row of the edited full pattern
+
+
+def test_train_mode_is_refused_not_half_applied(tiny_pixels):
+    from conftest import tiny_loaded
+
+    from utils.patching import component_patches, run_patches
+
+    loaded = tiny_loaded()
+    hooked = HookedViViT(loaded)
+    assert not any(m.training for m in loaded.model.modules())  # HookedViViT puts it in eval
+    cache = hooked.run(tiny_pixels[:1], names=hooked.hook_names()).cache
+    loaded.model.vivit.layers[1].mlp.train()  # one submodule back in training: dropout would act there
+    with pytest.raises(RuntimeError, match=r"eval mode only.*vivit\.layers\.1\.mlp"):
+        hooked.run(tiny_pixels)
+    with pytest.raises(RuntimeError, match="eval mode only"):
+        run_patches(hooked, cache, component_patches(hooked, cache, [1]))
+    loaded.model.eval()
+    hooked.run(tiny_pixels)
+
+
+def test_a_gradient_run_can_start_from_an_inference_cache(tiny_hooked, tiny_pixels):
+    """The default run caches under inference_mode; a grad run from that cache (start=, a hook
+    returning a cached tensor, or inference-mode pixels) still backpropagates."""
+    name = "blocks.1.hook_resid_pre"
+    cache = tiny_hooked.run(tiny_pixels, names={name, "blocks.2.hook_resid_mid"})
+    assert cache[name].is_inference()
+    resumed = tiny_hooked.run(start=(name, cache[name]), grad=True)
+    assert resumed.logits.requires_grad
+    torch.testing.assert_close(resumed.logits.detach(), cache.logits, rtol=1e-6, atol=1e-6)
+    w = tiny_hooked.blocks[2].mlp.fc1.weight
+    (g,) = torch.autograd.grad(resumed.logits[:, 1].sum(), w)
+    assert float(g.abs().sum()) > 0
+    cached_mid = cache["blocks.2.hook_resid_mid"]  # the next LayerNorm saves it for backward
+    hooked_in = tiny_hooked.run(tiny_pixels, hooks={"blocks.2.hook_resid_mid": lambda x, n: cached_mid}, grad=True)
+    (g2,) = torch.autograd.grad(hooked_in.logits[:, 1].sum(), tiny_hooked.blocks[2].mlp.fc1.weight)
+    assert float(g2.abs().sum()) > 0
+    with torch.inference_mode():
+        px = tiny_pixels.clone()
+    assert tiny_hooked.run(px, grad=True).logits.requires_grad
+
+
+def test_inputs_move_to_the_models_device(tiny_pixels):
+    """A model on another device (meta here; CUDA in test_device.py): CPU pixels, a CPU start
+    tensor and CPU tensors returned by hooks all follow it."""
+    from conftest import tiny_loaded
+
+    loaded = tiny_loaded()
+    loaded.model.to("meta")
+    hooked = HookedViViT(loaded)
+    assert hooked.device.type == "meta"
+    run = hooked.run(tiny_pixels, names={"blocks.1.hook_resid_pre"},
+                     hooks={"blocks.0.hook_mlp_out": lambda x, n: torch.zeros(x.shape)})
+    assert run.logits.device.type == "meta" and run.logits.shape == (2, 5)
+    start = torch.zeros(2, hooked.n_tokens, hooked.d_model)
+    assert hooked.run(start=("blocks.1.hook_resid_pre", start)).logits.device.type == "meta"
 
 
 def test_hook_can_edit_and_start_midway(tiny_hooked, tiny_pixels):

@@ -2,7 +2,10 @@
 
 import ast
 import json
+from pathlib import Path
+from pprint import pformat
 
+import numpy as np
 import pandas as pd
 import papermill
 import pytest
@@ -11,6 +14,39 @@ from utils import paths
 from utils.runner import run_all
 
 NOTEBOOKS = sorted(paths.NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
+COMMITTED_TABLES = sorted(p.name for p in (paths.FIGURES_DIR / "toy").glob("*.csv"))
+FLOAT_ATOL = 1e-4 + 1e-9  # one unit of the CSVs' 4th decimal (+ the float error of reading it back)
+
+# Numbers the README and the paper comparison rest on, as committed in figures/toy: one place to
+# update when the toy outputs are regenerated (a failing test prints the new dict to paste).
+# (table, row query, column): value
+RECORDED = {
+    ("fig2_logit_lens", "run == 'strike' and layer == 12", "logit"): 7.4832,
+    ("fig2_logit_lens", "run == 'gutter' and layer == 12", "logit"): 7.4949,
+    ("fig5_delta_norms", "layer == 5", "mean_token_norm"): 0.9561,
+    ("fig5_delta_norms", "layer == 11", "mean_token_norm"): 1.3255,
+    ("table0_predictions", "clip_id == 'canonical_strike'", "target_logit"): 7.4832,
+    ("table1_ablation_strike", "mode == 'corrected' and `class` == 'bowling'", "change"): 0.0230,
+    ("table1_ablation_strike", "mode == 'random control' and `class` == 'bowling'", "change"): -0.0468,
+    ("table3_patching", "layer == 4 and component == 'attention'", "recovery_notebook_pct"): 9.7775,
+    ("table3_patching", "layer == 4 and component == 'mlp'", "recovery_notebook_pct"): 3.3138,
+    ("table3_patching", "layer == 10 and component == 'mlp'", "recovery_projection_pct"): 3.0600,
+}
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """A CSV as written by ``save_table``: empty cells stay missing, strings stay strings."""
+    return pd.read_csv(path, keep_default_na=False, na_values=[""])
+
+
+def recorded_values(folder: Path) -> dict:
+    """The RECORDED numbers as found in ``folder``'s tables."""
+    out = {}
+    for table, query, column in RECORDED:
+        rows = read_table(folder / f"{table}.csv").query(query)
+        assert len(rows) == 1, f"{table}.csv: {query!r} matches {len(rows)} rows, not 1"
+        out[(table, query, column)] = float(rows[column].item())
+    return out
 
 
 def test_notebooks_exist_in_order():
@@ -62,7 +98,8 @@ def test_toy_run_produces_every_figure_and_table(toy_outputs):
 
 
 @pytest.mark.slow
-def test_toy_tables_hold_the_recorded_numbers(toy_outputs):
+def test_toy_tables_satisfy_their_invariants(toy_outputs):
+    """What holds whatever the numbers: table shapes, |projection| <= |eq. 2|, DLA adds up."""
     t3 = pd.read_csv(toy_outputs / "table3_patching.csv")
     assert list(t3.columns[:6]) == ["layer", "component", "recovery_notebook_pct", "recovery_eq2_pct",
                                     "recovery_projection_pct", "delta_target_logit"]
@@ -72,7 +109,7 @@ def test_toy_tables_hold_the_recorded_numbers(toy_outputs):
     for name in ("table1_ablation_strike", "table2_ablation_gutter"):
         t = pd.read_csv(toy_outputs / f"{name}.csv")
         assert set(t["mode"]) == {"faithful", "corrected", "random control"}
-        assert (t.n_ablated == 28).all()
+        assert (t.n_ablated == 28).all()  # int(0.1 * 288)
     pred = pd.read_csv(toy_outputs / "table0_predictions.csv")
     assert len(pred) == 2 * (1 + 32 + 16)
     assert pred[pred.clip_id.str.startswith("canonical")].is_target.all()
@@ -94,7 +131,67 @@ def test_rerun_reproduces_the_tables_byte_for_byte(toy_outputs, tmp_path):
         assert (rerun / name).read_bytes() == (toy_outputs / name).read_bytes(), name
 
 
-def test_committed_toy_tables_match_the_notebooks_stable_columns():
-    t3 = pd.read_csv(paths.FIGURES_DIR / "toy" / "table3_patching.csv")
-    assert {"layer", "component", "recovery_notebook_pct", "recovery_eq2_pct", "recovery_projection_pct",
-            "delta_target_logit"} <= set(t3.columns)
+def table_mismatches(committed: Path, fresh: Path) -> list[str]:
+    """Where ``fresh`` differs from ``committed`` (two CSVs): columns, shape, or any value -
+    strings, integers and booleans exactly, floats within FLOAT_ATOL, missing = missing."""
+    want, got = read_table(committed), read_table(fresh)
+    if list(got.columns) != list(want.columns):
+        return [f"columns {list(got.columns)} != committed {list(want.columns)}"]
+    if got.shape != want.shape:
+        return [f"shape {got.shape} != committed {want.shape}"]
+    out = []
+    for col in want.columns:
+        w, g = want[col], got[col]
+        both_missing = w.isna() & g.isna()
+        if pd.api.types.is_float_dtype(w) and pd.api.types.is_float_dtype(g):
+            bad = ~(np.isclose(g, w, rtol=0, atol=FLOAT_ATOL) | both_missing)
+        else:
+            bad = ~((g == w) | both_missing)
+        if bad.any():
+            out.append(f"column {col!r}, rows {np.flatnonzero(bad)[:10].tolist()}: committed "
+                       f"{w[bad].head(3).tolist()}, fresh {g[bad].head(3).tolist()}")
+    return out
+
+
+def test_table_comparison_catches_every_kind_of_change(tmp_path):
+    base = pd.DataFrame({"run": ["strike", "gutter"], "layer": [0, 11], "ok": [True, False],
+                         "value": [1.2345, -0.5], "paper": [54.41, np.nan]})
+    committed = tmp_path / "committed.csv"
+    base.to_csv(committed, index=False, float_format="%.4f")
+
+    def fresh(**change):
+        df = base.copy()
+        for col, (row, value) in change.items():
+            df.loc[row, col] = value
+        df.to_csv(tmp_path / "fresh.csv", index=False, float_format="%.4f")
+        return table_mismatches(committed, tmp_path / "fresh.csv")
+
+    assert fresh() == []
+    assert fresh(value=(0, 1.2346)) == []  # the last digit rounded the other way
+    assert fresh(value=(0, 1.2347)) and fresh(value=(1, 0.5))
+    assert fresh(run=(1, "strike")) and fresh(layer=(1, 10)) and fresh(ok=(0, False))
+    assert fresh(paper=(1, 0.0)) and fresh(paper=(0, np.nan))
+    base.drop(columns="paper").to_csv(tmp_path / "fresh.csv", index=False)
+    assert table_mismatches(committed, tmp_path / "fresh.csv")[0].startswith("columns")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", COMMITTED_TABLES)
+def test_a_fresh_toy_run_reproduces_the_committed_table(toy_outputs, name):
+    """Every table committed in figures/toy (README quotes them) comes back from a fresh run,
+    value by value: strings, integers and booleans exactly, floats within 1e-4 (the CSVs
+    carry 4 decimals; 1e-4 absorbs a last digit rounded the other way)."""
+    assert (toy_outputs / name).exists(), f"the fresh run wrote no {name}"
+    assert table_mismatches(paths.FIGURES_DIR / "toy" / name, toy_outputs / name) == [], name
+
+
+def test_committed_toy_tables_hold_the_recorded_numbers():
+    """The pinned numbers (RECORDED, top of this file) are what figures/toy holds."""
+    got = recorded_values(paths.FIGURES_DIR / "toy")
+    assert got == pytest.approx(RECORDED, abs=FLOAT_ATOL), f"update RECORDED to:\n{pformat(got)}"
+
+
+@pytest.mark.slow
+def test_a_fresh_toy_run_holds_the_recorded_numbers(toy_outputs):
+    got = recorded_values(toy_outputs)
+    assert got == pytest.approx(RECORDED, abs=FLOAT_ATOL), f"update RECORDED to:\n{pformat(got)}"

@@ -2,6 +2,8 @@
 
 import math
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -133,3 +135,100 @@ def test_needed_target_names_cover_every_start(tiny_hooked):
     names = needed_target_names(tiny_hooked)
     for i in range(tiny_hooked.n_layers):
         assert f"blocks.{i}.hook_resid_pre" in names and f"blocks.{i}.hook_resid_mid" in names
+
+
+@pytest.mark.parametrize(("hook", "shape", "where"), [
+    ("blocks.0.hook_resid_pre", (9, 4), lambda pos, heads: (pos, slice(None))),
+    ("blocks.0.attn.hook_z", (9, 3, 2), lambda pos, heads: (pos[:, None], heads[None, :], slice(None))),
+    ("blocks.0.attn.hook_pattern", (3, 9, 9), lambda pos, heads: (heads[:, None], pos[None, :], slice(None))),
+    ("blocks.0.attn.hook_pattern_cls", (3, 9), lambda pos, heads: (heads[:, None], pos[None, :])),
+])
+def test_patch_positions_and_heads_index_their_own_dimensions(hook, shape, where):
+    """positions index tokens (queries of a pattern, keys of the CLS row), heads index heads."""
+    has_heads = "attn" in hook
+    pos, heads = torch.tensor([0, 2, 7]), torch.tensor([1, 2])
+    act, value = torch.zeros(shape), torch.arange(1, math.prod(shape) + 1, dtype=torch.float32).reshape(shape)
+    Patch(hook, value, positions=pos.tolist(), heads=heads.tolist() if has_heads else None).apply(act)
+    want = torch.zeros(shape)
+    want[where(pos, heads)] = value[where(pos, heads)]
+    torch.testing.assert_close(act, want, rtol=0, atol=0)
+
+
+def test_patch_refuses_heads_without_a_head_dimension_and_wrong_shapes():
+    with pytest.raises(ValueError, match="no head dimension"):
+        Patch("blocks.0.hook_mlp_out", torch.zeros(9, 4), heads=[1])
+    with pytest.raises(ValueError, match=r"shape \(8, 4\)"):
+        Patch("blocks.0.hook_mlp_out", torch.zeros(8, 4)).apply(torch.zeros(9, 4))
+
+
+def test_attention_pattern_patches_are_exact(tiny_hooked, tiny_pixels):
+    """Patching head 1's CLS query row, via the full pattern (query 0) or via the CLS row:
+    the same run, equal to the naive patch, and not a no-op."""
+    names = {"blocks.1.attn.hook_pattern", "blocks.1.attn.hook_pattern_cls"}
+    src = tiny_hooked.run(tiny_pixels[:1], names=names)
+    tgt = tiny_hooked.run(tiny_pixels[1:], names=needed_target_names(tiny_hooked))
+    patches = [Patch("blocks.1.attn.hook_pattern", src["blocks.1.attn.hook_pattern"][0], positions=[0], heads=[1]),
+               Patch("blocks.1.attn.hook_pattern_cls", src["blocks.1.attn.hook_pattern_cls"][0], heads=[1])]
+    fast_acts, fast_logits = run_patches(tiny_hooked, tgt.cache, patches, batch_size=2)
+    slow_acts, slow_logits = naive_patches(tiny_hooked, tiny_pixels[1:], patches, cache_all=False)
+    torch.testing.assert_close(fast_acts, slow_acts, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(fast_logits, slow_logits, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(fast_logits[0], fast_logits[1], rtol=1e-5, atol=1e-6)
+    assert float((fast_logits[0] - tgt.logits[0]).abs().max()) > 1e-4
+
+
+def test_patching_follows_the_models_device(tiny_pixels):
+    """Model on another device (meta), patch values on the CPU: every patched run still runs."""
+    from conftest import tiny_loaded
+
+    from utils.hooks import HookedViViT
+
+    loaded = tiny_loaded()
+    cpu = HookedViViT(loaded)
+    src = cpu.run(tiny_pixels[:1], names=cpu.hook_names())
+    patches = (component_patches(cpu, src.cache, [1]) + head_patches(cpu, src.cache, [2])
+               + frame_patches(cpu, src.cache, 0))
+    loaded.model.to("meta")
+    meta = HookedViViT(loaded)
+    tgt = meta.run(tiny_pixels[1:], names=needed_target_names(meta))
+    acts, logits = run_patches(meta, tgt.cache, patches, batch_size=3)
+    assert acts.device.type == logits.device.type == "meta"
+    assert acts.shape == (len(patches), meta.n_tokens, meta.d_model) and logits.shape == (len(patches), 5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_model_on_cuda_gives_the_cpu_numbers(tiny_pixels):
+    """The tiny model on the GPU, every input on the CPU: runs, patched runs, the recovery table
+    and delta norms equal the CPU ones (to float32 kernel differences)."""
+    from conftest import tiny_loaded
+
+    from utils.deltas import delta_norms
+    from utils.hooks import HookedViViT
+    from utils.plotting import to_numpy
+
+    cpu, gpu = HookedViViT(tiny_loaded()), HookedViViT(tiny_loaded())
+    gpu.model.to("cuda")
+    src_px, tgt_px = tiny_pixels[:1], tiny_pixels[1:]
+    runs = {}
+    for name, h in (("cpu", cpu), ("gpu", gpu)):
+        src, tgt = h.run(src_px, names=h.hook_names()), h.run(tgt_px, names=h.hook_names())
+        cpu_src = cpu.run(src_px, names=cpu.hook_names())  # patch values always come from the CPU
+        patches = component_patches(cpu, cpu_src.cache, [1]) + head_patches(cpu, cpu_src.cache, [0])
+        acts, logits = run_patches(h, tgt.cache, patches, batch_size=3)
+        runs[name] = {"logits": to_numpy(src.logits), "acts": to_numpy(acts), "patched": to_numpy(logits),
+                      "sweep": component_sweep(h, src_px, tgt_px, 1),
+                      "deltas": delta_norms(h, src, tgt)}
+    assert gpu.run(src_px).logits.device.type == "cuda"
+    for key in ("logits", "acts", "patched"):
+        np.testing.assert_allclose(runs["gpu"][key], runs["cpu"][key], rtol=1e-3, atol=1e-4, err_msg=key)
+    for key in ("sweep", "deltas"):
+        pd.testing.assert_frame_equal(runs["gpu"][key], runs["cpu"][key], check_exact=False, rtol=1e-3, atol=1e-3)
+
+
+def test_paper_values_line_up_with_table3():
+    from utils import paper
+    from utils.patching import paper_values
+
+    df = pd.DataFrame({"layer": [0, 4, 4, 10], "component": ["mlp", "attention", "mlp", "mlp"]})
+    got = paper_values(df, paper.TABLE3)
+    assert math.isnan(got[0]) and got[1:] == [54.41, 60.17, 43.39]  # paper.md, Table 3

@@ -32,3 +32,100 @@ def test_paper_probes_are_trivially_perfect_on_one_pair():
 def test_grouped_probe_needs_two_pairs():
     with pytest.raises(ValueError, match="two pairs"):
         grouped_probe(np.zeros((2, 1, 3)), np.array([1, 0]), np.array([0, 0]))
+
+
+def _pairs_data(pairs=24, layers=4, d=12, signal_layer=None, strength=3.0, seed=0):
+    """Features ``(clip, layer, d)`` of matched-like pairs: a per-pair look shared by both clips,
+    small clip noise, and (at ``signal_layer``) one direction that encodes the outcome."""
+    rng = np.random.default_rng(seed)
+    look = np.repeat(rng.normal(0, 3, (pairs, layers, d)), 2, axis=0)
+    x = look + rng.normal(0, 1, (2 * pairs, layers, d))
+    labels = np.tile([1, 0], pairs)
+    if signal_layer is not None:
+        x[:, signal_layer, 0] += np.where(labels == 1, strength, -strength)
+    return x, labels, np.repeat(np.arange(pairs), 2)
+
+
+def test_closed_form_ridge_probe_equals_scikit_learn():
+    from sklearn.linear_model import RidgeClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from utils.probes import folds, held_out_correct
+
+    x, labels, groups = _pairs_data(pairs=15, layers=3, d=40, signal_layer=1, strength=1.0)
+    x[:, :, 5] = 2.0  # a constant feature (StandardScaler leaves its scale at 1)
+    ours = held_out_correct(x, labels[None], groups, alpha=1.0)[0]  # (layer, clip)
+    for layer in range(3):
+        want = np.zeros(len(labels), bool)
+        for train, test in folds(groups):
+            model = make_pipeline(StandardScaler(), RidgeClassifier(alpha=1.0)).fit(x[train, layer], labels[train])
+            want[test] = model.predict(x[test, layer]) == labels[test]
+        np.testing.assert_array_equal(ours[layer], want)
+
+
+def test_within_pair_flips_keep_one_strike_per_pair():
+    from utils.probes import within_pair_flips
+
+    labels, groups = np.tile([1, 0], 50), np.repeat(np.arange(50), 2)
+    flips = within_pair_flips(labels, groups, n_perm=400, seed=3)
+    assert flips.shape == (400, 100)
+    assert (flips.reshape(400, 50, 2).sum(-1) == 1).all()  # every pair: one strike, one gutter
+    swapped = flips[:, ::2] == 0  # (perm, pair) strike clip relabelled gutter
+    assert swapped.mean() == pytest.approx(0.5, abs=0.02)
+    np.testing.assert_array_equal(flips, within_pair_flips(labels, groups, n_perm=400, seed=3))
+    with pytest.raises(ValueError, match="one strike"):
+        within_pair_flips(np.array([1, 1, 0, 0]), np.array([0, 0, 1, 1]))
+
+
+def test_permutation_test_finds_a_real_signal_and_its_layer():
+    from utils.probes import permutation_test
+
+    x, labels, groups = _pairs_data(signal_layer=2, strength=6.0)
+    res = permutation_test(x, labels, groups, n_perm=200)
+    t = res.table
+    assert t.loc[t.is_best, "layer"].tolist() == [2]
+    assert t.loc[2, "accuracy"] > 0.9
+    assert res.p_best == pytest.approx(1 / 201)  # beats every permutation's best layer
+    assert (t.p_value >= t.p_uncorrected).all()  # the max statistic is never less strict
+    assert res.p_mean_above < 0.05
+
+
+def test_permutation_test_corrects_the_choice_of_layer_on_noise():
+    """Pure noise over 12 layers: the best layer's own (uncorrected) p-value looks small, the
+    max-over-layers p-value does not, and the null is centred on 50%."""
+    from utils.probes import permutation_test
+
+    x, labels, groups = _pairs_data(pairs=16, layers=12, d=10, seed=5)
+    res = permutation_test(x, labels, groups, n_perm=300)
+    best = res.table[res.table.is_best].iloc[0]
+    assert best.p_value > 0.05
+    assert best.p_value > 2 * best.p_uncorrected
+    np.testing.assert_allclose(res.null_mean, 0.5, atol=0.02)
+    assert 0.05 < res.p_mean_below < 0.95 or 0.05 < res.p_mean_above < 0.95
+
+
+def test_unmatched_noise_is_centred_on_chance_but_varies_widely():
+    """The held-out-pair null is centred on 50% whether or not the two clips of a pair look
+    alike; for unrelated clips (unmatched pairs) it is several times wider."""
+    from utils.probes import permutation_test
+
+    rng = np.random.default_rng(7)
+    x = rng.normal(0, 1, (32, 6, 20))  # 16 pairs of unrelated clips, no outcome signal
+    labels, groups = np.tile([1, 0], 16), np.repeat(np.arange(16), 2)
+    unmatched = permutation_test(x, labels, groups, n_perm=400)
+    matched = permutation_test(*_pairs_data(pairs=16, layers=6, d=20, seed=7), n_perm=400)
+    for res in (unmatched, matched):
+        np.testing.assert_allclose(res.null_mean, 0.5, atol=0.02)
+    assert unmatched.null.std(0).mean() > 2 * matched.null.std(0).mean()
+
+
+def test_grouped_probe_by_pair_with_time_steps():
+    from utils.probes import grouped_probe_by_pair
+
+    x, labels, groups = _pairs_data(pairs=10, layers=6, d=8, signal_layer=4, strength=8.0)
+    x = x.reshape(20, 3, 2, 8)  # (clip, layer, time step, d): the signal sits at layer 2, step 0
+    out = grouped_probe_by_pair(x, labels, groups, site_names=("layer", "time_step"))
+    assert len(out) == 3 * 2 * 10 and set(out.columns) == {"layer", "time_step", "pair", "accuracy"}
+    acc = out.groupby(["layer", "time_step"]).accuracy.mean()
+    assert acc.idxmax() == (2, 0) and acc.max() > 0.9

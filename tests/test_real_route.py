@@ -6,21 +6,19 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from hubfiles import COMMIT, fill_hub_cache, save_tf4_checkpoint, small_hub_like_vivit
 
 from utils import paths
 from utils.clipsets import PairsCSVError, read_pairs_csv
-from utils.models import (ModelLoadError, load_model, name_classes, resolve_device, resolve_target)
+from utils.models import ModelLoadError, load_model, name_classes, resolve_device, resolve_target
 from utils.runner import run_all
 from utils.synthetic import render_pair
 from utils.video import write_video
-
-from hubfiles import COMMIT, fill_hub_cache, save_tf4_checkpoint, small_hub_like_vivit
 
 NB = sorted(paths.NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
 KINETICS = paths.KINETICS_LABELS.read_text().splitlines()

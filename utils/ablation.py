@@ -9,7 +9,9 @@ it hits the wrong frame and only one of the tubelet's two frames.
 * ``mode="faithful"`` repeats that exactly (score, frame indexing);
 * ``mode="corrected"`` zeroes the whole tubelet: both of its frames, at its position.
 
-Zeroing happens on ``pixel_values`` after preprocessing, as in the notebook. Components
+Zeroing happens on ``pixel_values`` after preprocessing, as in the notebook. A small change
+means little unless random patches move the logit less: ``top_vs_random`` ranks the
+top-scored ablation among ``n_draws`` random ablations of as many patches. Components
 and heads are ablated by patching in a constant (zero, or the mean over reference runs),
 reusing the batched patching machinery.
 """
@@ -23,6 +25,7 @@ import torch
 from utils.attribution import notebook_token_score, token_dla, token_dla_names
 from utils.hooks import HookedViViT
 from utils.patching import Patch, needed_target_names, run_patches
+from utils.stats import empirical_quantile
 
 MODES = ("faithful", "corrected")
 
@@ -119,19 +122,70 @@ def random_tokens(hooked: HookedViViT, n: int, seed: int) -> list[int]:
     return (rng.choice(hooked.n_tokens - 1, size=n, replace=False) + 1).tolist()
 
 
+def random_token_sets(hooked: HookedViViT, n: int, n_draws: int, seed: int) -> list[list[int]]:
+    """``n_draws`` independent sets of ``n`` distinct random patch tokens (one generator)."""
+    rng = np.random.default_rng(seed)
+    return [(rng.choice(hooked.n_tokens - 1, size=n, replace=False) + 1).tolist() for _ in range(n_draws)]
+
+
+def random_ablation_deltas(hooked: HookedViViT, pixel_values: torch.Tensor, target: int, n: int,
+                           n_draws: int = 20, mode: str = "corrected", seed: int = 0,
+                           logit_before: float | None = None, batch: int = 10) -> np.ndarray:
+    """``(n_draws,)`` change of the target logit when ``n`` random patches are zeroed (``mode``
+    as ``zero_tubelets``), one independent draw of tokens each; the null against which a
+    scored selection of ``n`` patches is judged. Draws run ``batch`` at a time."""
+    if logit_before is None:
+        logit_before = float(hooked.run(pixel_values).logits[0, target])
+    deltas = []
+    sets = random_token_sets(hooked, n, n_draws, seed)
+    for i in range(0, n_draws, batch):
+        px = torch.cat([zero_tubelets(hooked, pixel_values, toks, mode) for toks in sets[i : i + batch]])
+        deltas.append(hooked.run(px).logits[:, target].detach().cpu().numpy() - logit_before)  # (chunk,)
+    return np.concatenate(deltas)
+
+
+def top_vs_random(hooked: HookedViViT, pixel_values: torch.Tensor, target: int, n_draws: int = 20,
+                  mode: str = "corrected", scores: tuple[str, ...] = ("notebook", "dla"),
+                  fraction: float = 0.1, seed: int = 0, run=None) -> pd.DataFrame:
+    """Where each top-scored ablation falls among ``n_draws`` random ablations of as many
+    patches (the same random draws for every score). One row per score:
+
+    ``score``, ``top_delta`` (change of the target logit when the top ``fraction`` by that
+    score is zeroed), ``random_median`` (median change over the random draws),
+    ``share_random_lower`` (share of random draws that lower the logit at least as much as the
+    top-scored set: 0 when the score finds the patches that matter most, about 0.5 when it
+    does no better than chance), ``rank`` (1: the top-scored set lowers the logit most of all
+    ``n_draws + 1`` ablations), ``n_draws``, ``n_ablated``, ``mode``.
+    """
+    if run is None:
+        run = hooked.run(pixel_values, names=ablation_names(hooked))
+    before = float(run.logits[0, target])
+    n = n_top(hooked.n_tokens - 1, fraction)
+    rand = random_ablation_deltas(hooked, pixel_values, target, n, n_draws, mode, seed, before)  # (n_draws,)
+    rows = []
+    for score in scores:
+        res = top_fraction_ablation(hooked, pixel_values, target, mode=mode, fraction=fraction, score=score, run=run)
+        top = float(res["logits_after"][target]) - before
+        rows.append({"score": score, "top_delta": top, "random_median": float(np.median(rand)),
+                     "share_random_lower": empirical_quantile(top, rand), "rank": int((rand < top).sum()) + 1,
+                     "n_draws": n_draws, "n_ablated": n, "mode": mode})
+    return pd.DataFrame(rows)
+
+
 def ablate_embedding_tokens(hooked: HookedViViT, pixel_values: torch.Tensor, tokens,
                             how: str = "zero") -> torch.Tensor:
-    """Logits with ``tokens`` replaced at ``hook_embed`` by zeros or the mean patch embedding."""
-    idx = torch.as_tensor(list(tokens))
+    """Logits ``(classes,)`` with ``tokens`` replaced at ``hook_embed`` by zeros (``how="zero"``)
+    or by the clip's mean patch embedding (``how="mean"``, taken before any replacement)."""
+    if how not in ("zero", "mean"):
+        raise ValueError(f"how must be 'zero' or 'mean', got {how!r}")
+    idx = list(tokens)
 
-    def fn(x, _name):
+    def fn(x, _name):  # (batch, tokens, d_model)
         x = x.clone()
         if how == "zero":
             x[:, idx] = 0.0
-        elif how == "mean":
-            x[:, idx] = x[:, 1:].mean(1, keepdim=True)
         else:
-            raise ValueError(f"how must be 'zero' or 'mean', got {how!r}")
+            x[:, idx] = x[:, 1:].mean(1, keepdim=True)  # (batch, 1, d_model)
         return x
 
     return hooked.run(pixel_values, hooks={"hook_embed": fn}).logits[0]

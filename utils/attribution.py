@@ -14,6 +14,12 @@ the last layer's CLS attention output into source tokens,
 ``attn_out[CLS] = sum_s sum_h A_h[CLS, s] (v_s^h W_O^h) + b_O`` (the value bias is inside
 ``v``; the pattern rows sum to one). Every decomposition here returns its terms and the
 model's own logit, and ``tests/test_attribution.py`` checks that they add up.
+
+Integrated gradients (Sundararajan et al. 2017) serve as a baseline attribution:
+``integrated_gradients`` at the input (per tubelet), and ``residual_ig`` at the site where
+``token_dla`` works (the patch tokens entering the last block), so the two maps compare like
+with like. Both satisfy completeness (the terms add up to logit(x) - logit(baseline)) up to
+the quadrature error, which ``check_completeness`` bounds.
 """
 
 from __future__ import annotations
@@ -164,6 +170,20 @@ def notebook_token_score(hooked: HookedViViT, run, target: int, batch: int = 0) 
     return last @ hooked.W_U[:, target]
 
 
+def _integrate(f, x: torch.Tensor, base: torch.Tensor, steps: int, batch: int) -> torch.Tensor:
+    """Integrated gradients of the scalar-per-row function ``f`` along the straight path from
+    ``base`` to ``x`` (same shape): ``(x - base) * mean_k grad f(base + a_k (x - base))`` with
+    midpoint nodes ``a_k = (k + 0.5) / steps``. ``f`` maps ``(n, *x.shape)`` to ``(n,)``."""
+    alphas = (torch.arange(steps, dtype=x.dtype, device=x.device) + 0.5) / steps  # (steps,)
+    grads = torch.zeros_like(x)
+    for i in range(0, steps, batch):
+        a = alphas[i : i + batch].view(-1, *([1] * x.dim()))
+        xs = (base + a * (x - base)).detach().requires_grad_(True)  # (chunk, *x.shape)
+        (g,) = torch.autograd.grad(f(xs).sum(), xs)
+        grads += g.sum(0)
+    return ((x - base) * grads / steps).detach()
+
+
 def integrated_gradients(hooked: HookedViViT, pixel_values: torch.Tensor, target: int,
                          steps: int = 32, batch: int = 8, baseline: torch.Tensor | None = None) -> dict:
     """Integrated gradients of the target logit w.r.t. the input, summed per tubelet (token).
@@ -173,22 +193,70 @@ def integrated_gradients(hooked: HookedViViT, pixel_values: torch.Tensor, target
     ``(patches,)`` (pixels of each tubelet summed), ``total`` (their sum), and ``gap`` =
     logit(x) - logit(x'), which ``total`` approximates (completeness).
     """
-    x = pixel_values[0]
+    x = pixel_values[0]  # (frame, 3, H, W)
     base = torch.zeros_like(x) if baseline is None else baseline
-    alphas = (torch.arange(steps, dtype=x.dtype) + 0.5) / steps
-    grads = torch.zeros_like(x)
     # memory-efficient attention (no tokens x tokens matrix kept for the backward pass);
     # one step at a time at paper scale, where a batch of 8 would need tens of GB
     batch = batch if hooked.n_tokens <= 1024 else 1
-    for i in range(0, steps, batch):
-        a = alphas[i : i + batch].view(-1, 1, 1, 1, 1)
-        xs = (base + a * (x - base)).detach().requires_grad_(True)
-        logit = hooked.run(xs, grad=True).logits[:, target].sum()
-        (g,) = torch.autograd.grad(logit, xs)
-        grads += g.sum(0)
-    ig = (x - base) * grads / steps  # (frame, 3, H, W)
+    ig = _integrate(lambda xs: hooked.run(xs, grad=True).logits[:, target], x, base, steps, batch)
     ft, fh, fw = hooked.loaded.tubelet
     T, R, C = hooked.grid
     per_token = ig.reshape(T, ft, 3, R, fh, C, fw).sum((1, 2, 4, 6)).reshape(-1)  # (patches,)
     gap = float(hooked.run(torch.stack([x, base])).logits[:, target].diff().neg())
-    return {"tokens": per_token.detach(), "total": float(per_token.sum()), "gap": gap}
+    return {"tokens": per_token, "total": float(per_token.sum()), "gap": gap}
+
+
+def residual_ig_names(hooked: HookedViViT) -> list[str]:
+    """Activations ``residual_ig`` needs (the same site as ``token_dla``)."""
+    return [f"blocks.{hooked.n_layers - 1}.hook_resid_pre"]
+
+
+def residual_ig(hooked: HookedViViT, run, target: int, steps: int = 32, batch: int = 8,
+                batch_index: int = 0) -> dict:
+    """Integrated gradients of the target logit w.r.t. the *patch tokens of the last block's
+    input* (``blocks.{L-1}.hook_resid_pre``), the site where ``token_dla`` splits the logit
+    into source tokens, so the two attributions compare like with like.
+
+    Path: every patch token goes from the clip's mean patch token (baseline: no token stands
+    out) to its own value, CLS stays at its value; the last block, the final LayerNorm and the
+    classifier run at every point of the path (attention pattern, LayerNorm scale and MLP all
+    move, unlike DLA). A zero baseline would not do: the block reads patch tokens only through
+    ``layernorm_before``, which is scale-invariant, so along ``alpha * x`` the logit stays flat
+    until ``alpha`` is ~1e-3 and a quadrature rule misses the whole change.
+
+    Returns ``tokens`` ``(patches,)`` (IG summed over ``d_model``), ``total`` (their sum),
+    ``logit`` (the model's logit), ``baseline_logit`` (patch tokens at the mean) and ``gap`` =
+    logit - baseline_logit, which ``total`` approximates (completeness; the error falls with
+    ``steps``).
+    """
+    last = hooked.n_layers - 1
+    site = f"blocks.{last}.hook_resid_pre"
+    x = run.cache[site][batch_index].clone()  # (tokens, d_model); a plain tensor, also after inference mode
+    base = x.clone()
+    base[1:] = x[1:].mean(0)  # every patch token at the mean patch token, CLS unchanged
+
+    def f(xs):  # (n, tokens, d_model) -> (n,)
+        return hooked.run(start=(site, xs), grad=True).logits[:, target]
+
+    batch = batch if hooked.n_tokens <= 1024 else 1
+    ig = _integrate(f, x, base, steps, batch)  # (tokens, d_model); CLS row is zero
+    per_token = ig[1:].sum(-1)  # (patches,)
+    with torch.inference_mode():
+        logit, base_logit = hooked.run(start=(site, torch.stack([x, base]))).logits[:, target].tolist()
+    return {"tokens": per_token, "total": float(per_token.sum()), "logit": logit,
+            "baseline_logit": base_logit, "gap": logit - base_logit}
+
+
+def check_completeness(table: pd.DataFrame, rtol: float = 0.01, atol: float = 1e-3) -> pd.DataFrame:
+    """Raise ``AssertionError`` unless, in every row, integrated gradients add up to the logit
+    gap they explain: ``|ig_total - gap| <= atol + rtol * |gap|`` (columns ``ig_total``, ``gap``,
+    as ``utils.pairs.ig_vs_dla_pairs`` writes them). Returns ``table`` with the ``tolerance``."""
+    tol = atol + rtol * table.gap.abs()
+    err = (table.ig_total - table.gap).abs()
+    bad = table[err > tol]
+    if len(bad):
+        first = bad.iloc[0]
+        raise AssertionError(
+            f"integrated gradients miss completeness (|total - gap| > {atol} + {rtol} |gap|) in {len(bad)} "
+            f"row(s), e.g. total {first.ig_total:.5f} vs gap {first.gap:.5f}; raise the number of steps")
+    return table.assign(tolerance=tol)

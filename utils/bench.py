@@ -130,10 +130,11 @@ def bench_memory(profile: str, device: str = "cpu") -> dict:
                               "--device", device], capture_output=True, text=True, check=True)
         res[mode] = json.loads(out.stdout.strip().splitlines()[-1])
         print(f"  {profile} CLS capture {mode}: +{res[mode]['rise_mib']:.0f} MiB", flush=True)
+    memory = "GPU memory" if device.startswith("cuda") else "RSS"
     return {"case": f"CLS attention, all layers x heads, {profile}", "measure": "peak memory rise (MiB)",
             "naive": res["naive"]["rise_mib"], "ours": res["ours"]["rise_mib"],
             "ratio": res["ours"]["rise_mib"] / max(res["naive"]["rise_mib"], 1e-9), "target": "<= 0.25",
-            "runs": 1, "note": f"rows {res['ours']['shape']}; rise of peak {'GPU memory' if device.startswith('cuda') else 'RSS'} above the peak of a plain forward "
+            "runs": 1, "note": f"rows {res['ours']['shape']}; rise of peak {memory} above the peak of a plain forward "
                                "pass (warm-up); naive = HF eager, output_attentions=True"}
 
 

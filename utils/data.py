@@ -11,7 +11,8 @@
                         and the model's top-5 predictions.
 
 The ``toy`` and ``paper-shape`` profiles render the synthetic world: the canonical pair
-(seed ``CANONICAL_SEED``, held out from every split) and ``n_pairs`` more matched pairs. ``paper`` reads the author's two Kinetics
+(seed ``CANONICAL_SEED``, held out from every split) and ``n_pairs`` more matched pairs.
+``paper`` reads the author's two Kinetics
 clips (or the user's own) with the notebook's seeded frame sampling; a pair CSV
 (``utils.clipsets``) adds your own pairs for notebook 06's statistics, for any profile.
 """
@@ -29,8 +30,8 @@ import torch
 from tqdm.auto import tqdm
 
 from utils import paths
-from utils.io import atomic_path, ensure_writable_dir, write_text
 from utils.clipsets import PairRow
+from utils.io import atomic_path, ensure_writable_dir, write_text
 from utils.models import LoadedModel
 from utils.synthetic import render_clip
 from utils.video import VideoError, probe_timestamps, read_video, write_video
@@ -181,6 +182,30 @@ def prepare(loaded: LoadedModel, clips: list[Clip], data_dir: Path, fps: int = 8
                 "clips": entries}
     write_text(data_dir / "manifest.json", json.dumps(manifest, indent=1) + "\n")
     return manifest
+
+
+def prediction_table(manifest: dict):
+    """Table 0: one row per prepared clip: outcome, predicted class, target logit, top 5."""
+    import pandas as pd
+
+    return pd.DataFrame([
+        {"clip_id": c["id"], "outcome": c["outcome"], "predicted": c["predicted"],
+         "target_logit": c["target_logit"], "is_target": c["is_target"],
+         **{f"top{k + 1}": f"{t['class']} ({t['logit']:.2f})" for k, t in enumerate(c["top5"])}}
+        for c in manifest["clips"]])
+
+
+def prediction_summary(pred, target_label: str):
+    """Share of clips classified as the target, per kind of clip (canonical, pair, ...) and outcome."""
+    kind = pred.clip_id.str.extract(r"^([a-z]+)")[0]
+    summary = pred.assign(kind=kind).groupby(["kind", "outcome"]).is_target.agg(["mean", "size"])
+    return summary.rename(columns={"mean": f"share classified {target_label}", "size": "clips"})
+
+
+def first_different_frame(a: np.ndarray, b: np.ndarray) -> int | None:
+    """Index of the first frame where two clips ``(frame, H, W, 3)`` differ (None: identical)."""
+    differs = np.flatnonzero([(x != y).any() for x, y in zip(a, b, strict=True)])
+    return int(differs[0]) if len(differs) else None
 
 
 @dataclass

@@ -1,124 +1,342 @@
-"""Which of the paper's claims the toy world supports: each verdict from explicit rules.
+"""Which of the paper's claims the toy world supports: each verdict from an explicit rule.
 
-Every row names the claim, the toy evidence (numbers produced by notebook 06 and its
-inputs) and a verdict: ``supported``, ``not supported`` or ``not testable in the toy world``.
-The rules are stated in each row's evidence, so a reader can check them.
+Every row of ``claims_table`` names the claim, the toy evidence (numbers from notebook 06's
+per-pair tables) and a verdict: ``supported``, ``not supported`` or ``not testable in the
+toy world``. Each rule is a small function below (``rule_*``), its wording is quoted in the
+row's evidence, and ``tests/test_findings.py`` checks both sides of every threshold.
+
+Intervals are 95% bootstrap intervals over pairs (``utils.stats.summarise``): values measured
+on both clips of a pair are averaged per pair first, so every interval resamples pairs.
+
+The README's claims table is this table, word for word: ``readme_block`` renders it from
+``figures/toy/findings.md`` and ``python -m utils.findings`` rewrites the README between the
+markers ``<!-- findings:start -->`` and ``<!-- findings:end -->`` (``--check`` only compares).
 """
 
 from __future__ import annotations
 
+import argparse
+import sys
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
-from utils.stats import bootstrap_ci
+from utils import paths
+from utils.stats import per_unit, summarise
+
+ALPHA = 0.05  # significance level of permutation tests
+SUPPORTED, NOT_SUPPORTED, UNTESTABLE = "supported", "not supported", "not testable in the toy world"
+COLUMNS = ["claim", "toy evidence", "verdict"]
+README_START = "<!-- findings:start -->"  # README markers around the generated claims table
+README_END = "<!-- findings:end -->"
 
 
+# ---------------------------------------------------------------------------- rules
+def rule_classified(share_strike: float, share_gutter: float) -> str:
+    """Both outcomes are called the action in at least 95% of clips."""
+    return SUPPORTED if min(share_strike, share_gutter) >= 0.95 else NOT_SUPPORTED
+
+
+def rule_probe(p_best: float, alpha: float = ALPHA) -> str:
+    """The best layer's held-out accuracy beats the max-over-layers permutation null."""
+    return SUPPORTED if p_best < alpha else NOT_SUPPORTED
+
+
+def rule_layer0_surface(layer0_accuracy: float) -> str:
+    """The paper's 100% at layer 0 does not transfer: held-out-pair accuracy there < 90%."""
+    return SUPPORTED if layer0_accuracy < 0.9 else NOT_SUPPORTED
+
+
+def rule_ci_above(ci_low: float, threshold: float) -> str:
+    """The interval lies wholly above ``threshold``."""
+    return SUPPORTED if ci_low > threshold else NOT_SUPPORTED
+
+
+def rule_ci_below(ci_high: float, threshold: float) -> str:
+    """The interval lies wholly below ``threshold``."""
+    return SUPPORTED if ci_high < threshold else NOT_SUPPORTED
+
+
+def rule_difference(ci_low: float, ci_high: float) -> str:
+    """A difference is supported when its interval lies above 0; when it straddles 0, the
+    claim is not supported and the verdict says there is no clear difference."""
+    if ci_low > 0:
+        return SUPPORTED
+    return NOT_SUPPORTED if ci_high < 0 else f"{NOT_SUPPORTED} (no clear difference)"
+
+
+def rule_unsigned_metric(ci_low: float, margin: float = 5.0) -> str:
+    """The unsigned metric measures recovery toward strike unless it exceeds the directional
+    projection by more than ``margin`` points (interval wholly above)."""
+    return NOT_SUPPORTED if ci_low > margin else SUPPORTED
+
+
+def rule_ablation_redundant(change_ci_high: float, share_still_top: float) -> str:
+    """Removing the top 10% changes the logit by < 10% and keeps the action top-1 in >= 90%."""
+    return SUPPORTED if change_ci_high < 10 and share_still_top >= 0.9 else NOT_SUPPORTED
+
+
+def rule_late(mean_first_layer: float, n_layers: int) -> str:
+    """The action becomes readable late: mean first top layer at >= 2/3 of the depth."""
+    return SUPPORTED if mean_first_layer >= 2 * n_layers / 3 else NOT_SUPPORTED
+
+
+# ---------------------------------------------------------------------------- helpers
 def _fmt(est, lo, hi, unit=""):
     return f"{est:.2f}{unit} [95% CI {lo:.2f}, {hi:.2f}]"
 
 
-def claims_table(pred: pd.DataFrame, deltas: pd.DataFrame, patching: pd.DataFrame, probes: pd.DataFrame,
-                 ablation: pd.DataFrame, lens: pd.DataFrame, heads: pd.DataFrame, n_layers: int) -> pd.DataFrame:
-    """``pred``: table0 predictions; the others: per-pair tables of notebook 06 (matched and
-    unmatched pairs tagged by ``kind``); ``heads``: head-patching table of the canonical pair, or None."""
-    rows = []
-    m = {k: d[d.kind == "matched"] if "kind" in d else d
-         for k, d in dict(deltas=deltas, patching=patching, probes=probes, ablation=ablation, lens=lens).items()}
-    L = n_layers
+def _ci(df: pd.DataFrame, value: str, unit: str = "pair") -> tuple[float, float, float]:
+    """``(estimate, ci_low, ci_high)`` of ``value`` over units (one row per unit required)."""
+    r = summarise(df, [], value, unit).iloc[0]
+    return float(r.estimate), float(r.ci_low), float(r.ci_high)
 
-    # 1. both outcomes are classified as bowling
+
+def _matched(d: pd.DataFrame | None) -> pd.DataFrame | None:
+    return d[d.kind == "matched"] if d is not None and "kind" in d else d
+
+
+# ---------------------------------------------------------------------------- claims
+def claim_classified(pred: pd.DataFrame):
     mp = pred[pred.clip_id.str.startswith("pair")]
     share = {o: float(mp[mp.outcome == o].is_target.mean()) for o in ("strike", "gutter")}
-    ok = min(share.values()) >= 0.95
-    rows.append(("Both outcomes are classified as the action ('bowling')",
-                 f"{100 * share['strike']:.0f}% of strike and {100 * share['gutter']:.0f}% of gutter clips of "
-                 f"{mp.pair.nunique() if 'pair' in mp else len(mp) // 2} matched pairs (rule: both >= 95%)",
-                 "supported" if ok else "not supported"))
+    n = mp.clip_id.str.rsplit("_", n=1).str[0].nunique()
+    return ("Both outcomes are classified as the action ('bowling')",
+            f"{100 * share['strike']:.0f}% of strike and {100 * share['gutter']:.0f}% of gutter clips of "
+            f"{n} matched pairs (rule: both >= 95%)", rule_classified(share["strike"], share["gutter"]))
 
-    # 2. the outcome is linearly decodable from the CLS stream (held-out pairs)
-    best = None
-    for layer, g in m["probes"].groupby("layer"):
-        est, lo, hi = bootstrap_ci(g.accuracy.values)
-        if best is None or est > best[1]:
-            best = (layer, est, lo, hi)
-    layer, est, lo, hi = best
-    rows.append(("The model represents the outcome internally (linear probe)",
-                 f"pair-grouped probe, best layer {layer}: accuracy {_fmt(100 * est, 100 * lo, 100 * hi, '%')} "
-                 "(rule: CI lower bound > 50%)", "supported" if lo > 0.5 else "not supported"))
 
-    # 3. probes at 100% from layer 0 read surface differences
-    l0 = {k: bootstrap_ci(d[d.layer == 0].accuracy.values) for k, d in probes.groupby("kind")}
+def claim_probe(probes: dict):
+    """``probes``: ``utils.pairs.probe_pairs`` output."""
+    s = probes["summary"].set_index(["kind", "feature"])
+    bp = probes["by_pair"]
+    cls = s.loc[("matched", "cls")]
+    g = bp[(bp.kind == "matched") & (bp.feature == "cls") & (bp.layer == cls.best_layer)]
+    est, lo, hi = _ci(g, "accuracy")
+    extra = ""
+    if ("matched", "patch_mean") in s.index:
+        pm = s.loc[("matched", "patch_mean")]
+        extra = (f"; the mean of the patch tokens: best layer {int(pm.best_layer)}, "
+                 f"{100 * pm.best_accuracy:.1f}%, p = {pm.p_best:.3f}")
+    return ("The model represents the outcome internally (linear probe)",
+            f"CLS probe on held-out matched pairs, best layer {int(cls.best_layer)}: accuracy "
+            f"{_fmt(100 * est, 100 * lo, 100 * hi, '%')}; permutation p = {cls.p_best:.3f} for the best of "
+            f"{bp[bp.feature == 'cls'].layer.nunique()} layers ({int(cls.n_perm)} within-pair label swaps, "
+            f"max over layers); mean over layers {100 * cls.mean_accuracy:.1f}% (p above chance = "
+            f"{cls.p_mean_above:.3f}){extra} (rule: best-layer p < {ALPHA})",
+            rule_probe(float(cls.p_best)))
+
+
+def claim_layer0(probes: dict):
+    bp = probes["by_pair"]
+    l0 = {k: _ci(d, "accuracy") for k, d in bp[(bp.feature == "cls") & (bp.layer == 0)].groupby("kind")}
     txt = ", ".join(f"{k} pairs {100 * v[0]:.0f}% [{100 * v[1]:.0f}, {100 * v[2]:.0f}]" for k, v in l0.items())
-    rows.append(("Probe accuracy of 100% from layer 0 (paper: a 'fingerprint' of surface differences)",
-                 f"held-out-pair probe at layer 0: {txt}; the paper's single-pair probes are 100% by "
-                 "construction (rule: supported if layer 0 held-out accuracy on matched pairs < 90%, i.e. the "
-                 "paper's 100% does not transfer to held-out pairs)",
-                 "supported" if "matched" in l0 and l0["matched"][0] < 0.9 else "not supported"))
+    return ("Probe accuracy of 100% from layer 0 (paper: a 'fingerprint' of surface differences)",
+            f"held-out-pair CLS probe at layer 0: {txt}; the paper's single-pair probes are 100% by "
+            "construction (rule: supported if layer 0 held-out accuracy on matched pairs < 90%, i.e. the "
+            "paper's 100% does not transfer to held-out pairs)",
+            rule_layer0_surface(l0["matched"][0]) if "matched" in l0 else NOT_SUPPORTED)
 
-    # 4. amplification cascade: delta norm grows with depth (paper: x3.3 from layer 5 to 11)
-    d = m["deltas"].pivot_table(index="pair", columns="layer", values="mean_token_norm")
-    ratio = (d[L - 1] / d[min(5, L - 1)]).values
-    est, lo, hi = bootstrap_ci(ratio)
-    rows.append(("Amplification cascade: the strike-gutter delta grows with depth (paper: ~75 at layer 5 to >250 "
-                 "at layer 11, x3.3)",
-                 f"matched pairs, mean token delta layer {L - 1} / layer 5: {_fmt(est, lo, hi, 'x')} "
-                 "(rule: CI lower bound > 1)", "supported" if lo > 1 else "not supported"))
 
-    # 5. MLPs recover more than attention
-    p = m["patching"][m["patching"].direction == "strike->gutter"]
+def claim_cascade(deltas: pd.DataFrame, n_layers: int):
+    d = deltas.pivot_table(index="pair", columns="layer", values="mean_token_norm")
+    mid = min(5, n_layers - 1)
+    ratio = (d[n_layers - 1] / d[mid]).rename("ratio").reset_index()
+    est, lo, hi = _ci(ratio, "ratio")
+    return ("Amplification cascade: the strike-gutter delta grows with depth (paper: ~75 at layer 5 to >250 "
+            "at layer 11, x3.3)",
+            f"matched pairs, mean token delta layer {n_layers - 1} / layer {mid}: {_fmt(est, lo, hi, 'x')} "
+            "(rule: CI lower bound > 1)", rule_ci_above(lo, 1.0))
+
+
+def _strike_to_gutter(patching: pd.DataFrame) -> pd.DataFrame:
+    return patching[patching.direction == "strike->gutter"]
+
+
+def claim_mlp_vs_attention(patching: pd.DataFrame, n_layers: int):
+    p = _strike_to_gutter(patching)
     w = p.pivot_table(index=["pair", "layer"], columns="component", values="recovery_notebook_pct").reset_index()
-    mid = w[(w.layer >= 4) & (w.layer <= min(10, L - 1))]
-    per_pair = (mid.mlp - mid.attention).groupby(mid.pair).mean()
-    est, lo, hi = bootstrap_ci(per_pair.values)
-    verdict = "supported" if lo > 0 else ("not supported" if hi < 0 else "not supported (no clear difference)")
-    rows.append(("MLPs recover more than attention (paper: MLP 42-60% vs attention 37-54%, layers 4-10)",
-                 f"matched pairs, MLP minus attention recovery (notebook metric), mean over layers 4-10: "
-                 f"{_fmt(est, lo, hi, ' points')}; MLP ahead in {100 * float((per_pair > 0).mean()):.0f}% of pairs "
-                 "(rule: CI above 0)", verdict))
+    mid = w[(w.layer >= 4) & (w.layer <= min(10, n_layers - 1))]
+    per_pair = (mid.mlp - mid.attention).groupby(mid.pair).mean().rename("diff").reset_index()
+    est, lo, hi = _ci(per_pair, "diff")
+    return ("MLPs recover more than attention (paper: MLP 42-60% vs attention 37-54%, layers 4-10)",
+            f"matched pairs, MLP minus attention recovery (notebook metric), mean over layers 4-10: "
+            f"{_fmt(est, lo, hi, ' points')}; MLP ahead in {100 * float((per_pair['diff'] > 0).mean()):.0f}% of "
+            "pairs (rule: CI above 0)", rule_difference(lo, hi))
 
-    # 6. no single component recovers 100%: distributed
-    best = p.groupby("pair").recovery_projection_pct.max().values
-    est, lo, hi = bootstrap_ci(best)
-    rows.append(("No single component recovers the whole difference (distributed, redundant)",
-                 f"matched pairs, best single-component projection recovery: {_fmt(est, lo, hi, '%')} "
-                 "(rule: CI upper bound < 90%)", "supported" if hi < 90 else "not supported"))
 
-    # 7. the unsigned notebook metric overstates recovery
-    gap = (p.recovery_notebook_pct - p.recovery_projection_pct).groupby(p.pair).mean().values
-    est, lo, hi = bootstrap_ci(gap)
-    rows.append(("(Ours) The notebook's unsigned metric measures recovery toward the strike run",
-                 f"notebook metric minus projection, mean over layers and components: {_fmt(est, lo, hi, ' points')} "
-                 "(rule: not supported if the CI lies above 5 points)",
-                 "not supported" if lo > 5 else "supported"))
+def claim_distributed(patching: pd.DataFrame):
+    best = per_unit(_strike_to_gutter(patching), [], "recovery_projection_pct", how="max")
+    est, lo, hi = _ci(best, "recovery_projection_pct")
+    return ("No single component recovers the whole difference (distributed, redundant)",
+            f"matched pairs, best single-component projection recovery: {_fmt(est, lo, hi, '%')} "
+            "(rule: CI upper bound < 90%)", rule_ci_below(hi, 90.0))
 
-    # 8. top-10% token ablation barely moves the logit
-    a = m["ablation"][m["ablation"]["mode"] == "corrected"]
-    rel = (a.delta_target_logit.abs() / a.logit_before.abs()).groupby(a.pair).mean().values
-    est, lo, hi = bootstrap_ci(100 * rel)
+
+def claim_unsigned_metric(patching: pd.DataFrame):
+    p = _strike_to_gutter(patching)
+    gap = per_unit(p.assign(gap=p.recovery_notebook_pct - p.recovery_projection_pct), [], "gap")
+    est, lo, hi = _ci(gap, "gap")
+    return ("(Ours) The notebook's unsigned metric measures recovery toward the strike run",
+            f"notebook metric minus projection, mean over layers and components: {_fmt(est, lo, hi, ' points')} "
+            "(rule: not supported if the CI lies above 5 points)", rule_unsigned_metric(lo))
+
+
+def claim_ablation(ablation: pd.DataFrame, random: pd.DataFrame | None):
+    a = ablation[ablation["mode"] == "corrected"]
+    if "score" in a:
+        a = a[a.score == "notebook"]
+    rel = per_unit(a.assign(rel=100 * a.delta_target_logit.abs() / a.logit_before.abs()), [], "rel")
+    est, lo, hi = _ci(rel, "rel")
     top = float(a.still_top.mean())
-    rows.append(("Removing the top 10% of tokens barely changes the action logit (redundant evidence)",
-                 f"matched pairs, corrected ablation: |change| = {_fmt(est, lo, hi, '%')} of the logit; still "
-                 f"top-1 in {100 * top:.0f}% of clips (rule: change < 10% and top-1 kept in >= 90%)",
-                 "supported" if hi < 10 and top >= 0.9 else "not supported"))
+    extra = ""
+    if random is not None and len(random):
+        r = random[random.score == "notebook"]
+        extra = (f"; the top-scored set changes the logit by {r.top_delta.mean():.2f} on average, the median of "
+                 f"{int(r.n_draws.iloc[0])} random sets of as many patches by {r.random_median.mean():.2f} "
+                 f"({r.pair.nunique()} pairs)")
+    return ("Removing the top 10% of tokens barely changes the action logit (redundant evidence)",
+            f"matched pairs, corrected ablation: absolute change = {_fmt(est, lo, hi, '%')} of the logit; still "
+            f"top-1 in {100 * top:.0f}% of clips{extra} (rule: change < 10% and top-1 kept in >= 90%)",
+            rule_ablation_redundant(hi, top))
 
-    # 9. confidence rises late (paper: from layer 9)
-    first = m["lens"].first_top_layer
-    est, lo, hi = bootstrap_ci(first.values)
-    rows.append(("The action becomes readable late in depth (paper: from layer 9 of 12)",
-                 f"logit lens, first layer at which the target ranks top: {_fmt(est, lo, hi)} of {L} "
-                 "(rule: mean >= 2/3 of the depth)", "supported" if est >= 2 * L / 3 else "not supported"))
 
-    # 10. layer 10 head 8 is an outcome detector
+def claim_score_beats_random(random: pd.DataFrame):
+    """``random``: ``utils.pairs.top_vs_random_pairs`` output (matched pairs)."""
+    shares = {}
+    for score, d in random.groupby("score"):
+        shares[score] = _ci(per_unit(d, [], "share_random_lower"), "share_random_lower")
+    n_draws = int(random.n_draws.iloc[0])
+    txt = "; ".join(f"{'notebook score' if k == 'notebook' else 'token DLA'}: {_fmt(*v)}"
+                    for k, v in sorted(shares.items(), reverse=True))
+    return ("(Ours) The notebook's top-10% score picks the patches whose removal lowers the logit most",
+            f"share of {n_draws} random draws of as many patches that lower the logit at least as much as the "
+            f"top-scored set (0 = the score beats every draw), {random.pair.nunique()} matched pairs: {txt} "
+            "(rule: CI upper bound of the notebook score's share < 0.05)",
+            rule_ci_below(shares["notebook"][2], 0.05))
+
+
+def claim_late(lens: pd.DataFrame, n_layers: int):
+    first = lens.assign(first_top_layer=lens.first_top_layer.where(lens.first_top_layer >= 0))
+    est, lo, hi = _ci(per_unit(first, [], "first_top_layer"), "first_top_layer")
+    return ("The action becomes readable late in depth (paper: from layer 9 of 12)",
+            f"logit lens, first layer at which the target ranks top (mean of a pair's two clips): "
+            f"{_fmt(est, lo, hi)} of {n_layers} (rule: mean >= 2/3 of the depth)", rule_late(est, n_layers))
+
+
+def claim_head(heads: pd.DataFrame | None):
     if heads is None or not len(heads):
         best_head = "per-head patching was not run (fine_patching off)"
     else:
         h = heads.sort_values("recovery_projection_pct", ascending=False).iloc[0]
         h108 = heads[(heads.layer == 10) & (heads["head"] == 8)].recovery_projection_pct
         best_head = (f"in the toy the best single head (canonical pair, projection) is "
-                     f"L{int(h.layer)}H{int(h['head'])} "
-                     f"({h.recovery_projection_pct:.1f}%), L10H8 gives "
+                     f"L{int(h.layer)}H{int(h['head'])} ({h.recovery_projection_pct:.1f}%), L10H8 gives "
                      f"{float(h108.iloc[0]) if len(h108) else np.nan:.1f}%")
-    rows.append(("Layer 10 head 8 is an 'outcome detector'",
-                 f"the toy's heads are not ViViT-B's, so the index cannot transfer; {best_head}",
-                 "not testable in the toy world"))
-    return pd.DataFrame(rows, columns=["claim", "toy evidence", "verdict"])
+    return ("Layer 10 head 8 is an 'outcome detector'",
+            f"the toy's heads are not ViViT-B's, so the index cannot transfer; {best_head}", UNTESTABLE)
+
+
+def claim_ig(ig: pd.DataFrame):
+    """``ig``: ``utils.pairs.ig_vs_dla_pairs`` output (matched pairs)."""
+    est, lo, hi = _ci(per_unit(ig, [], "spearman_ig_dla"), "spearman_ig_dla")
+    att = float(ig.spearman_dla_attention.mean())
+    err = float(ig.completeness_error.abs().max())
+    return ("(Ours) Integrated gradients and token DLA agree on which tokens matter",
+            f"both on the patch tokens entering the last block, {ig.pair.nunique()} matched pairs: Spearman rho "
+            f"{_fmt(est, lo, hi)} (mean of a pair's two clips; IG complete within {err:.0e} logits); token DLA "
+            f"follows the last layer's CLS attention (rho {att:.2f}) (rule: CI lower bound > 0.5)",
+            rule_ci_above(lo, 0.5))
+
+
+def claims_table(pred: pd.DataFrame, deltas: pd.DataFrame, patching: pd.DataFrame, probes: dict,
+                 ablation: pd.DataFrame, lens: pd.DataFrame, heads: pd.DataFrame | None, n_layers: int,
+                 ig: pd.DataFrame | None = None, random: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The claims table. ``pred``: table0 predictions (``clip_id``, ``outcome``, ``is_target``);
+    ``deltas``, ``patching``, ``ablation``, ``lens``: ``utils.pairs.analyse_pairs`` tables (only
+    ``kind == "matched"`` rows are used); ``probes``: ``utils.pairs.probe_pairs``; ``heads``: the
+    head-patching table of the canonical pair, or None; ``ig``: ``ig_vs_dla_pairs``;
+    ``random``: ``top_vs_random_pairs``. Columns ``claim``, ``toy evidence``, ``verdict``."""
+    deltas, patching, ablation, lens = (_matched(d) for d in (deltas, patching, ablation, lens))
+    random, ig = _matched(random), _matched(ig)
+    rows = [claim_classified(pred), claim_probe(probes), claim_layer0(probes), claim_cascade(deltas, n_layers),
+            claim_mlp_vs_attention(patching, n_layers), claim_distributed(patching), claim_unsigned_metric(patching),
+            claim_ablation(ablation, random)]
+    if random is not None and len(random):
+        rows.append(claim_score_beats_random(random))
+    rows += [claim_late(lens, n_layers), claim_head(heads)]
+    if ig is not None and len(ig):
+        rows.append(claim_ig(ig))
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    bad = table.apply(lambda c: c.str.contains("|", regex=False)).to_numpy().any()
+    if bad:
+        raise ValueError("a findings cell contains '|', which would break the Markdown table")
+    return table
+
+
+# ---------------------------------------------------------------------------- README
+def read_findings_md(path: str | Path) -> pd.DataFrame:
+    """The table of a ``findings.md`` written by ``utils.io.save_table`` (caption, blank line,
+    pipe table), cells stripped of their padding."""
+    lines = [ln.strip() for ln in Path(path).read_text().splitlines() if ln.strip().startswith("|")]
+    if len(lines) < 2:
+        raise ValueError(f"{path} holds no Markdown table")
+    cells = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines]
+    header, rows = cells[0], cells[2:]  # cells[1]: the |:---| separator
+    return pd.DataFrame(rows, columns=header)
+
+
+def readme_table(findings: pd.DataFrame) -> str:
+    """The findings as a compact Markdown table (no padding), every cell word for word."""
+    out = ["| " + " | ".join(findings.columns) + " |", "|" + "---|" * len(findings.columns)]
+    out += ["| " + " | ".join(map(str, r)) + " |" for r in findings.itertuples(index=False)]
+    return "\n".join(out)
+
+
+def readme_block(findings_md: str | Path | None = None) -> str:
+    """What the README holds between its markers: the table of ``findings_md`` (default:
+    ``figures/toy/findings.md``), with the markers."""
+    findings_md = Path(findings_md or paths.FIGURES_DIR / "toy" / "findings.md").resolve()
+    src = findings_md.relative_to(paths.REPO_ROOT) if findings_md.is_relative_to(paths.REPO_ROOT) else findings_md
+    note = f"<!-- generated from {src} by `python -m utils.findings`; do not edit by hand -->"
+    return f"{README_START}\n{note}\n{readme_table(read_findings_md(findings_md))}\n{README_END}"
+
+
+def readme_current_block(readme: str | Path) -> str:
+    """The README's text from ``README_START`` to ``README_END`` (both included)."""
+    text = Path(readme).read_text()
+    start, end = text.find(README_START), text.find(README_END)
+    if start < 0 or end < start:
+        raise ValueError(f"{readme} lacks the markers {README_START} ... {README_END}")
+    return text[start : end + len(README_END)]
+
+
+def update_readme(readme: str | Path | None = None, findings_md: str | Path | None = None) -> bool:
+    """Rewrite the README's claims block from ``findings_md``; True if it changed."""
+    readme = Path(readme or paths.REPO_ROOT / "README.md")
+    old = readme_current_block(readme)
+    new = readme_block(findings_md)
+    if old == new:
+        return False
+    readme.write_text(readme.read_text().replace(old, new))
+    return True
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="Rewrite README.md's claims table from figures/toy/findings.md.")
+    parser.add_argument("--check", action="store_true", help="only compare; exit 1 if the README differs")
+    parser.add_argument("--readme", default=None)
+    parser.add_argument("--findings", default=None, help="findings.md (default: figures/toy/findings.md)")
+    args = parser.parse_args(argv)
+    if args.check:
+        same = readme_current_block(args.readme or paths.REPO_ROOT / "README.md") == readme_block(args.findings)
+        print("README claims table matches the findings" if same else "README claims table differs from the findings")
+        return 0 if same else 1
+    changed = update_readme(args.readme, args.findings)
+    print("README claims table rewritten" if changed else "README claims table already up to date")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -24,8 +24,17 @@ where asked (the CLS row costs O(tokens) per head, never tokens^2). ``tests/test
 checks every name against the HF forward pass and against plain PyTorch forward hooks.
 
 A hook function has the TransformerLens signature ``fn(activation, name) -> activation | None``
-(``None`` keeps the activation). Token 0 is CLS; patch tokens follow in the order of the
-HF tubelet embedding: time step, then row, then column (``token_index``).
+(``None`` keeps the activation, edits made in place included; a returned tensor replaces it and
+must have its shape). Every site's edit flows downstream, ``attn.hook_pattern_cls`` included: an
+edited CLS row becomes the CLS query's attention weights, so the CLS entry of ``attn.hook_z``
+is recomputed as ``row @ V`` (the other queries keep theirs). Token 0 is CLS; patch tokens follow in the
+order of the HF tubelet embedding: time step, then row, then column (``token_index``).
+
+Runs need the model in eval mode (``HookedViViT`` puts it there; a module switched back to
+training raises, since dropout would act on some steps and not others). Inputs
+(``pixel_values``, a ``start=`` tensor) move to the model's device; cached activations stay
+there (``utils.plotting.to_numpy`` brings them to the CPU). A ``grad=True`` run may start from
+a cache made under ``torch.inference_mode`` (the default run): such tensors are cloned first.
 """
 
 from __future__ import annotations
@@ -71,6 +80,22 @@ class Run:
         return self.cache[name]
 
 
+def call_hook(fn: HookFn, value: torch.Tensor, name: str) -> torch.Tensor:
+    """``fn(value, name)``, checked: ``None`` keeps ``value``; a replacement must have its shape,
+    is moved to its device, and is cloned out of inference mode when autograd is on."""
+    out = fn(value, name)
+    if out is None or out is value:
+        return value
+    if not isinstance(out, torch.Tensor) or out.shape != value.shape:
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"hook on {name} returned {got}; it must return None or a tensor of "
+                         f"shape {tuple(value.shape)}")
+    out = out.to(value.device)
+    if torch.is_grad_enabled() and out.is_inference():
+        out = out.clone()
+    return out
+
+
 class HookedViViT:
     """Named, patchable activations of a loaded ViViT (see module docstring)."""
 
@@ -86,6 +111,20 @@ class HookedViViT:
         self.d_head = self.d_model // self.n_heads
         self.grid = loaded.grid  # (time steps, rows, cols)
         self.n_tokens = loaded.num_patches + 1
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model's weights sit; inputs are moved here."""
+        return next(self.model.parameters()).device
+
+    def check_eval(self) -> None:
+        """Raise if any module of the model is in training mode (dropout would act on the HF
+        submodules this class calls, and not on its own attention)."""
+        training = [name or "the model" for name, m in self.model.named_modules() if m.training]
+        if training:
+            raise RuntimeError(
+                f"HookedViViT runs the model in eval mode only, but {training[0]} is in training mode "
+                f"({len(training)} module(s)); call loaded.model.eval() first")
 
     # ------------------------------------------------------------------ names
     def hook_names(self) -> list[str]:
@@ -137,8 +176,7 @@ class HookedViViT:
         def hp(name, value):
             fn = hooks.get(p + name)
             if fn is not None:
-                out = fn(value, p + name)
-                value = value if out is None else out
+                value = call_hook(fn, value, p + name)
             if cache is not None and p + name in names:
                 cache[p + name] = value
             return value
@@ -160,8 +198,18 @@ class HookedViViT:
             else:
                 z = F.scaled_dot_product_attention(q, k, v, scale=att.scaling)
             if (p + "attn.hook_pattern_cls") in names or (p + "attn.hook_pattern_cls") in hooks:
-                cls_scores = torch.matmul(q[:, :, :1], k.transpose(2, 3))[:, :, 0] * att.scaling
-                hp("attn.hook_pattern_cls", F.softmax(cls_scores, dim=-1, dtype=torch.float32))
+                if want_pattern:
+                    cls_row = pattern[:, :, 0]  # (batch, head, key)
+                else:  # O(tokens) per head: the CLS query only
+                    cls_scores = torch.matmul(q[:, :, :1], k.transpose(2, 3))[:, :, 0] * att.scaling
+                    cls_row = F.softmax(cls_scores, dim=-1, dtype=torch.float32)
+                hooked_row = (p + "attn.hook_pattern_cls") in hooks
+                before = cls_row.clone() if hooked_row else None  # (batch, head, key): O(tokens)
+                new_row = hp("attn.hook_pattern_cls", cls_row)
+                if hooked_row and (new_row is not cls_row or not torch.equal(new_row, before)):
+                    # a hook replaced or edited the CLS row in place: the CLS query reads the new row
+                    z_cls = torch.matmul(new_row.to(v.dtype)[:, :, None], v)  # (b, head, 1, d_head)
+                    z = torch.cat([z_cls, z[:, :, 1:]], dim=2)
             z = hp("attn.hook_z", z.transpose(1, 2))  # (batch, tokens, head, d_head)
             attn_out = hp("hook_attn_out", att.o_proj(z.reshape(b, t, self.d_model)))
             x = hp("hook_resid_mid", x + attn_out)
@@ -174,8 +222,7 @@ class HookedViViT:
         """Final LayerNorm and classifier on the CLS token: ``(batch, tokens, d)`` -> logits."""
         normed = self.vivit.layernorm(resid_final)
         if hooks and "ln_final.hook_normalized" in hooks:
-            out = hooks["ln_final.hook_normalized"](normed, "ln_final.hook_normalized")
-            normed = normed if out is None else out
+            normed = call_hook(hooks["ln_final.hook_normalized"], normed, "ln_final.hook_normalized")
         if cache is not None and "ln_final.hook_normalized" in names:
             cache["ln_final.hook_normalized"] = normed
         return self.model.classifier(normed[:, 0])
@@ -186,21 +233,22 @@ class HookedViViT:
         """Forward pass returning logits and the activations named in ``names``.
 
         ``start=("blocks.5.hook_resid_pre", x)`` (or ``hook_resid_mid``) begins mid-network from
-        a cached state instead of ``pixel_values``. ``grad=True`` keeps autograd on.
+        a cached state instead of ``pixel_values``. Both move to the model's device. ``grad=True``
+        keeps autograd on (an input made under ``inference_mode`` is cloned so it can be used).
         """
         names = frozenset(names)
         hooks = dict(hooks or {})
         self._check_names(list(names) + list(hooks))
+        self.check_eval()
         ctx = torch.enable_grad() if grad else torch.inference_mode()
         cache: dict[str, torch.Tensor] = {}
         with ctx:
             if start is None:
                 if pixel_values is None:
                     raise ValueError("run() needs pixel_values or start=(name, tensor)")
-                x = self.embed(pixel_values)
+                x = self.embed(self._input(pixel_values, grad))
                 if "hook_embed" in hooks:
-                    out = hooks["hook_embed"](x, "hook_embed")
-                    x = x if out is None else out
+                    x = call_hook(hooks["hook_embed"], x, "hook_embed")
                 if "hook_embed" in names:
                     cache["hook_embed"] = x
                 first, at_mid = 0, False
@@ -210,11 +258,17 @@ class HookedViViT:
                 if site not in ("hook_resid_pre", "hook_resid_mid"):
                     raise ValueError(f"a run can start at hook_resid_pre or hook_resid_mid, "
                                      f"not {start_name}")
+                x = self._input(x, grad)
                 at_mid = site == "hook_resid_mid"
             for layer in range(first, self.n_layers):
                 x = self.block(layer, x, hooks, cache, names, start_at_mid=at_mid and layer == first)
             logits = self.head(x, hooks, cache, names)
         return Run(logits, cache)
+
+    def _input(self, x: torch.Tensor, grad: bool) -> torch.Tensor:
+        """``x`` on the model's device; a tensor made under inference mode is cloned for a grad run."""
+        x = x.to(self.device)
+        return x.clone() if grad and x.is_inference() else x
 
     # ------------------------------------------------------------------ tokens and pixels
     def token_index(self, t: int, row: int, col: int) -> int:

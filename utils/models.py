@@ -157,7 +157,8 @@ class LoadedModel:
     def input_note(self) -> str:
         """One line for notes and captions: which preprocessing fed which range."""
         lo, hi = self.input_range()
-        return f"Input: PREPROCESS={self.preprocess_mode} ({PREPROCESS_MODES[self.preprocess_mode]}), pixels in [{lo:g}, {hi:g}]."
+        mode = self.preprocess_mode
+        return f"Input: PREPROCESS={mode} ({PREPROCESS_MODES[mode]}), pixels in [{lo:g}, {hi:g}]."
 
     @torch.inference_mode()
     def logits(self, pixel_values: torch.Tensor) -> torch.Tensor:

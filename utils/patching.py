@@ -36,15 +36,36 @@ COMPONENT_HOOKS = {"attention": "hook_attn_out", "mlp": "hook_mlp_out"}
 MID_SITES = ("hook_resid_mid", "hook_mlp_out", "hook_resid_post")  # patchable from resid_mid
 
 
+# Which dimension of a one-run activation (no batch dim) ``positions`` and ``heads`` index.
+# positions are token indices: the query for ``attn.hook_pattern``, the key for ``_cls``.
+SITE_DIMS = {  # site: (token dim, head dim)
+    "attn.hook_z": (0, 1),  # (tokens, head, d_head)
+    "attn.hook_pattern": (1, 0),  # (head, query, key)
+    "attn.hook_pattern_cls": (1, 0),  # (head, key)
+}
+
+
 @dataclass
 class Patch:
-    """Replace activation ``hook`` by ``value`` (no batch dim) at ``positions`` / ``heads``."""
+    """Replace activation ``hook`` by ``value`` (no batch dim) at ``positions`` / ``heads``.
+
+    ``positions`` are token indices (for ``attn.hook_pattern``: query tokens; for
+    ``attn.hook_pattern_cls``: key tokens); ``heads`` applies to the per-head sites
+    ``attn.hook_z``, ``attn.hook_pattern`` and ``attn.hook_pattern_cls``. Both given: the
+    positions of those heads only.
+    """
 
     hook: str
     value: torch.Tensor
     positions: Sequence[int] | None = None  # token indices; None = all tokens
-    heads: Sequence[int] | None = None  # for attn.hook_z: heads; None = all heads
+    heads: Sequence[int] | None = None  # per-head sites only; None = all heads
     label: dict = field(default_factory=dict)  # row information for result tables
+
+    def __post_init__(self):
+        site = parse_name(self.hook)[1]
+        if self.heads is not None and site not in SITE_DIMS:
+            raise ValueError(f"heads= applies to {sorted(SITE_DIMS)}, not {self.hook} "
+                             "(its activation has no head dimension)")
 
     @property
     def layer(self) -> int:
@@ -57,19 +78,30 @@ class Patch:
     def at_mid(self) -> bool:
         return parse_name(self.hook)[1] in MID_SITES
 
+    def mask(self, act: torch.Tensor) -> torch.Tensor:
+        """Boolean mask over ``act`` (one run's activation): True where the patch writes."""
+        token_dim, head_dim = SITE_DIMS.get(parse_name(self.hook)[1], (0, None))
+        mask = torch.ones(act.shape, dtype=torch.bool, device=act.device)
+        for dim, index in ((token_dim, self.positions), (head_dim, self.heads)):
+            if index is None:
+                continue
+            sel = torch.zeros(act.shape[dim], dtype=torch.bool, device=act.device)
+            sel[torch.as_tensor(index, dtype=torch.long, device=act.device)] = True
+            shape = [1] * act.ndim
+            shape[dim] = -1
+            mask &= sel.view(shape)
+        return mask
+
     def apply(self, act: torch.Tensor) -> None:
         """Write the patch into ``act`` (one run's activation, no batch dim) in place."""
+        value = self.value.to(device=act.device, dtype=act.dtype)
+        if value.shape != act.shape:
+            raise ValueError(f"patch value for {self.hook} has shape {tuple(value.shape)}, the "
+                             f"activation {tuple(act.shape)} (one run, no batch dim)")
         if self.positions is None and self.heads is None:
-            act.copy_(self.value)
-            return
-        pos = slice(None) if self.positions is None else torch.as_tensor(self.positions)
-        if self.heads is None:
-            act[pos] = self.value[pos]
+            act.copy_(value)
         else:
-            heads = torch.as_tensor(self.heads)
-            sel, val = act[pos], self.value[pos]
-            sel[:, heads] = val[:, heads]
-            act[pos] = sel
+            act.copy_(torch.where(self.mask(act), value, act))
 
 
 def recovery(patched: torch.Tensor, target: torch.Tensor, source: torch.Tensor) -> dict:
@@ -133,12 +165,13 @@ def _entry(p: Patch, target_cache: dict) -> tuple[str, torch.Tensor, bool]:
     pre = target_cache[f"blocks.{layer}.hook_resid_pre"][0]
     mid = target_cache[f"blocks.{layer}.hook_resid_mid"][0]
     if p.positions is None and p.heads is None:
+        value = p.value.to(pre.device)
         full = {
-            "hook_resid_pre": ("pre", p.value),
-            "hook_attn_out": ("mid", pre + p.value),
-            "hook_resid_mid": ("mid", p.value),
-            "hook_mlp_out": ("post", mid + p.value),
-            "hook_resid_post": ("post", p.value),
+            "hook_resid_pre": ("pre", value),
+            "hook_attn_out": ("mid", pre + value),
+            "hook_resid_mid": ("mid", value),
+            "hook_mlp_out": ("post", mid + value),
+            "hook_resid_post": ("post", value),
         }
         if site in full:
             stage, state = full[site]
@@ -168,6 +201,7 @@ def run_patches(hooked: HookedViViT, target_cache: dict, patches: Sequence[Patch
     (patch, classes))`` in the order of ``patches``.
     """
     L = hooked.n_layers
+    hooked.check_eval()
     batch_size = batch_size or auto_batch_size(hooked)
     read = read or f"blocks.{L - 1}.hook_resid_post"
     read_layer, read_site = parse_name(read)
@@ -308,6 +342,12 @@ def patch_table(hooked: HookedViViT, source_pixels: torch.Tensor, target_pixels:
             "target_logit_patched": float(lg[target_class]),
         })
     return pd.DataFrame(rows)
+
+
+def paper_values(df: pd.DataFrame, reference: dict) -> list[float]:
+    """The paper's number for each row of a sweep table (``reference``: ``{(layer, component):
+    value}``, e.g. ``utils.paper.TABLE3``); NaN where the paper reports none."""
+    return [reference.get((int(r.layer), r.component), float("nan")) for r in df.itertuples()]
 
 
 def component_sweep(hooked: HookedViViT, source_pixels, target_pixels, target_class: int,

@@ -26,6 +26,23 @@ sns.set_theme(context="paper", style="whitegrid", font_scale=1.05)
 plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 130, "axes.titleweight": "bold"})
 
 
+def to_numpy(x) -> np.ndarray:
+    """A tensor on any device (CUDA included, autograd or not) or an array-like -> numpy;
+    bfloat16 and half become float32 (numpy has no bfloat16)."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu()
+        if x.dtype in (torch.bfloat16, torch.float16):
+            x = x.float()
+        return x.numpy()
+    return np.asarray(x)
+
+
+def even_steps(n_steps: int, n: int = 8) -> np.ndarray:
+    """At most ``n`` evenly spaced indices of ``range(n_steps)``, first and last included:
+    which tubelet time steps a figure shows."""
+    return np.unique(np.linspace(0, n_steps - 1, min(n_steps, n)).round().astype(int))
+
+
 def mark_model(fig, loaded) -> None:
     """Footnote naming the model; a red banner for an untrained model."""
     if loaded.untrained:
@@ -66,6 +83,7 @@ def attention_overlay(frames_by_run: dict, attn_by_run: dict, tubelet_t: int, ti
     ``frames_by_run``: name -> uint8 ``(frame, H, W, 3)`` at model resolution.
     """
     names = list(frames_by_run)
+    attn_by_run = {k: to_numpy(v) for k, v in attn_by_run.items()}
     T = next(iter(attn_by_run.values())).shape[0]
     steps = list(range(T)) if steps is None else list(steps)
     vmax = max(float(a.max()) for a in attn_by_run.values())
@@ -101,6 +119,7 @@ def token_maps(rows, title: str, frames: np.ndarray | None = None, tubelet_t: in
     """One row per map ``(time step, row, col)``, one column per time step, symmetric colour
     scale per row. ``rows``: ``[(map, row label, colour-bar label), ...]``; with ``frames``
     (uint8 ``(frame, H, W, 3)``) each map is drawn over the first frame of its tubelet."""
+    rows = [(to_numpy(m), label, cbar_label) for m, label, cbar_label in rows]
     T = rows[0][0].shape[0]
     steps = list(range(T)) if steps is None else list(steps)
     fig, axes = plt.subplots(len(rows), len(steps), figsize=(1.85 * len(steps), 2.2 * len(rows)),
@@ -127,8 +146,10 @@ def token_maps(rows, title: str, frames: np.ndarray | None = None, tubelet_t: in
 
 
 def heatmap(ax, data, title, xlabel, ylabel, cmap="viridis", center=None, cbar_label="",
-            yticklabels="auto", xticklabels="auto"):
-    sns.heatmap(np.asarray(data), ax=ax, cmap=cmap, center=center,
+            yticklabels="auto", xticklabels="auto", vmin=None, vmax=None):
+    """A seaborn heatmap with a title, axis labels and a labelled colour bar; ``vmin`` /
+    ``vmax`` fix the colour scale (give panels that are compared the same pair)."""
+    sns.heatmap(to_numpy(data), ax=ax, cmap=cmap, center=center, vmin=vmin, vmax=vmax,
                 cbar_kws={"label": cbar_label}, xticklabels=xticklabels, yticklabels=yticklabels)
     ax.set_title(title)
     ax.set_xlabel(xlabel)
@@ -173,5 +194,158 @@ def recovery_bars(ax, df, column, title, paper=None, ylabel="recovery (%)", full
     return ax
 
 
-def to_numpy(x) -> np.ndarray:
-    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+def symmetric_limit(*arrays) -> float:
+    """``max |x|`` over all ``arrays``: one symmetric colour scale ``(-lim, lim)`` for panels
+    that are compared with each other (1.0 when everything is zero)."""
+    return max(float(np.abs(to_numpy(a)).max()) for a in arrays) or 1.0
+
+
+def layout_heatmaps(layouts: dict, title: str):
+    """Fig. 4: per run (rows), the CLS attention in the correct ``(time step, patches)`` layout
+    beside the author's ``(num_frames, chunk)`` layout. ``layouts``: name -> (correct, notebook)."""
+    fig, axes = plt.subplots(len(layouts), 2, figsize=(13, 3.5 * len(layouts)), squeeze=False)
+    for i, (name, (correct, notebook)) in enumerate(layouts.items()):
+        per_step, chunk = correct.shape[1], notebook.shape[1]
+        heatmap(axes[i, 0], correct, f"({'abcdefgh'[i]}) {name}: time step x patch (correct)",
+                "patch index within the time step (row x cols + col)", "time step", cmap="magma",
+                cbar_label="CLS attention", xticklabels=max(1, per_step // 8))
+        heatmap(axes[i, 1], notebook, f"({'abcdefgh'[i]}) {name}: notebook layout",
+                f"position in a {chunk}-patch chunk", "'frame' (chunk of the patch list)",
+                cmap="magma", cbar_label="CLS attention", xticklabels=max(1, chunk // 8))
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def logit_lens_figure(lens, frames_lens: dict, target_label: str):
+    """Fig. 2: (a) the CLS logit lens per run (``lens``: ``run``, ``layer``, ``logit``), then per
+    run the lens on patch tokens per time step (``frames_lens``: run -> ``(layer, time step)``),
+    every heatmap on one symmetric colour scale so that the runs can be compared."""
+    fig, axes = plt.subplots(1, 1 + len(frames_lens), figsize=(16, 4.2),
+                             gridspec_kw={"width_ratios": [1.1] + [1] * len(frames_lens)})
+    by_run = {k: d.sort_values("layer") for k, d in lens.groupby("run", sort=False)}
+    layers = next(iter(by_run.values())).layer.to_numpy()
+    line_by_run(axes[0], layers, {k: d.logit.to_numpy() for k, d in by_run.items()},
+                f"'{target_label}' logit", "(a) CLS logit lens", "layer (0 = embedding)")
+    lim = symmetric_limit(*frames_lens.values())
+    for ax, letter, (name, m) in zip(axes[1:], "bcdefgh", frames_lens.items(), strict=False):
+        heatmap(ax, m, f"({letter}) lens per time step: {name}", "time step", "layer (0 = embedding)",
+                cmap="RdBu_r", center=0, vmin=-lim, vmax=lim, cbar_label="mean patch logit")
+        ax.invert_yaxis()
+    fig.suptitle(f"Fig. 2 · Where the '{target_label}' logit appears, across layers and frames")
+    fig.tight_layout()
+    return fig
+
+
+def dla_bars(ax, dla, title: str, colour=None):
+    """Direct logit attribution of each layer's attention and MLP for one run (``dla``: rows
+    with ``component`` in attention / mlp, ``layer`` and ``logit``)."""
+    for k, comp in enumerate(("attention", "mlp")):
+        d = dla[dla.component == comp].sort_values("layer")
+        ax.bar(d.layer + (k - 0.5) * 0.4, d.logit, 0.4, color=COMPONENT_COLOURS[comp],
+               label="attention" if comp == "attention" else "MLP")
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_title(title, color=colour)
+    ax.set_xlabel("layer")
+    ax.set_xticks(sorted(dla[dla.component.isin(["attention", "mlp"])].layer.unique()))
+    return ax
+
+
+def dla_figure(dla, logits: dict, target_label: str):
+    """Fig. 2c: one bar panel per run (``dla`` with a ``run`` column; ``logits``: run -> the
+    model's target logit), sharing the y axis; titles give the logit, embedding and constant terms."""
+    fig, axes = plt.subplots(1, len(logits), figsize=(13, 3.8), sharey=True, squeeze=False)
+    for ax, (name, logit) in zip(axes[0], logits.items(), strict=True):
+        d = dla[dla.run == name]
+        term = {c: float(d[d.component == c].logit.iloc[0]) for c in ("embed", "constant")}
+        dla_bars(ax, d, f"{name}: logit {logit:.2f} (embed {term['embed']:+.2f}, const {term['constant']:+.2f})",
+                 colour=RUN_COLOURS.get(name))
+    axes[0, 0].set_ylabel(f"direct contribution to '{target_label}' logit")
+    axes[0, 0].legend()
+    fig.suptitle("Fig. 2c · Direct logit attribution per component (final LayerNorm scale frozen)")
+    fig.tight_layout()
+    return fig
+
+
+def delta_norm_panels(deltas, paper: dict | None = None):
+    """Fig. 5: (a) the strike - gutter delta norm per layer (all tokens, patch tokens, CLS),
+    with ``paper`` ``{layer: value}`` as markers; (b) the same relative to the stream's size."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    ax = axes[0]
+    ax.plot(deltas.layer, deltas.mean_token_norm, "o-", color="k", label="mean over all tokens")
+    ax.plot(deltas.layer, deltas.patch_mean_norm, "s--", color="grey", label="mean over patch tokens")
+    ax.plot(deltas.layer, deltas.cls_norm, "^-", color="tab:purple", label="CLS token")
+    if paper:
+        ax.scatter(list(paper), list(paper.values()), marker="D", color=PAPER, zorder=3, label="paper (Fig. 5)")
+    ax.set_xlabel("layer (-1 = embedding)")
+    ax.set_ylabel("||strike − gutter||₂ per token")
+    ax.set_title("(a) absolute delta norm")
+    ax.legend(fontsize=8)
+    ax = axes[1]
+    ax.plot(deltas.layer, deltas.relative, "o-", color="k")
+    ax.set_xlabel("layer (-1 = embedding)")
+    ax.set_ylabel("delta norm / gutter token norm")
+    ax.set_title("(b) relative to the size of the residual stream")
+    fig.suptitle("Fig. 5 · How far apart the strike and gutter runs are at each layer")
+    fig.tight_layout()
+    return fig
+
+
+def probe_curves(ax, probes, title: str):
+    """Fig. 6: accuracy per layer of each probe (``probes``: ``probe``, ``scored_on``,
+    ``layer``, ``accuracy`` in [0, 1]); the legend says what each is scored on (the paper's
+    two-vector probe on its own training vectors, the others on held-out data)."""
+    for (name, d), marker in zip(probes.groupby("probe", sort=False), "os^v", strict=False):
+        ax.plot(d.layer, 100 * d.accuracy, marker=marker, label=f"{name}; scored on {d.scored_on.iloc[0]}")
+    ax.axhline(50, color="grey", ls="--", lw=1, label="chance")
+    ax.set_ylim(0, 105)
+    ax.set_xlabel("layer")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="lower right")
+    return ax
+
+
+def ablation_change_bars(tables: dict, target: int, target_label: str, title: str):
+    """Tables 1-2 figure: per run, the change of the target logit in each ablation mode
+    (``tables``: run -> table with ``mode``, ``class_index``, ``change``, ``n_ablated``)."""
+    fig, axes = plt.subplots(1, len(tables), figsize=(6 * len(tables), 3.8), squeeze=False)
+    for ax, (name, t) in zip(axes[0], tables.items(), strict=True):
+        rows = t[t.class_index == target]
+        ax.bar(rows["mode"], rows.change, color=RUN_COLOURS.get(name))
+        ax.axhline(0, color="k", lw=0.8)
+        ax.set_ylabel(f"change of '{target_label}' logit")
+        ax.set_title(f"{name}: ablating {t.n_ablated.iloc[0]} patches")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def component_ablation_figure(comp, target_label: str, head_run: str = "strike"):
+    """Fig. 8: change of the target logit when one component is zero- or mean-ablated, per layer
+    (attention / MLP, strike solid / gutter dashed), and the per-head mean ablation of
+    ``head_run`` as a layers x heads heatmap when ``comp`` has head rows."""
+    fig, axes = plt.subplots(1, 3, figsize=(18, 4))
+    for ax, how in zip(axes[:2], ("zero", "mean"), strict=True):
+        for name, ls in (("strike", "-"), ("gutter", "--")):
+            for c, col in COMPONENT_COLOURS.items():
+                d = comp[(comp.run == name) & (comp.how == how) & (comp.component == c)]
+                ax.plot(d.layer, d.delta_target_logit, ls, marker="o", color=col, label=f"{c}, {name}")
+        ax.axhline(0, color="k", lw=0.8)
+        ax.set_xlabel("layer")
+        ax.set_ylabel("Δ target logit")
+        ax.set_title(f"{how}-ablation of one component")
+        ax.legend(fontsize=7)
+    heads = comp[(comp.run == head_run) & (comp.how == "mean") & (comp.component == "head")]
+    if len(heads):
+        heatmap(axes[2], heads.pivot(index="layer", columns="head", values="delta_target_logit"),
+                f"mean-ablation of one head ({head_run})", "head", "layer", cmap="RdBu_r", center=0,
+                cbar_label="Δ target logit")
+    else:
+        axes[2].text(0.5, 0.5, "per-head ablation off (head_ablation = 0; default outside toy)",
+                     ha="center", va="center", transform=axes[2].transAxes)
+        axes[2].axis("off")
+    fig.suptitle(f"Component ablation: how much the '{target_label}' logit needs each component")
+    fig.tight_layout()
+    return fig

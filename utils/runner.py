@@ -65,7 +65,8 @@ def execute(notebook: Path, out_nb: Path, parameters: dict, cwd: Path) -> None:
     sockets = Path(tempfile.mkdtemp(prefix="vivit-kernel-"))
     try:
         pm.execute_notebook(str(notebook), str(out_nb), parameters=params, kernel_name="python3",
-                            progress_bar=False, cwd=str(cwd), kernel_manager_class=_ipc_kernel_manager(sockets))
+                            progress_bar=False, cwd=str(cwd), kernel_manager_class=_ipc_kernel_manager(sockets),
+                            extra_arguments=["--IPKernelApp.log_level=CRITICAL"])  # errors still reach the cells
     except pm.PapermillExecutionError as err:
         raise NotebookFailed(
             f"{notebook.name} failed in cell {err.exec_count} ({err.ename}: {err.evalue}); "
@@ -113,8 +114,15 @@ def preflight(profile: str, strike_video: str, gutter_video: str, roots: list[Pa
     """Check every input before anything is written; raise SystemExit with one clear message."""
     from utils.clipsets import PairsCSVError, read_pairs_csv
     from utils.io import ensure_writable_dir
-    from utils.models import (PROFILES, ModelLoadError, check_model_dir, check_preprocess, name_classes,
-                              resolve_device, resolve_target)
+    from utils.models import (
+        PROFILES,
+        ModelLoadError,
+        check_model_dir,
+        check_preprocess,
+        name_classes,
+        resolve_device,
+        resolve_target,
+    )
     from utils.video import VideoError, probe_timestamps
 
     if profile not in PROFILES:

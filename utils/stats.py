@@ -1,4 +1,14 @@
-"""Statistics over matched pairs: bootstrap confidence intervals, tidy summaries."""
+"""Statistics over matched pairs: bootstrap confidence intervals, tidy summaries.
+
+A bootstrap interval describes the unit it resamples. Every interval here is "over pairs":
+``summarise`` and ``paired_difference`` resample one value per pair, and refuse a table
+that holds several rows for one pair in one group (two clips of a pair, say), since
+resampling those rows would treat the clips as independent pairs and shrink the interval.
+Aggregate per pair first (``per_unit``), then summarise.
+
+Percentile bootstrap (Efron & Tibshirani 1993, ch. 13) with a fixed seed, so reruns give
+identical intervals.
+"""
 
 from __future__ import annotations
 
@@ -7,39 +17,88 @@ import pandas as pd
 
 N_BOOT = 2000  # bootstrap resamples
 SEED = 0  # bootstrap seed: reruns give identical intervals
+LEVEL = 0.95  # confidence level of every interval
 
 
-def bootstrap_ci(values, n_boot: int = N_BOOT, seed: int = SEED, level: float = 0.95):
-    """Mean of ``values`` and its percentile bootstrap interval ``(mean, low, high)``."""
+def bootstrap_ci(values, n_boot: int = N_BOOT, seed: int = SEED, level: float = LEVEL):
+    """Mean of ``values`` (one per unit, NaNs dropped) and its percentile bootstrap interval:
+    ``(mean, low, high)``; all NaN when no value is left."""
     v = np.asarray(values, dtype=float)
     v = v[~np.isnan(v)]
     if len(v) == 0:
         return float("nan"), float("nan"), float("nan")
     rng = np.random.default_rng(seed)
-    means = v[rng.integers(0, len(v), (n_boot, len(v)))].mean(1)
+    means = v[rng.integers(0, len(v), (n_boot, len(v)))].mean(1)  # (n_boot,)
     lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
     return float(v.mean()), float(lo), float(hi)
 
 
+def check_one_row_per_unit(df: pd.DataFrame, by: list[str], unit: str = "pair") -> None:
+    """Raise ``ValueError`` if any group of ``by`` holds more than one row for a ``unit``."""
+    if unit not in df:
+        raise ValueError(f"the table has no {unit!r} column to resample")
+    dup = df[df.duplicated(list(by) + [unit], keep=False)]
+    if not len(dup):
+        return
+    first = dup.iloc[0]
+    in_group = dup
+    for k in by:
+        in_group = in_group[in_group[k] == first[k]]
+    group = ", ".join(f"{k}={first[k]}" for k in by) or "(all rows)"
+    units = sorted(map(str, in_group[unit].unique()))
+    shown = ", ".join(units[:5]) + (", ..." if len(units) > 5 else "")
+    raise ValueError(
+        f"{len(dup)} rows share a {unit} with another row of their group; in group "
+        f"{group} the {unit}(s) {shown} appear more than once. A bootstrap over "
+        f"{unit}s resamples one value per {unit}: aggregate per {unit} first, e.g. "
+        f"utils.stats.per_unit(df, {list(by)!r}, value, unit={unit!r})")
+
+
+def per_unit(df: pd.DataFrame, by: list[str], value: str, unit: str = "pair",
+             how: str = "mean") -> pd.DataFrame:
+    """One row per (group of ``by``, ``unit``): ``value`` aggregated with ``how`` (mean, min,
+    max, ...) over that unit's rows, e.g. the two clips of a pair."""
+    return df.groupby(list(by) + [unit], as_index=False, sort=True)[value].agg(how)
+
+
 def summarise(df: pd.DataFrame, by: list[str], value: str, unit: str = "pair") -> pd.DataFrame:
-    """One row per group of ``by``: ``estimate`` (mean of ``value`` over units), ``ci_low``,
-    ``ci_high`` (95% bootstrap) and ``n_pairs``."""
+    """One row per group of ``by`` (``[]``: one row for the whole table): ``estimate`` (mean
+    of ``value`` over units), ``ci_low``, ``ci_high`` (95% bootstrap over units) and
+    ``n_<unit>s`` (units with a value). Each unit must have one row per group."""
+    by = list(by)
+    check_one_row_per_unit(df, by, unit)
+    groups = df.groupby(by, sort=True) if by else [((), df)]
     rows = []
-    for key, g in df.groupby(by, sort=True):
+    for key, g in groups:
         key = key if isinstance(key, tuple) else (key,)
         est, lo, hi = bootstrap_ci(g[value].values)
         rows.append({**dict(zip(by, key, strict=True)), "measure": value, "estimate": est,
-                     "ci_low": lo, "ci_high": hi, f"n_{unit}s": g[unit].nunique()})
+                     "ci_low": lo, "ci_high": hi, f"n_{unit}s": int(g[value].notna().sum())})
     return pd.DataFrame(rows)
 
 
 def paired_difference(df: pd.DataFrame, index: list[str], column: str, a: str, b: str,
                       value: str, unit: str = "pair") -> pd.DataFrame:
     """Per ``index`` group: mean over units of ``value[column == a] - value[column == b]``,
-    with its bootstrap CI and the share of units where the difference is positive."""
+    with its bootstrap CI and the share of units where the difference is positive.
+
+    Each unit must have one row per (``index`` group, ``column`` value)."""
+    check_one_row_per_unit(df[df[column].isin([a, b])], list(index) + [column], unit)
     wide = df.pivot_table(index=index + [unit], columns=column, values=value).reset_index()
     wide["diff"] = wide[a] - wide[b]
     out = summarise(wide, index, "diff", unit)
     share = wide.groupby(index)["diff"].apply(lambda d: float((d > 0).mean())).reset_index(name=f"share_{a}_gt_{b}")
     out["measure"] = f"{value}: {a} - {b}"
     return out.merge(share, on=index)
+
+
+def empirical_quantile(observed: float, null) -> float:
+    """Share of ``null`` draws at or below ``observed`` (0: below every draw, 1: above all)."""
+    null = np.asarray(null, dtype=float)
+    return float((null <= observed).mean())
+
+
+def permutation_p_value(observed: float, null) -> float:
+    """One-sided p-value ``(1 + #{null >= observed}) / (1 + n)`` (Phipson & Smyth 2010: never 0)."""
+    null = np.asarray(null, dtype=float)
+    return float((1 + (null >= observed).sum()) / (1 + len(null)))

@@ -1,0 +1,166 @@
+"""The verdict rules of utils.findings, the claims table on made-up per-pair tables, and the
+README's claims block against the committed findings."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from utils import findings as F
+from utils import paths
+from utils.io import save_table
+
+L = 12
+
+
+# ---------------------------------------------------------------------------- rules
+@pytest.mark.parametrize("rule, args, verdict", [
+    (F.rule_classified, (1.0, 0.95), F.SUPPORTED),
+    (F.rule_classified, (1.0, 0.94), F.NOT_SUPPORTED),
+    (F.rule_probe, (0.049,), F.SUPPORTED),
+    (F.rule_probe, (0.05,), F.NOT_SUPPORTED),
+    (F.rule_layer0_surface, (0.89,), F.SUPPORTED),
+    (F.rule_layer0_surface, (0.9,), F.NOT_SUPPORTED),
+    (F.rule_ci_above, (1.01, 1.0), F.SUPPORTED),
+    (F.rule_ci_above, (1.0, 1.0), F.NOT_SUPPORTED),
+    (F.rule_ci_below, (89.9, 90.0), F.SUPPORTED),
+    (F.rule_ci_below, (90.0, 90.0), F.NOT_SUPPORTED),
+    (F.rule_difference, (0.1, 2.0), F.SUPPORTED),
+    (F.rule_difference, (-2.0, -0.1), F.NOT_SUPPORTED),
+    (F.rule_difference, (-1.0, 1.0), "not supported (no clear difference)"),
+    (F.rule_difference, (-1.0, 0.01), "not supported (no clear difference)"),
+    (F.rule_unsigned_metric, (5.1,), F.NOT_SUPPORTED),
+    (F.rule_unsigned_metric, (4.9,), F.SUPPORTED),
+    (F.rule_ablation_redundant, (9.9, 0.9), F.SUPPORTED),
+    (F.rule_ablation_redundant, (10.0, 1.0), F.NOT_SUPPORTED),
+    (F.rule_ablation_redundant, (1.0, 0.89), F.NOT_SUPPORTED),
+    (F.rule_late, (8.0, 12), F.SUPPORTED),
+    (F.rule_late, (7.9, 12), F.NOT_SUPPORTED),
+])
+def test_rules_on_both_sides_of_their_thresholds(rule, args, verdict):
+    assert rule(*args) == verdict
+
+
+# ---------------------------------------------------------------------------- claims table
+def make_tables(n=12, mlp_ahead=True, probe_p=0.001, share_lower=0.5, rho=0.9, seed=0):
+    """Per-pair tables shaped like notebook 06's, for ``n`` matched pairs."""
+    rng = np.random.default_rng(seed)
+    pairs = [f"pair{i:03d}" for i in range(n)]
+    tag = {"kind": "matched"}
+    pred = pd.DataFrame([{"clip_id": f"{p}_{o}", "outcome": o, "is_target": True}
+                         for p in pairs for o in ("strike", "gutter")])
+    deltas = pd.DataFrame([{"pair": p, "layer": lay, "mean_token_norm": 1 + 0.1 * lay + rng.normal(0, 0.01), **tag}
+                           for p in pairs for lay in range(-1, L)])
+    sign = 1 if mlp_ahead else -1
+    patching = pd.DataFrame([{"pair": p, "layer": lay, "component": c, "direction": d,
+                              "recovery_notebook_pct": 20 + (sign * 5 if c == "mlp" else 0) + rng.normal(0, 1),
+                              "recovery_projection_pct": 10 + rng.normal(0, 1), **tag}
+                             for p in pairs for lay in range(L) for c in ("attention", "mlp")
+                             for d in ("strike->gutter", "gutter->strike")])
+    by_pair = pd.DataFrame([{"kind": "matched", "feature": "cls", "layer": lay, "time_step": -1, "pair": p,
+                             "accuracy": rng.choice([0.5, 1.0]) if lay == 8 else 0.5}
+                            for p in pairs for lay in range(L)])
+    summary = pd.DataFrame([{"kind": "matched", "feature": "cls", "n_pairs": n, "best_layer": 8, "best_time_step": -1,
+                             "best_accuracy": 0.75, "p_best": probe_p, "mean_accuracy": 0.52,
+                             "null_mean_accuracy": 0.5, "p_mean_below": 0.9, "p_mean_above": 0.1, "n_perm": 200}])
+    probes = {"by_pair": by_pair, "summary": summary}
+    ablation = pd.DataFrame([{"pair": p, "run": r, "mode": m, "logit_before": 7.0,
+                              "delta_target_logit": -0.1 + rng.normal(0, 0.01), "still_top": True, **tag}
+                             for p in pairs for r in ("strike", "gutter") for m in ("faithful", "corrected")])
+    lens = pd.DataFrame([{"pair": p, "run": r, "first_top_layer": 1 if r == "strike" else 2, **tag}
+                         for p in pairs for r in ("strike", "gutter")])
+    ig = pd.DataFrame([{"pair": p, "run": r, "spearman_ig_dla": rho + rng.normal(0, 0.01),
+                        "spearman_dla_attention": 0.95, "completeness_error": 1e-5, **tag}
+                       for p in pairs for r in ("strike", "gutter")])
+    random = pd.DataFrame([{"pair": p, "run": r, "score": s, "top_delta": -0.2, "random_median": -0.3,
+                            "share_random_lower": share_lower, "rank": 10, "n_draws": 20, **tag}
+                           for p in pairs for r in ("strike", "gutter") for s in ("notebook", "dla")])
+    return dict(pred=pred, deltas=deltas, patching=patching, probes=probes, ablation=ablation, lens=lens,
+                heads=None, n_layers=L, ig=ig, random=random)
+
+
+def verdicts(**kw):
+    t = F.claims_table(**make_tables(**kw))
+    return dict(zip(t.claim, t.verdict, strict=True)), t
+
+
+def _row(table, start):
+    return table[table.claim.str.startswith(start)].iloc[0]
+
+
+def test_claims_table_verdicts_follow_the_evidence():
+    v, t = verdicts()
+    assert list(t.columns) == F.COLUMNS and len(t) == 12
+    assert v["Both outcomes are classified as the action ('bowling')"] == F.SUPPORTED
+    assert _row(t, "The model represents").verdict == F.SUPPORTED
+    assert _row(t, "Amplification cascade").verdict == F.SUPPORTED
+    assert _row(t, "MLPs recover more").verdict == F.SUPPORTED
+    assert _row(t, "Layer 10 head 8").verdict == F.UNTESTABLE
+    assert _row(t, "(Ours) Integrated gradients").verdict == F.SUPPORTED
+    assert _row(t, "(Ours) The notebook's top-10% score").verdict == F.NOT_SUPPORTED  # share 0.5
+    assert not t["toy evidence"].str.contains("|", regex=False).any()
+
+
+def test_claims_table_flips_with_the_evidence():
+    _, t = verdicts(mlp_ahead=False, probe_p=0.2, share_lower=0.0, rho=0.1)
+    assert _row(t, "MLPs recover more").verdict == F.NOT_SUPPORTED
+    assert "-5." in _row(t, "MLPs recover more")["toy evidence"]
+    assert _row(t, "The model represents").verdict == F.NOT_SUPPORTED
+    assert "p = 0.200" in _row(t, "The model represents")["toy evidence"]
+    assert _row(t, "(Ours) The notebook's top-10% score").verdict == F.SUPPORTED
+    assert _row(t, "(Ours) Integrated gradients").verdict == F.NOT_SUPPORTED
+
+
+def test_lens_claim_averages_the_two_clips_of_a_pair():
+    """first_top_layer is 1 (strike) and 2 (gutter) in every pair: the per-pair mean is 1.5 with
+    no spread, so the interval over pairs is [1.5, 1.5] (resampling clips would not change
+    that here, but the interval must be over 12 pairs, not 24 clips)."""
+    _, t = verdicts()
+    ev = _row(t, "The action becomes readable")["toy evidence"]
+    assert "1.50 [95% CI 1.50, 1.50] of 12" in ev
+
+
+def test_claims_use_matched_pairs_only():
+    """Unmatched pairs in which attention beats the MLP by 200 points must not sway the verdict."""
+    tables = make_tables()
+    p = tables["patching"]
+    extra = p.assign(kind="unmatched", pair="unmatched" + p.pair.str[4:],
+                     recovery_notebook_pct=p.component.map({"attention": 100.0, "mlp": -100.0}))
+    tables["patching"] = pd.concat([p, extra])
+    t = F.claims_table(**tables)
+    assert _row(t, "MLPs recover more").verdict == F.SUPPORTED
+    assert "MLP ahead in 100% of pairs" in _row(t, "MLPs recover more")["toy evidence"]
+
+
+# ---------------------------------------------------------------------------- README
+def test_findings_markdown_round_trip(tmp_path):
+    _, t = verdicts()
+    save_table(t, tmp_path, "findings", caption="Which claims (toy). All clips are classified as 'bowling'.")
+    back = F.read_findings_md(tmp_path / "findings.md")
+    pd.testing.assert_frame_equal(back, t.astype(str))
+    block = F.readme_block(tmp_path / "findings.md")
+    assert block.startswith(F.README_START) and block.endswith(F.README_END)
+    assert "\n| claim | toy evidence | verdict |\n|---|---|---|\n" in block
+    for cell in t.to_numpy().ravel():
+        assert f" {cell} |" in block  # word for word
+
+
+def test_update_readme_rewrites_only_the_block(tmp_path):
+    _, t = verdicts()
+    save_table(t, tmp_path, "findings")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# title\n\nintro\n\n{F.README_START}\nold table\n{F.README_END}\n\n## next\ntext\n")
+    assert F.update_readme(readme, tmp_path / "findings.md") is True
+    text = readme.read_text()
+    assert text.startswith("# title\n\nintro\n\n") and text.endswith("\n\n## next\ntext\n")
+    assert "old table" not in text and F.readme_current_block(readme) == F.readme_block(tmp_path / "findings.md")
+    assert F.update_readme(readme, tmp_path / "findings.md") is False
+    assert F.main(["--check", "--readme", str(readme), "--findings", str(tmp_path / "findings.md")]) == 0
+    readme.write_text(text.replace("supported", "supported (weakly)", 1))
+    assert F.main(["--check", "--readme", str(readme), "--findings", str(tmp_path / "findings.md")]) == 1
+
+
+def test_readme_claims_table_is_the_committed_findings():
+    """README.md's claims table must be figures/toy/findings.md word for word; after notebook
+    06 rewrites the findings, run `python -m utils.findings` to update the README."""
+    assert F.readme_current_block(paths.REPO_ROOT / "README.md") == F.readme_block(), (
+        "README's claims table differs from figures/toy/findings.md: run `.venv/bin/python -m utils.findings`")

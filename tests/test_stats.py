@@ -1,0 +1,99 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from utils.stats import (
+    bootstrap_ci,
+    empirical_quantile,
+    paired_difference,
+    per_unit,
+    permutation_p_value,
+    summarise,
+)
+
+
+def test_bootstrap_ci_brackets_the_mean_and_shrinks_with_n():
+    rng = np.random.default_rng(0)
+    small, large = rng.normal(2.0, 1.0, 20), rng.normal(2.0, 1.0, 2000)
+    m_s, lo_s, hi_s = bootstrap_ci(small)
+    m_l, lo_l, hi_l = bootstrap_ci(large)
+    assert m_s == pytest.approx(small.mean()) and lo_s < m_s < hi_s
+    assert hi_l - lo_l < (hi_s - lo_s) / 5  # ~1/sqrt(100) as wide
+    # a 95% interval of a mean: about +-1.96 standard errors
+    se = large.std(ddof=1) / np.sqrt(len(large))
+    assert (hi_l - lo_l) == pytest.approx(2 * 1.96 * se, rel=0.1)
+
+
+def test_bootstrap_ci_is_deterministic_and_drops_nans():
+    v = [1.0, 2.0, np.nan, 4.0, 8.0]
+    assert bootstrap_ci(v) == bootstrap_ci(v)
+    assert bootstrap_ci(v)[0] == pytest.approx(3.75)
+    w = np.random.default_rng(0).normal(size=30)
+    assert bootstrap_ci(w, seed=1) == bootstrap_ci(w, seed=1) != bootstrap_ci(w, seed=2)
+    assert all(np.isnan(bootstrap_ci([np.nan])))
+    const = bootstrap_ci([5.0] * 10)
+    assert const == (5.0, 5.0, 5.0)
+
+
+def _pairs(n=30, seed=0):
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"pair": np.repeat([f"p{i}" for i in range(n)], 2),
+                         "layer": np.tile([0, 1], n), "value": rng.normal(0, 1, 2 * n)})
+
+
+def test_summarise_one_row_per_group_with_unit_count():
+    df = _pairs()
+    out = summarise(df, ["layer"], "value")
+    assert out.layer.tolist() == [0, 1] and (out.n_pairs == 30).all()
+    for r in out.itertuples():
+        est, lo, hi = bootstrap_ci(df[df.layer == r.layer].value)
+        assert (r.estimate, r.ci_low, r.ci_high) == (est, lo, hi)
+    whole = summarise(df[df.layer == 0], [], "value")
+    assert len(whole) == 1 and whole.estimate.iloc[0] == pytest.approx(df[df.layer == 0].value.mean())
+
+
+def test_summarise_refuses_several_rows_per_pair_and_names_them():
+    df = _pairs()
+    clips = pd.concat([df.assign(run="strike"), df.assign(run="gutter")])  # two rows per pair and layer
+    with pytest.raises(ValueError, match=r"group layer=0 the pair\(s\) p0, p1, .* aggregate per pair first"):
+        summarise(clips, ["layer"], "value")
+    with pytest.raises(ValueError, match="appear more than once"):
+        summarise(clips, [], "value")
+    # aggregated per pair, it is accepted, and the interval is over the 30 pairs
+    agg = per_unit(clips, ["layer"], "value")
+    assert len(agg) == 60
+    assert (summarise(agg, ["layer"], "value").n_pairs == 30).all()
+    # with the run in the groups, each group again has one row per pair
+    assert len(summarise(clips, ["layer", "run"], "value")) == 4
+
+
+def test_resampling_clips_as_pairs_would_narrow_the_interval():
+    """Why the refusal matters: duplicating each pair's row narrows the interval by ~sqrt(2)."""
+    df = _pairs(40)
+    one = df[df.layer == 0]
+    _, lo1, hi1 = bootstrap_ci(one.value)
+    _, lo2, hi2 = bootstrap_ci(np.repeat(one.value.values, 2))
+    assert (hi2 - lo2) < 0.8 * (hi1 - lo1)
+
+
+def test_paired_difference_and_its_refusal():
+    rng = np.random.default_rng(3)
+    n = 25
+    base = rng.normal(0, 1, n)
+    df = pd.concat([pd.DataFrame({"pair": range(n), "component": "mlp", "layer": 0, "v": base + 1.0}),
+                    pd.DataFrame({"pair": range(n), "component": "attention", "layer": 0, "v": base})])
+    out = paired_difference(df, ["layer"], "component", "mlp", "attention", "v")
+    assert out.estimate.iloc[0] == pytest.approx(1.0)  # pair effects cancel exactly
+    assert out.ci_low.iloc[0] == pytest.approx(1.0) and out.ci_high.iloc[0] == pytest.approx(1.0)
+    assert out.share_mlp_gt_attention.iloc[0] == 1.0 and out.n_pairs.iloc[0] == n
+    with pytest.raises(ValueError, match="aggregate per pair first"):
+        paired_difference(pd.concat([df, df]), ["layer"], "component", "mlp", "attention", "v")
+
+
+def test_permutation_p_value_and_quantile():
+    null = np.arange(100) / 100  # 0.00 .. 0.99
+    assert permutation_p_value(2.0, null) == pytest.approx(1 / 101)  # never 0
+    assert permutation_p_value(0.95, null) == pytest.approx(6 / 101)
+    assert permutation_p_value(-1.0, null) == 1.0
+    assert empirical_quantile(0.495, null) == pytest.approx(0.5)
+    assert empirical_quantile(-1, null) == 0.0
