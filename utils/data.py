@@ -111,15 +111,16 @@ def csv_clips(loaded: LoadedModel, rows: list[PairRow], sampling: str = "paper",
     """Clips of a pair CSV (``utils.clipsets``): ``pair-<id>_strike`` / ``_gutter`` for matched
     pairs, ``unmatched-<id>_...`` otherwise. The canonical pair that notebooks 01-05 analyse is
     ``canonical`` (your STRIKE_VIDEO and GUTTER_VIDEO) or, without it, the first row."""
-    clips = list(canonical or [])
+    pairs = []
     for i, row in enumerate(tqdm(rows, desc="decoding pairs", leave=False)):
         for outcome, path in (("strike", row.strike), ("gutter", row.gutter)):
-            frames = read_clip(loaded, path, sampling, seed)
-            if i == 0 and not canonical:
-                clips.append(Clip(f"canonical_{outcome}", -1, None, outcome,
-                                  f"{path} (pair {row.pair_id}, line {row.line} of the pair CSV)", frames))
-            clips.append(Clip(f"{row.name}_{outcome}", i, None, outcome, str(path), frames))
-    return clips
+            pairs.append(Clip(f"{row.name}_{outcome}", i, None, outcome, str(path),
+                              read_clip(loaded, path, sampling, seed)))
+    if not canonical:  # the first row, decoded once, serves as the canonical pair too
+        canonical = [Clip(f"canonical_{c.outcome}", -1, None, c.outcome,
+                          f"{c.source} (pair {rows[0].pair_id}, line {rows[0].line} of the pair CSV)", c.frames)
+                     for c in pairs[:2]]
+    return list(canonical) + pairs
 
 
 def _download(filename: str) -> str:
