@@ -9,6 +9,7 @@ PAIRS ?=# number of matched pairs (default: each notebook's own)
 PAIRS_CSV ?=# a CSV of your own video pairs: pair_id,strike_path,gutter_path[,matched]
 TARGET ?= bowling# the analysed class: a class name or an index
 DEVICE ?= auto# auto (a CUDA GPU when available) | cpu | cuda
+ARCH ?= vivit# make toy-model: vivit | timesformer | videomae
 PREPROCESS ?= checkpoint# checkpoint (the checkpoint's own processor; hub ViViT: [-3, 1]) | original ([-1, 1])
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -42,8 +43,8 @@ test: $(STAMP) ## lint, unit tests and every notebook (offline: HF_HUB_OFFLINE=1
 lint: $(STAMP) ## ruff only (the package, the tests and the notebooks)
 	$(PY) -m ruff check utils tests notebooks
 
-toy-model: $(STAMP) ## retrain the toy ViViT from scratch (fixed seed) into data/models/toy-vivit
-	$(PY) -m utils.train
+toy-model: $(STAMP) ## retrain a toy model from scratch (fixed seed): ARCH=vivit (default) | timesformer | videomae
+	$(PY) -m utils.train --arch "$(ARCH)"
 
 bench: $(STAMP) ## benchmarks at paper scale and on the toy model -> benchmarks/results.md
 	HF_HUB_OFFLINE=1 $(PY) -m utils.bench --device "$(DEVICE)"

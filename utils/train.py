@@ -1,11 +1,17 @@
-"""Train the toy ViViT on the synthetic world (``make toy-model``).
+"""Train a toy video classifier on the synthetic world (``make toy-model``).
+
+Three architectures share one recipe (world, clip seeds, torch seed, optimiser, batch):
+``vivit`` (the toy ViViT, ``data/models/toy-vivit``), ``timesformer`` and ``videomae``
+(``data/models/toy-<arch>``; configs and processors in ``utils.toy_models``).
 
 The model learns only to name the action of a clip (``utils.synthetic.ACTIONS``). Bowling
 clips mix the outcomes strike / gutter / partial evenly; the outcome is never a label.
 Train, validation and test clips come from disjoint seed ranges (``SEEDS``), so every
 held-out number is measured on clips the model never saw.
 
-    python -m utils.train --out data/models/toy-vivit
+    python -m utils.train                      # toy ViViT -> data/models/toy-vivit
+    python -m utils.train --arch timesformer   # -> data/models/toy-timesformer
+    python -m utils.train --arch videomae      # -> data/models/toy-videomae
 """
 
 from __future__ import annotations
@@ -16,6 +22,9 @@ import math
 import platform
 import shutil
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
 from multiprocessing import Pool
 from pathlib import Path
 
@@ -23,7 +32,7 @@ import numpy as np
 import torch
 from transformers import VivitForVideoClassification
 
-from utils import paths
+from utils import paths, toy_models
 from utils.models import fast_preprocess, toy_config, toy_processor
 from utils.synthetic import ACTIONS, OUTCOMES, render_clip
 
@@ -33,12 +42,155 @@ SEEDS = {  # clip seed ranges: disjoint by construction
     "val": range(100_000, 100_040),  # 40 per action, for the training curve
     "test": range(200_000, 200_100),  # 100 per action, reported in the model card
 }
-STEPS = 700  # optimiser steps
+STEPS = 700  # optimiser steps (toy ViViT; see Arch.steps for the others)
 BATCH = 32  # clips per step
 LR = 1e-3  # peak learning rate (AdamW), cosine decay after WARMUP steps
 WARMUP = 50
 WEIGHT_DECAY = 0.05
 EVAL_EVERY = 50  # steps between validation passes
+
+
+@dataclass(frozen=True)
+class Arch:
+    """What differs between the toy architectures; everything else is the shared recipe."""
+
+    name: str  # "vivit", "timesformer", "videomae"
+    title: str  # for figure titles
+    model_class: type
+    config: Callable  # (num_labels, id2label) -> config
+    processor: Callable  # () -> image processor saved with the checkpoint
+    preprocess: Callable  # uint8 (batch, frame, row, col, 3) -> pixel_values, as the processor
+    steps: int  # default optimiser steps
+    sdpa: bool  # train with SDPA attention (the model supports it); analyses use eager
+    intro: str  # model card: what the model is, the comparison table and the preprocessing
+    steps_note: str = ""  # model card: why the step count differs from the toy ViViT's
+    log_extra: dict = field(default_factory=dict)  # extra training_log.json fields
+
+    @property
+    def out_dir(self) -> Path:
+        return paths.TOY_MODEL_DIR if self.name == "vivit" else paths.MODELS_DIR / f"toy-{self.name}"
+
+    @property
+    def retrain(self) -> str:
+        return "make toy-model" if self.name == "vivit" else f"make toy-model ARCH={self.name}"
+
+
+def _vivit_intro() -> str:
+    return f"""A 12-layer, 12-head ViViT (`VivitForVideoClassification`, transformers) trained from scratch
+on this repository's synthetic world (`utils/synthetic.py`) to name the action of a clip.
+It stands in for `google/vivit-b-16x2-kinetics400` so that every notebook runs offline on a
+CPU, with results that are real findings about a real trained model.
+
+| | toy-vivit | ViViT-B (paper) |
+|---|---|---|
+| layers x heads | 12 x 12 | 12 x 12 |
+| hidden / MLP width | 96 / 384 (d_head 8) | 768 / 3072 (d_head 64) |
+| input | 16 frames x 96 x 96 | 32 frames x 224 x 224 |
+| tubelet | 2 x 16 x 16 | 2 x 16 x 16 |
+| tokens | 8 x 6 x 6 = 288 patches + CLS = 289 | 16 x 14 x 14 = 3136 + CLS = 3137 |
+| classes | {len(ACTIONS)} ({", ".join(ACTIONS)}) | 400 (Kinetics-400) |
+
+Preprocessing (`preprocessor_config.json`, a `VivitImageProcessor`): resize to 96 x 96,
+then `x / 127.5 - 1`."""
+
+
+_NEW_PROCESSOR = """Preprocessing (`preprocessor_config.json`, a `VideoMAEImageProcessor` as the hub checkpoint
+has): resize to 96 x 96 (a no-op on the synthetic clips), no crop, `x / 255` then normalise
+with mean 0.5 and std 0.5, i.e. `x / 127.5 - 1` as the toy ViViT. `utils.toy_models.fast_preprocess`
+is the training-time equivalent (`tests/test_toy_models.py` checks they agree)."""
+
+
+def _timesformer_intro() -> str:
+    return f"""A 12-layer, 12-head TimeSformer (`TimesformerForVideoClassification`, transformers) trained
+from scratch on this repository's synthetic world (`utils/synthetic.py`) to name the action of
+a clip. It is the toy counterpart of `facebook/timesformer-base-finetuned-k400`, trained with
+the toy ViViT's data and recipe, so that the two architectures can be compared on one world.
+
+| | toy-timesformer | TimeSformer-B (`facebook/timesformer-base-finetuned-k400`) |
+|---|---|---|
+| layers x heads | 12 x 12 | 12 x 12 |
+| hidden / MLP width | 96 / 384 (d_head 8) | 768 / 3072 (d_head 64) |
+| input | 8 frames x 96 x 96 | 8 frames x 224 x 224 |
+| patch | 16 x 16 per frame (2-D) | 16 x 16 per frame (2-D) |
+| attention | divided space-time: temporal (8 frames), spatial (36 + CLS), MLP | the same |
+| position | learned space (36 + CLS) and time (8) embeddings | the same |
+| tokens | 8 x 6 x 6 = 288 patches + CLS = 289 | 8 x 14 x 14 = 1568 + CLS = 1569 |
+| classifier | linear on the final CLS (after the last layer norm) | the same |
+| classes | {len(ACTIONS)} ({", ".join(ACTIONS)}) | 400 (Kinetics-400) |
+
+Each layer attends first over time (the 8 frames of one patch position, CLS left out), then
+over space (the 36 patches of one frame plus the CLS; the CLS outputs of the 8 frames are
+averaged), then applies its MLP.
+
+Frames: the model reads 8 frames, frames 0, 2, 4, ..., 14 of the world's 16-frame clips
+(`utils.toy_models.frame_indices("timesformer")`), so its frame t is the first frame of the
+toy ViViT's tubelet t. Inputs must be sampled to these 8 frames before the processor.
+
+{_NEW_PROCESSOR}"""
+
+
+def _videomae_intro() -> str:
+    return f"""A 12-layer, 12-head VideoMAE encoder with a classification head
+(`VideoMAEForVideoClassification`, transformers) trained from scratch (no masked-autoencoder
+pre-training) on this repository's synthetic world (`utils/synthetic.py`) to name the action
+of a clip. It is the toy counterpart of `MCG-NJU/videomae-base-finetuned-kinetics`, trained with
+the toy ViViT's data and recipe, so that the architectures can be compared on one world.
+
+| | toy-videomae | VideoMAE-B (`MCG-NJU/videomae-base-finetuned-kinetics`) |
+|---|---|---|
+| layers x heads | 12 x 12 | 12 x 12 |
+| hidden / MLP width | 96 / 384 (d_head 8) | 768 / 3072 (d_head 64) |
+| input | 16 frames x 96 x 96 | 16 frames x 224 x 224 |
+| tubelet | 2 x 16 x 16 | 2 x 16 x 16 |
+| tokens | 8 x 6 x 6 = 288 patches, no CLS | 8 x 14 x 14 = 1568, no CLS |
+| position | fixed sin-cos table (not learned) | the same |
+| attention bias | query and value, none on key | the same |
+| classifier | mean over all tokens, `fc_norm` (LayerNorm), linear | the same |
+| classes | {len(ACTIONS)} ({", ".join(ACTIONS)}) | 400 (Kinetics-400) |
+
+{_NEW_PROCESSOR}"""
+
+
+_FEWER_STEPS = (
+    "{steps} steps instead of the toy ViViT's 700 (all else equal, the cosine schedule spans\n"
+    "the shorter run): 700 steps take hours on the 2 shared CPU cores this was trained on, and\n"
+    "the task is easy (the toy ViViT was at 98% validation accuracy by step 150); the held-out\n"
+    "bar is >= 95% overall and >= 95% of strike and of gutter clips named bowling."
+)
+
+def _new_arch(name: str, title: str, intro: str, steps: int, sdpa: bool) -> Arch:
+    config, processor = toy_models.BUILDERS[name]
+    return Arch(
+        name=name,
+        title=title,
+        model_class=toy_models.MODEL_CLASSES[name],
+        config=config,
+        processor=processor,
+        preprocess=partial(toy_models.fast_preprocess, arch=name),
+        steps=steps,
+        sdpa=sdpa,
+        intro=intro,
+        steps_note=_FEWER_STEPS,
+        log_extra={"arch": name, "frames": toy_models.frame_indices(name).tolist()},
+    )
+
+
+ARCHS = {
+    "vivit": Arch(
+        name="vivit",
+        title="ViViT",
+        model_class=VivitForVideoClassification,
+        config=toy_config,
+        processor=toy_processor,
+        preprocess=fast_preprocess,
+        steps=STEPS,
+        sdpa=True,
+        intro=_vivit_intro(),
+    ),
+    # TimeSformer's attention is hand-written in transformers (no SDPA path)
+    "timesformer": _new_arch("timesformer", "TimeSformer", _timesformer_intro(), 250, sdpa=False),
+    "videomae": _new_arch("videomae", "VideoMAE", _videomae_intro(), 250, sdpa=True),
+}
 
 
 def _render(job):
@@ -60,18 +212,18 @@ def dataset(split: str, outcomes=OUTCOMES) -> tuple[np.ndarray, np.ndarray, list
 
 
 @torch.inference_mode()
-def predict(model, clips: np.ndarray, batch: int = 64) -> np.ndarray:
+def predict(model, clips: np.ndarray, batch: int = 64, preprocess=fast_preprocess) -> np.ndarray:
     model.eval()
     preds = []
     for i in range(0, len(clips), batch):
-        x = fast_preprocess(torch.from_numpy(clips[i : i + batch]))
+        x = preprocess(torch.from_numpy(clips[i : i + batch]))
         preds.append(model(pixel_values=x).logits.argmax(-1).numpy())
     return np.concatenate(preds)
 
 
-def held_out_report(model, clips, labels, outcomes) -> dict:
+def held_out_report(model, clips, labels, outcomes, preprocess=fast_preprocess) -> dict:
     """Accuracy overall, per action, and share of bowling clips of each outcome named bowling."""
-    pred = predict(model, clips)
+    pred = predict(model, clips, preprocess=preprocess)
     report = {"accuracy": float((pred == labels).mean()), "n": int(len(labels))}
     report["per_action"] = {
         a: float((pred[labels == k] == k).mean()) for k, a in enumerate(ACTIONS)
@@ -83,18 +235,31 @@ def held_out_report(model, clips, labels, outcomes) -> dict:
     return report
 
 
-def train(out_dir: Path, steps: int = STEPS) -> dict:
+def train(
+    out_dir: Path,
+    steps: int = STEPS,
+    arch: str = "vivit",
+    threads: int | None = None,
+    state_file: Path | None = None,
+) -> dict:
+    """Train one toy model into ``out_dir``. With ``state_file``, the run saves its state
+    (weights, optimiser, batch order, curve) there at every validation pass and, if the file
+    exists, resumes from it with the same batches; the file is removed once the model is saved."""
+    spec = ARCHS[arch]
     torch.manual_seed(SEED)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    torch.set_num_threads(threads or max(1, torch.get_num_threads()))
     t0 = time.time()
     print("rendering clips ...", flush=True)
     x_train, y_train, _ = dataset("train")
     x_val, y_val, o_val = dataset("val")
     print(f"  {len(x_train)} train, {len(x_val)} val clips in {time.time() - t0:.0f}s", flush=True)
 
-    config = toy_config(len(ACTIONS), dict(enumerate(ACTIONS)))
-    config._attn_implementation = "sdpa"  # fast for training; analyses use eager
-    model = VivitForVideoClassification(config)
+    config = spec.config(len(ACTIONS), dict(enumerate(ACTIONS)))
+    if spec.sdpa:
+        config._attn_implementation = "sdpa"  # fast for training; analyses use eager
+    model = spec.model_class(config)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"{spec.model_class.__name__}: {n_params:,} parameters, {steps} steps", flush=True)
     opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
 
     def lr_at(step):
@@ -104,8 +269,18 @@ def train(out_dir: Path, steps: int = STEPS) -> dict:
 
     gen = torch.Generator().manual_seed(SEED)
     order = torch.randperm(len(x_train), generator=gen)
-    pos, curve, t_train = 0, [], time.time()
-    for step in range(steps):
+    pos, curve, t_train, start, done_seconds = 0, [], time.time(), 0, 0.0
+    if state_file is not None and state_file.is_file():
+        state = torch.load(state_file, weights_only=False)
+        if (state["arch"], state["steps"]) != (arch, steps):
+            raise ValueError(f"{state_file} is a {state['arch']} run of {state['steps']} steps")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        gen.set_state(state["gen"])
+        order, pos, curve, start = state["order"], state["pos"], state["curve"], state["step"]
+        done_seconds = state["seconds"]
+        print(f"resumed from {state_file} at step {start}", flush=True)
+    for step in range(start, steps):
         if pos + BATCH > len(order):
             order, pos = torch.randperm(len(x_train), generator=gen), 0
         idx = order[pos : pos + BATCH].numpy()
@@ -113,25 +288,33 @@ def train(out_dir: Path, steps: int = STEPS) -> dict:
         model.train()
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
-        x = fast_preprocess(torch.from_numpy(x_train[idx]))
+        x = spec.preprocess(torch.from_numpy(x_train[idx]))
         loss = model(pixel_values=x, labels=torch.from_numpy(y_train[idx])).loss
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         if (step + 1) % EVAL_EVERY == 0 or step == 0 or step + 1 == steps:
-            val = held_out_report(model, x_val, y_val, o_val)
-            curve.append({"step": step + 1, "train_loss": float(loss), "val_accuracy": val["accuracy"]})
+            val = held_out_report(model, x_val, y_val, o_val, spec.preprocess)
+            curve.append({"step": step + 1, "train_loss": loss.item(), "val_accuracy": val["accuracy"]})
             print(
-                f"step {step + 1:4d}/{steps}  loss {float(loss):.4f}  val acc {val['accuracy']:.3f}"
-                f"  ({time.time() - t_train:.0f}s)",
+                f"step {step + 1:4d}/{steps}  loss {loss.item():.4f}  val acc {val['accuracy']:.3f}"
+                f"  ({done_seconds + time.time() - t_train:.0f}s)",
                 flush=True,
             )
-    train_seconds = time.time() - t_train
+            if state_file is not None and step + 1 < steps:
+                state = {
+                    "arch": arch, "steps": steps, "step": step + 1, "model": model.state_dict(),
+                    "opt": opt.state_dict(), "gen": gen.get_state(), "order": order, "pos": pos,
+                    "curve": curve, "seconds": done_seconds + time.time() - t_train,
+                }
+                torch.save(state, state_file.with_name(state_file.name + ".part"))
+                state_file.with_name(state_file.name + ".part").replace(state_file)
+    train_seconds = done_seconds + time.time() - t_train
 
     print("evaluating on the held-out test seeds ...", flush=True)
     x_test, y_test, o_test = dataset("test", outcomes=("strike", "gutter"))
-    test = held_out_report(model, x_test, y_test, o_test)
+    test = held_out_report(model, x_test, y_test, o_test, spec.preprocess)
     print(json.dumps(test, indent=1), flush=True)
 
     model.config._attn_implementation = "eager"
@@ -139,8 +322,9 @@ def train(out_dir: Path, steps: int = STEPS) -> dict:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     model.save_pretrained(tmp)
-    toy_processor().save_pretrained(tmp)
+    spec.processor().save_pretrained(tmp)
     log = {
+        **spec.log_extra,
         "seed": SEED,
         "seeds": {k: [v.start, v.stop] for k, v in SEEDS.items()},
         "steps": steps,
@@ -154,16 +338,21 @@ def train(out_dir: Path, steps: int = STEPS) -> dict:
         "curve": curve,
         "test": test,
     }
+    if spec.name != "vivit":
+        log["model_class"] = spec.model_class.__name__
+        log["num_parameters"] = n_params
     (tmp / "training_log.json").write_text(json.dumps(log, indent=1) + "\n")
-    _curve_figure(curve, tmp / "training_curve.png")
-    (tmp / "README.md").write_text(model_card(log))
+    _curve_figure(curve, tmp / "training_curve.png", spec.title)
+    (tmp / "README.md").write_text(model_card(log, arch))
     shutil.rmtree(out_dir, ignore_errors=True)
     tmp.rename(out_dir)
+    if state_file is not None:
+        state_file.unlink(missing_ok=True)
     print(f"saved to {out_dir} ({time.time() - t0:.0f}s in all)", flush=True)
     return log
 
 
-def _curve_figure(curve, path):
+def _curve_figure(curve, path, title: str = "ViViT"):
     import matplotlib
 
     matplotlib.use("agg")
@@ -178,38 +367,26 @@ def _curve_figure(curve, path):
     ax2.plot(steps, [100 * c["val_accuracy"] for c in curve], color="tab:blue", label="val accuracy")
     ax2.set_ylabel("validation accuracy (%)")
     ax2.set_ylim(0, 101)
-    ax.set_title("Toy ViViT training curve")
+    ax.set_title(f"Toy {title} training curve")
     fig.legend(loc="center right", bbox_to_anchor=(0.85, 0.5), fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def model_card(log: dict) -> str:
+def model_card(log: dict, arch: str = "vivit") -> str:
+    spec = ARCHS[arch]
     test = log["test"]
     rows = "\n".join(f"| {a} | {100 * v:.1f} |" for a, v in test["per_action"].items())
     outc = "\n".join(
         f"| {o} | {100 * v:.1f} |" for o, v in test["bowling_by_outcome"].items()
     )
     s = log["seeds"]
-    return f"""# toy-vivit
+    params = f"\n\n{log['num_parameters']:,} parameters." if "num_parameters" in log else ""
+    steps_note = ("\n\n" + spec.steps_note.format(steps=log["steps"])) if spec.steps_note else ""
+    return f"""# {spec.out_dir.name}
 
-A 12-layer, 12-head ViViT (`VivitForVideoClassification`, transformers) trained from scratch
-on this repository's synthetic world (`utils/synthetic.py`) to name the action of a clip.
-It stands in for `google/vivit-b-16x2-kinetics400` so that every notebook runs offline on a
-CPU, with results that are real findings about a real trained model.
-
-| | toy-vivit | ViViT-B (paper) |
-|---|---|---|
-| layers x heads | 12 x 12 | 12 x 12 |
-| hidden / MLP width | 96 / 384 (d_head 8) | 768 / 3072 (d_head 64) |
-| input | 16 frames x 96 x 96 | 32 frames x 224 x 224 |
-| tubelet | 2 x 16 x 16 | 2 x 16 x 16 |
-| tokens | 8 x 6 x 6 = 288 patches + CLS = 289 | 16 x 14 x 14 = 3136 + CLS = 3137 |
-| classes | {len(ACTIONS)} ({", ".join(ACTIONS)}) | 400 (Kinetics-400) |
-
-Preprocessing (`preprocessor_config.json`, a `VivitImageProcessor`): resize to 96 x 96,
-then `x / 127.5 - 1`.
+{spec.intro}
 
 ## Data recipe
 - Actions: {", ".join(ACTIONS)}; every clip is `render_clip(action, seed)`.
@@ -222,7 +399,7 @@ then `x / 127.5 - 1`.
 AdamW, peak learning rate {log["lr"]}, {log["warmup"]} warm-up steps then cosine decay,
 weight decay {log["weight_decay"]}, batch {log["batch"]}, {log["steps"]} steps, gradient
 clipping at 1.0, no dropout, torch seed {log["seed"]}. Training took {log["train_seconds"]} s
-on {log["machine"]}. Retrain with `make toy-model`.
+on {log["machine"]}. Retrain with `{spec.retrain}`.{params}{steps_note}
 
 ![training curve](training_curve.png)
 
@@ -237,7 +414,7 @@ Overall: **{100 * test["accuracy"]:.1f}%** of {test["n"]} clips (bowling clips: 
 |---|---|
 {outc}
 
-Training is seeded (torch seed, clip seeds, batch order), so `make toy-model` repeats it;
+Training is seeded (torch seed, clip seeds, batch order), so `{spec.retrain}` repeats it;
 CPU kernels may differ in the last bits between machines and thread counts, so a retrain
 elsewhere can differ slightly. Tolerance we hold a retrain to: held-out metrics within
 1 percentage point.
@@ -246,10 +423,16 @@ elsewhere can differ slightly. Tolerance we hold a retrain to: held-out metrics 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=paths.TOY_MODEL_DIR, help="output folder")
-    parser.add_argument("--steps", type=int, default=STEPS, help="optimiser steps")
+    parser.add_argument("--arch", choices=tuple(ARCHS), default="vivit", help="architecture")
+    parser.add_argument("--out", type=Path, help="output folder (default data/models/toy-<arch>)")
+    parser.add_argument("--steps", type=int, help="optimiser steps (default: the architecture's)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    parser.add_argument(
+        "--state", type=Path, help="save the run's state here at each validation pass; resume if it exists"
+    )
     args = parser.parse_args(argv)
-    train(args.out, args.steps)
+    spec = ARCHS[args.arch]
+    train(args.out or spec.out_dir, args.steps or spec.steps, args.arch, args.threads, args.state)
 
 
 if __name__ == "__main__":
