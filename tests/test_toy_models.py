@@ -1,0 +1,128 @@
+"""The toy TimeSformer and toy VideoMAE (``utils.toy_models``, trained by ``utils.train``)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoImageProcessor
+
+from utils import paths
+from utils.synthetic import ACTIONS, render_clip
+from utils.toy_models import MODEL_CLASSES, fast_preprocess, frame_indices
+from utils.train import ARCHS, SEEDS, model_card
+
+FRESH_SEEDS = range(900_000, 900_020)  # never used: training 0..249, val 100000.., test 200000..
+
+
+def model_dir(arch):
+    return paths.MODELS_DIR / f"toy-{arch}"
+
+
+def _shipped(arch):
+    # toy-videomae: trained by `make toy-model ARCH=videomae`; skipped (with this reason) until
+    # its folder is committed. Drop the mark once it is.
+    missing = not (model_dir(arch) / "config.json").is_file()
+    reason = f"{model_dir(arch).name} not trained yet: make toy-model ARCH={arch}"
+    return pytest.param(arch, marks=pytest.mark.skipif(missing and arch == "videomae", reason=reason))
+
+
+NEW = ("timesformer", "videomae")
+SHIPPED = [_shipped(a) for a in NEW]
+
+
+@pytest.fixture(scope="module", params=SHIPPED)
+def toy(request):
+    arch = request.param
+    model = MODEL_CLASSES[arch].from_pretrained(model_dir(arch), local_files_only=True).eval()
+    processor = AutoImageProcessor.from_pretrained(model_dir(arch), local_files_only=True)
+    return arch, model, processor
+
+
+def test_output_folders_and_vivit_card_unchanged():
+    assert ARCHS["vivit"].out_dir == paths.TOY_MODEL_DIR
+    assert {a: ARCHS[a].out_dir.name for a in NEW} == {a: f"toy-{a}" for a in NEW}
+    # the generalised trainer still writes the shipped toy ViViT's card, byte for byte
+    log = json.loads((paths.TOY_MODEL_DIR / "training_log.json").read_text())
+    assert model_card(log) == (paths.TOY_MODEL_DIR / "README.md").read_text()
+
+
+def test_frame_indices():
+    assert frame_indices("timesformer").tolist() == list(range(0, 16, 2))
+    assert frame_indices("videomae").tolist() == list(range(16))
+    assert frame_indices("timesformer", 32).tolist() == list(range(0, 32, 4))
+    with pytest.raises(ValueError, match="unknown"):
+        frame_indices("vivit")
+
+
+@pytest.mark.parametrize("arch", SHIPPED)
+def test_checkpoint_is_small_and_documented(arch):
+    d = model_dir(arch)
+    size = sum(f.stat().st_size for f in d.iterdir() if f.is_file())
+    assert size < 10 * 2**20
+    card = (d / "README.md").read_text()
+    assert "Held-out accuracy" in card and (d / "training_curve.png").is_file()
+    log = json.loads((d / "training_log.json").read_text())
+    assert log["arch"] == arch and log["seeds"]["train"] == [SEEDS["train"].start, SEEDS["train"].stop]
+    test = log["test"]
+    assert test["accuracy"] >= 0.95 and min(test["bowling_by_outcome"].values()) >= 0.95
+
+
+def test_toy_model_facts(toy):
+    arch, model, processor = toy
+    cfg = model.config
+    assert (cfg.num_hidden_layers, cfg.num_attention_heads, cfg.hidden_size) == (12, 12, 96)
+    assert cfg.intermediate_size == 384 and cfg.image_size == 96 and cfg.patch_size == 16
+    assert cfg.hidden_dropout_prob == 0 and cfg.attention_probs_dropout_prob == 0
+    assert list(cfg.id2label.values()) == list(ACTIONS) and cfg.id2label[0] == "bowling"
+    assert sum(p.numel() for p in model.parameters()) < 3_000_000
+    assert not model.training
+    x = fast_preprocess(torch.from_numpy(render_clip("curling", 5))[None], arch)
+    with torch.inference_mode():
+        base = model.timesformer if arch == "timesformer" else model.videomae
+        hidden = base(pixel_values=x).last_hidden_state
+    if arch == "timesformer":
+        assert cfg.num_frames == 8 and cfg.attention_type == "divided_space_time"
+        assert x.shape == (1, 8, 3, 96, 96)
+        assert hidden.shape == (1, 1 + 8 * 36, 96)  # CLS + 8 frames x 6 x 6 patches
+    else:
+        assert cfg.num_frames == 16 and cfg.tubelet_size == 2
+        assert cfg.use_mean_pooling and cfg.qv_bias and model.fc_norm is not None
+        assert x.shape == (1, 16, 3, 96, 96)
+        assert hidden.shape == (1, 8 * 6 * 6, 96)  # no CLS
+
+
+def test_processor_equals_training_fast_path(toy):
+    arch, _, processor = toy
+    assert type(processor).__name__.startswith("VideoMAEImageProcessor")
+    clip = render_clip("juggling", 3)
+    frames = clip[frame_indices(arch)]
+    out = processor(list(frames), return_tensors="pt")["pixel_values"]
+    fast = fast_preprocess(torch.from_numpy(clip)[None], arch)
+    torch.testing.assert_close(out, fast)
+    exact = torch.from_numpy(frames).double().permute(0, 3, 1, 2)[None] / 127.5 - 1
+    torch.testing.assert_close(out.double(), exact, atol=1e-6, rtol=0)
+    black = np.zeros((len(frames), 96, 96, 3), np.uint8)
+    assert processor(list(black), return_tensors="pt")["pixel_values"].min() == -1
+    assert processor(list(black + 255), return_tensors="pt")["pixel_values"].max() == 1
+
+
+@pytest.mark.slow
+def test_fresh_held_out_clips_are_classified(toy):
+    """Seeds never used in training: >= 95% overall and of strike and of gutter clips named
+    bowling, every action >= 90% (20 clips per group)."""
+    arch, model, processor = toy
+    hits = {}
+    with torch.inference_mode():
+        for action in ACTIONS:
+            for outcome in ("strike", "gutter") if action == "bowling" else (None,):
+                clips = [render_clip(action, s, outcome) for s in FRESH_SEEDS]
+                x = torch.cat(
+                    [processor(list(c[frame_indices(arch)]), return_tensors="pt")["pixel_values"] for c in clips]
+                )
+                pred = model(pixel_values=x).logits.argmax(-1)
+                hits[(action, outcome)] = (pred == ACTIONS.index(action)).float().mean().item()
+    overall = float(np.mean(list(hits.values())))
+    assert overall >= 0.95, (arch, hits)
+    assert hits[("bowling", "strike")] >= 0.95 and hits[("bowling", "gutter")] >= 0.95, (arch, hits)
+    assert min(hits.values()) >= 0.9, (arch, hits)
