@@ -47,6 +47,17 @@ def _labels(id2label: dict[int, str]) -> dict:
     return {"id2label": dict(id2label), "label2id": {v: k for k, v in id2label.items()}}
 
 
+TOY_WIDTH = dict(  # shared by both toy models: ViViT-B's depth and heads, 96 wide, no dropout
+    hidden_size=96,
+    num_hidden_layers=12,
+    num_attention_heads=12,  # d_head = 8
+    intermediate_size=384,
+    hidden_act="gelu",  # as the hub checkpoints
+    hidden_dropout_prob=0.0,
+    attention_probs_dropout_prob=0.0,
+)
+
+
 def timesformer_config(num_labels: int, id2label: dict[int, str]) -> TimesformerConfig:
     """The toy TimeSformer: 12 x 12 heads, 96 wide, divided space-time attention on 8 x 96 x 96."""
     return TimesformerConfig(
@@ -54,13 +65,7 @@ def timesformer_config(num_labels: int, id2label: dict[int, str]) -> Timesformer
         patch_size=16,  # -> 6 x 6 = 36 patches per frame, 8 x 36 = 288 + CLS = 289 tokens
         num_channels=3,
         num_frames=TIMESFORMER_FRAMES,
-        hidden_size=96,
-        num_hidden_layers=12,
-        num_attention_heads=12,  # d_head = 8
-        intermediate_size=384,
-        hidden_act="gelu",  # as the hub checkpoint
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
+        **TOY_WIDTH,
         drop_path_rate=0,  # int in the config schema
         layer_norm_eps=1e-6,
         qkv_bias=True,
@@ -78,13 +83,7 @@ def videomae_config(num_labels: int, id2label: dict[int, str]) -> VideoMAEConfig
         num_channels=3,
         num_frames=CLIP_FRAMES,
         tubelet_size=2,  # -> 8 x 6 x 6 = 288 tokens, no CLS
-        hidden_size=96,
-        num_hidden_layers=12,
-        num_attention_heads=12,  # d_head = 8
-        intermediate_size=384,
-        hidden_act="gelu",  # as the hub checkpoint
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
+        **TOY_WIDTH,
         layer_norm_eps=1e-12,  # the transformers default, as the hub checkpoint's config
         qv_bias=True,  # bias on query and value, none on key (VideoMAE's qkv_bias)
         use_mean_pooling=True,  # mean over tokens + fc_norm -> classifier (the Kinetics checkpoint)
