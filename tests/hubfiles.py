@@ -8,6 +8,14 @@ folder) that holds exactly what the hub serves, in the hub's formats:
   (``vivit.encoder.layer.N.attention.attention.query``), and the hub's
   ``preprocessor_config.json`` (pixels in [-3, 1]). The weights are a small random ViViT with
   the hub's tubelets, image size and 400 classes, but few frames and a narrow width.
+* TimeSformer and VideoMAE checkpoints as transformers 4.x saved them (``small_hub_like``,
+  ``save_tf4_checkpoint``): 400 generic classes, the 4.x key layout. transformers 5 has no
+  conversion entry for TimeSformer (``conversion_mapping.py``): its 4.x names are its 5.x names
+  (``timesformer.encoder.layer.N.temporal_attention.attention.qkv``). VideoMAE 4.x kept
+  ``query`` / ``key`` / ``value`` without bias plus separate ``attention.attention.q_bias`` and
+  ``v_bias`` parameters and wrote ``qkv_bias`` in ``config.json``; transformers 5 renames the
+  biases to ``query.bias`` / ``value.bias`` on load (the ``"videomae"`` entry of
+  ``conversion_mapping.py``) and reads ``qkv_bias`` as ``qv_bias``.
 * ``chereddysaivreddy/kinetics-400`` (a dataset): ``bowling/bowling_plain.mp4`` and
   ``bowling/bowling_gutter.mp4``, here short synthetic clips.
 
@@ -24,11 +32,11 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
-from transformers import VivitConfig, VivitForVideoClassification
+from transformers import TimesformerConfig, VideoMAEConfig, VivitConfig, VivitForVideoClassification
 
 from utils import paths
 from utils.data import PAPER_DATASET, PAPER_FILES
-from utils.models import PAPER_CHECKPOINT
+from utils.models import MODEL_CLASSES, PAPER_CHECKPOINT, default_processor
 from utils.synthetic import render_pair
 from utils.video import write_video
 
@@ -46,8 +54,17 @@ TF4_RENAMES = [
 ]
 
 
-def tf4_name(name: str) -> str:
-    for pattern, repl in TF4_RENAMES:
+# VideoMAE: 5.x name -> 4.x name (query/value biases were separate parameters)
+TF4_RENAMES_VIDEOMAE = [
+    (r"\.attention\.attention\.query\.bias$", ".attention.attention.q_bias"),
+    (r"\.attention\.attention\.value\.bias$", ".attention.attention.v_bias"),
+]
+
+
+def tf4_name(name: str, arch: str = "vivit") -> str:
+    """The transformers 4.x key of a 5.x state-dict key (TimeSformer: unchanged)."""
+    renames = {"vivit": TF4_RENAMES, "videomae": TF4_RENAMES_VIDEOMAE, "timesformer": []}[arch]
+    for pattern, repl in renames:
         new, n = re.subn(pattern, repl, name)
         if n:
             return new
@@ -68,19 +85,43 @@ def small_hub_like_vivit(seed: int = 0, num_frames: int = 4) -> VivitForVideoCla
     return model
 
 
-def save_tf4_checkpoint(model: VivitForVideoClassification, folder: Path) -> Path:
-    """Write ``model`` as the hub serves the paper's checkpoint: 4.x keys, LABEL_n names."""
+def small_hub_like(arch: str, seed: int = 0):
+    """A random TimeSformer or VideoMAE with its hub checkpoint's patches, 224 px input and 400
+    generic classes, but 4 frames, 2 layers and width 48 (cheap to run)."""
+    torch.manual_seed(seed)
+    common = dict(image_size=224, patch_size=16, num_frames=4, hidden_size=48, num_hidden_layers=2,
+                  num_attention_heads=4, intermediate_size=96, hidden_act="gelu", num_labels=400)
+    if arch == "timesformer":
+        cfg = TimesformerConfig(**common, layer_norm_eps=1e-6, qkv_bias=True, attention_type="divided_space_time")
+    else:
+        cfg = VideoMAEConfig(**common, tubelet_size=2, qv_bias=True, use_mean_pooling=True)
+    model = MODEL_CLASSES[arch](cfg).eval()
+    with torch.no_grad():  # nonzero everywhere, so that a weight left at its init would show
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    return model
+
+
+def save_tf4_checkpoint(model, folder: Path) -> Path:
+    """Write ``model`` (ViViT, TimeSformer or VideoMAE) as the hub serves its checkpoint: 4.x keys
+    and config fields, LABEL_n names, the public checkpoint's processor."""
+    arch = model.config.model_type
     folder.mkdir(parents=True, exist_ok=True)
     cfg = model.config.to_dict()
     n = model.config.num_labels
     cfg.update(id2label={str(i): f"LABEL_{i}" for i in range(n)}, label2id={f"LABEL_{i}": i for i in range(n)},
-               architectures=["VivitForVideoClassification"], transformers_version="4.57.6")
+               architectures=[type(model).__name__], transformers_version="4.57.6")
+    if arch == "videomae":
+        cfg["qkv_bias"] = cfg.pop("qv_bias")
     for key in ("_attn_implementation_autoset", "dtype", "torch_dtype"):
         cfg.pop(key, None)
     (folder / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
-    state = {tf4_name(k): v.contiguous() for k, v in model.state_dict().items()}
+    state = {tf4_name(k, arch): v.contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
-    shutil.copy(paths.VIVIT_HUB_PROCESSOR, folder / "preprocessor_config.json")
+    if arch == "vivit":
+        shutil.copy(paths.VIVIT_HUB_PROCESSOR, folder / "preprocessor_config.json")
+    else:
+        default_processor(arch).save_pretrained(folder)
     return folder
 
 

@@ -303,3 +303,31 @@ def test_token_order_matches_the_tubelet_embedding(toy, toy_hooked):
     emb = {k: toy_hooked.run(v, names={"hook_embed"})["hook_embed"] for k, v in (("x", x), ("y", y))}
     d = (emb["y"] - emb["x"]).norm(dim=-1)[0]
     assert d.nonzero().flatten().tolist() == [toy_hooked.token_index(5, 1, 4)]
+
+
+def test_by_time_step_is_the_old_reshape_for_vivit(toy_hooked):
+    """ViViT patch tokens are in (t, row, col) order: ``by_time_step`` is a plain reshape, and
+    ``by_frame`` (deprecated name) is the same."""
+    values = torch.randn(3, toy_hooked.n_tokens - 1)
+    grid = toy_hooked.by_time_step(values)
+    assert torch.equal(grid, values.reshape(3, *toy_hooked.grid))
+    assert torch.equal(toy_hooked.by_frame(values), grid)
+    assert torch.equal(toy_hooked.to_token_order(grid), values)
+    assert toy_hooked.has_cls and toy_hooked.n_prefix == 1 and toy_hooked.arch == "vivit"
+    assert toy_hooked.components == {"attention": "hook_attn_out", "mlp": "hook_mlp_out"}
+
+
+def test_the_fused_gelu_is_taken_and_is_the_models_own_mlp(toy, toy_pair):
+    """The ViViT adapter computes gelu_fast with one fused kernel: the same numbers as the HF
+    MLP module (within 1e-6) on real activations of the toy model, every layer."""
+    from transformers.activations import FastGELUActivation
+
+    hooked = HookedViViT(toy)
+    x = torch.cat(toy_pair)
+    names = [f"blocks.{i}.{s}" for i in range(hooked.n_layers) for s in ("hook_resid_mid", "hook_mlp_out")]
+    run = hooked.run(x, names=names)
+    for i, blk in enumerate(toy.model.vivit.layers):
+        assert type(blk.mlp.activation_fn) is FastGELUActivation  # the fused branch is the one tested
+        with torch.no_grad():
+            want = blk.mlp(blk.layernorm_after(run[f"blocks.{i}.hook_resid_mid"]))
+        torch.testing.assert_close(run[f"blocks.{i}.hook_mlp_out"], want, rtol=0, atol=1e-6)

@@ -6,8 +6,10 @@ import torch
 from safetensors.torch import load_file
 
 from utils import paths
-from utils.models import ModelLoadError, fast_preprocess, load_model
+from utils.models import TOY_DIRS, ModelLoadError, fast_preprocess, load_model, profile_config
 from utils.synthetic import ACTIONS, render_clip
+from utils.toy_models import fast_preprocess as toy_fast_preprocess
+from utils.toy_models import frame_indices
 
 FIXTURE = paths.FIXTURES_DIR / "vivit-tf4"
 
@@ -88,8 +90,81 @@ def test_unknown_profile_missing_dir_and_wrong_architecture(tmp_path):
     with pytest.raises(ModelLoadError, match="no config.json"):
         load_model(str(tmp_path))
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
-    with pytest.raises(ModelLoadError, match="'bert' model; only ViViT"):
+    with pytest.raises(ModelLoadError, match="'bert' model; only ViViT, TimeSformer and VideoMAE") as err:
         load_model(str(tmp_path))
+    for supported in ("vivit", "timesformer", "videomae"):
+        assert supported in str(err.value)
+    with pytest.raises(ModelLoadError, match="unknown profile 'resnet'.*toy-timesformer.*videomae-shape"):
+        load_model("resnet")
+
+
+def _toy(arch):
+    folder = paths.MODELS_DIR / f"toy-{arch}"
+    missing = not (folder / "model.safetensors").is_file()
+    reason = f"{folder.name} not trained yet: make toy-model ARCH={arch}"
+    return pytest.param(arch, marks=pytest.mark.skipif(missing and arch == "videomae", reason=reason))
+
+
+@pytest.mark.parametrize("arch", [_toy("timesformer"), _toy("videomae")])
+def test_toy_timesformer_and_videomae_profiles(arch):
+    """Geometry, labels, target and the processor (= the training fast path, frames sampled
+    as in training) of the other two toy models."""
+    m = load_model(f"toy-{arch}")
+    assert m.arch == arch and m.profile == f"toy-{arch}" and not m.untrained
+    assert m.id2label[m.target_index] == "bowling" and list(m.id2label.values()) == list(ACTIONS)
+    assert m.grid == (8, 6, 6) and m.num_patches == 288 and m.image_size == 96
+    if arch == "timesformer":
+        assert m.num_frames == 8 and m.tubelet == (1, 16, 16) and m.has_cls and m.num_tokens == 289
+    else:
+        assert m.num_frames == 16 and m.tubelet == (2, 16, 16) and not m.has_cls and m.num_tokens == 288
+    clip = render_clip("juggling", 3)  # 16 frames: TimeSformer reads 0, 2, ..., 14
+    assert m.frame_indices(16).tolist() == frame_indices(arch).tolist()
+    torch.testing.assert_close(m.preprocess(clip), toy_fast_preprocess(torch.from_numpy(clip)[None], arch))
+    with pytest.raises(ModelLoadError, match="PREPROCESS=original applies to ViViT only"):
+        load_model(f"toy-{arch}", preprocess="original")
+
+
+def test_profile_config_reads_every_architecture_without_weights(tmp_path):
+    assert profile_config("toy").model_type == "vivit" and profile_config("toy").num_frames == 16
+    assert profile_config("toy-timesformer").num_frames == 8
+    assert profile_config("timesformer-shape").num_frames == 8 and profile_config("videomae-shape").num_frames == 16
+    assert profile_config("paper-shape").num_frames == 32
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    with pytest.raises(ModelLoadError, match="'bert' model"):
+        profile_config(str(tmp_path))
+
+
+def test_a_missing_toy_checkpoint_says_how_to_train_it(monkeypatch, tmp_path):
+    monkeypatch.setitem(TOY_DIRS, "toy-videomae", tmp_path / "toy-videomae")
+    with pytest.raises(ModelLoadError, match="make toy-model ARCH=videomae"):
+        load_model("toy-videomae")
+
+
+def test_vivit_frame_sampling_is_unchanged(toy):
+    """ViViT keeps its evenly spaced (rounded) sampling; it differs from every-k-th at 32 frames."""
+    assert toy.frame_indices(32).tolist() == np.linspace(0, 31, 16).round().astype(int).tolist()
+    assert toy.frame_indices(16).tolist() == list(range(16))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("profile, frames, grid, tokens", [("timesformer-shape", 8, (8, 14, 14), 1569),
+                                                           ("videomae-shape", 16, (8, 14, 14), 1568)])
+def test_shape_profiles_copy_the_public_configs(profile, frames, grid, tokens):
+    m = load_model(profile)
+    assert m.untrained and "untrained" in m.name and m.profile == profile
+    assert (m.num_layers, m.num_heads, m.config.hidden_size, m.config.intermediate_size) == (12, 12, 768, 3072)
+    assert (m.num_frames, m.image_size, m.grid, m.num_tokens) == (frames, 224, grid, tokens)
+    assert len(m.id2label) == 400 and m.target_index == 31 and m.target_label == "bowling"
+    if profile == "timesformer-shape":
+        assert m.config.attention_type == "divided_space_time" and m.config.qkv_bias
+    else:
+        assert m.config.use_mean_pooling and m.config.qv_bias and m.config.tubelet_size == 2
+        assert m.model.videomae.layernorm is None and m.model.fc_norm is not None
+    x = m.preprocess(render_clip("bowling", 0, "strike", num_frames=32, size=256))
+    assert x.shape == (1, frames, 3, 224, 224)
+    with torch.inference_mode():
+        emb = getattr(m.model, m.arch).embeddings
+        assert (emb(x) if m.arch == "timesformer" else emb(x, None)).shape == (1, tokens, 768)
 
 
 def test_paper_profile_offline_says_how_to_fix(monkeypatch):

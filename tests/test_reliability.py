@@ -155,7 +155,7 @@ def test_interrupt_midway_leaves_no_half_written_output(roots, monkeypatch, fail
 
     calls = []
 
-    def fake_execute(nb, out_nb, parameters, cwd):
+    def fake_execute(nb, out_nb, parameters, cwd, kernel=None):
         calls.append(nb.name)
         (Path(parameters["output_dir"]) / f"fig_from_{nb.stem}.png").write_bytes(b"half")
         if len(calls) == 2:

@@ -9,7 +9,7 @@ from transformers import AutoImageProcessor
 
 from utils import paths
 from utils.synthetic import ACTIONS, render_clip
-from utils.toy_models import MODEL_CLASSES, fast_preprocess, frame_indices
+from utils.toy_models import MODEL_CLASSES, fast_preprocess, frame_indices, sample_frame_indices
 from utils.train import ARCHS, SEEDS, model_card
 
 FRESH_SEEDS = range(900_000, 900_020)  # never used: training 0..249, val 100000.., test 200000..
@@ -53,6 +53,9 @@ def test_frame_indices():
     assert frame_indices("timesformer", 32).tolist() == list(range(0, 32, 4))
     with pytest.raises(ValueError, match="unknown"):
         frame_indices("vivit")
+    assert sample_frame_indices(16, 8).tolist() == list(range(0, 16, 2))  # every k-th
+    assert sample_frame_indices(8, 8).tolist() == list(range(8))
+    assert sample_frame_indices(20, 8).tolist() == np.linspace(0, 19, 8).round().astype(int).tolist()
 
 
 @pytest.mark.parametrize("arch", SHIPPED)

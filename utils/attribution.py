@@ -1,18 +1,23 @@
 """Direct logit attribution (DLA) and the logit lens, exact against the forward pass.
 
-The classifier reads the CLS token after the final LayerNorm:
+The classifier reads one vector per clip, the *readout* of the last residual
+(``hooked.readout_tokens``): the CLS token for ViViT and TimeSformer, the mean over all tokens
+for VideoMAE, then the final LayerNorm (``hooked.final_norm``: ``layernorm`` or ``fc_norm``):
 ``logit_c = w_c . LN(x) + b_c`` with ``LN(x) = gamma * (x - mean(x)) / sigma + beta``.
-The CLS residual is a sum of components, ``x = embed + sum_l attn_out_l + sum_l mlp_out_l``,
-and with the LayerNorm scale ``sigma`` *frozen* at its value on this input, ``LN`` is
-linear in them, so
+The readout is linear in the residual, so the readout vector is a sum of components'
+readouts, ``x = embed + sum_l attn_out_l + sum_l mlp_out_l`` (TimeSformer: two attention
+outputs per layer), and with the LayerNorm scale ``sigma`` *frozen* at its value on this
+input, ``LN`` is linear in them, so
 
     logit_c = sum_components (w_c * gamma) . (component - mean(component)) / sigma
               + (w_c . beta + b_c)
 
 Each attention output splits further into heads, ``attn_out = sum_h z_h W_O^h + b_O``, and
-the last layer's CLS attention output into source tokens,
+the last layer's attention output (its readout) into source tokens,
 ``attn_out[CLS] = sum_s sum_h A_h[CLS, s] (v_s^h W_O^h) + b_O`` (the value bias is inside
-``v``; the pattern rows sum to one). Every decomposition here returns its terms and the
+``v``; the pattern rows sum to one; the adapter's ``attention_by_source`` says how for each
+architecture: TimeSformer averages its spatial CLS over frames, VideoMAE averages the pattern
+over the pooled queries). Every decomposition here returns its terms and the
 model's own logit, and ``tests/test_attribution.py`` checks that they add up.
 
 Integrated gradients (Sundararajan et al. 2017) serve as a baseline attribution:
@@ -31,19 +36,43 @@ from utils.hooks import HookedViViT
 
 
 def dla_names(hooked: HookedViViT) -> list[str]:
-    """Activations a DLA needs."""
+    """Activations a DLA needs: every component's output and every per-head ``hook_z``."""
     names = ["hook_embed"]
     for layer in range(hooked.n_layers):
-        names += [f"blocks.{layer}.hook_attn_out", f"blocks.{layer}.hook_mlp_out",
-                  f"blocks.{layer}.attn.hook_z"]
+        names += [f"blocks.{layer}.{hook}" for hook in hooked.components.values()]
+        names += [f"blocks.{layer}.{site}" for site in hooked.head_sites.values()]
     return names + [f"blocks.{hooked.n_layers - 1}.hook_resid_post"]
+
+
+def readout(hooked: HookedViViT, act: torch.Tensor, batch: int = 0) -> torch.Tensor:
+    """The readout (CLS token or token mean) of one run's activation ``(batch, tokens, ...)``."""
+    return hooked.readout_tokens(act[batch : batch + 1])[0]
+
+
+def head_readout(hooked: HookedViViT, component: str, z: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """Readout of a per-head ``hook_z`` ``(rows, head, d_head)`` of one run, with its rows put at
+    the tokens they write to (``adapter.head_rows``), and the readout weight of the bias
+    (1 for a CLS readout of an attention that writes to CLS, 0 where it does not)."""
+    rows = hooked.adapter.head_rows(component)
+    full = z.new_zeros(1, hooked.n_tokens, *z.shape[1:])
+    full[0, rows] = z
+    where = z.new_zeros(1, hooked.n_tokens)
+    where[0, rows] = 1.0
+    return hooked.readout_tokens(full)[0], float(hooked.readout_tokens(where)[0])
+
+
+def _head_kind(component: str) -> str:
+    """Row names of the per-head terms: ``attn_head`` / ``attn_bias`` for ``attention`` (as
+    before), ``{component}_head`` / ``{component}_bias`` otherwise (TimeSformer)."""
+    return "attn" if component == "attention" else component
 
 
 @torch.inference_mode()
 def frozen_ln_direction(hooked: HookedViViT, resid_cls: torch.Tensor, target: int):
-    """For a CLS residual ``(d_model,)``: the direction ``u`` with ``logit = u . (c - mean c) + k``
-    for any component c, and the constant ``k`` (final LN bias and classifier bias)."""
-    ln = hooked.vivit.layernorm
+    """For a readout vector ``(d_model,)`` (the CLS residual, or the token mean for VideoMAE):
+    the direction ``u`` with ``logit = u . (c - mean c) + k`` for the readout c of any
+    component, and the constant ``k`` (final LN bias and classifier bias)."""
+    ln = hooked.final_norm
     var = resid_cls.var(unbiased=False)
     sigma = torch.sqrt(var + ln.eps)
     w = hooked.W_U[:, target]
@@ -63,44 +92,53 @@ def direct_logit_attribution(hooked: HookedViViT, run, target: int, batch: int =
     """Terms of the target logit: embed, each layer's attention (per head + bias) and MLP.
 
     ``run`` is a ``Run`` with ``dla_names`` cached. Returns a tidy DataFrame with columns
-    ``component`` (embed / attention / attn_head / attn_bias / mlp / constant), ``layer``,
-    ``head`` and ``logit`` (its contribution). Rows of kind attn_head + attn_bias sum to the
-    layer's attention row; embed + attention + mlp + constant rows sum to the logit.
+    ``component`` (embed / attention / attn_head / attn_bias / mlp / constant; TimeSformer:
+    attention_time / attention_time_head / attention_time_bias and the same for
+    attention_space), ``layer``, ``head`` and ``logit`` (its contribution), every term read
+    through the model's readout. Per-head rows + the bias row sum to the layer's attention
+    row; the rows that are not per-head (``*_head``, ``*_bias``) sum to the logit.
     """
     c = run.cache
     L = hooked.n_layers
-    resid = c[f"blocks.{L - 1}.hook_resid_post"][batch, 0]
+    resid = readout(hooked, c[f"blocks.{L - 1}.hook_resid_post"], batch)
     u, k = frozen_ln_direction(hooked, resid, target)
-    rows = [("embed", -1, -1, float(_project(u, c["hook_embed"][batch, 0])))]
+    rows = [("embed", -1, -1, float(_project(u, readout(hooked, c["hook_embed"], batch))))]
     for layer in range(L):
-        rows.append(("attention", layer, -1, float(_project(u, c[f"blocks.{layer}.hook_attn_out"][batch, 0]))))
-        if per_head:
-            z = c[f"blocks.{layer}.attn.hook_z"][batch, 0]  # (head, d_head)
-            per = torch.einsum("hd,hdm->hm", z, hooked.W_O(layer))  # (head, d_model)
-            for h, val in enumerate(_project(u, per).tolist()):
-                rows.append(("attn_head", layer, h, val))
-            rows.append(("attn_bias", layer, -1, float(_project(u, hooked.b_O(layer)))))
-        rows.append(("mlp", layer, -1, float(_project(u, c[f"blocks.{layer}.hook_mlp_out"][batch, 0]))))
+        for component, hook in hooked.components.items():
+            whole = readout(hooked, c[f"blocks.{layer}.{hook}"], batch)
+            rows.append((component, layer, -1, float(_project(u, whole))))
+            if per_head and component in hooked.head_sites:
+                z_site = c[f"blocks.{layer}.{hooked.head_sites[component]}"][batch]  # (rows, head, d_head)
+                z, bias_weight = head_readout(hooked, component, z_site)
+                per = torch.einsum("hd,hdm->hm", z, hooked.W_O(layer, component))  # (head, d_model)
+                kind = _head_kind(component)
+                for h, val in enumerate(_project(u, per).tolist()):
+                    rows.append((f"{kind}_head", layer, h, val))
+                bias = hooked.b_O(layer, component)
+                bias = bias if bias_weight == 1.0 else bias_weight * bias
+                rows.append((f"{kind}_bias", layer, -1, float(_project(u, bias))))
     rows.append(("constant", -1, -1, float(k)))
     return pd.DataFrame(rows, columns=["component", "layer", "head", "logit"])
 
 
 def dla_total(df: pd.DataFrame) -> float:
-    """Sum of the non-overlapping DLA terms (should equal the model's logit)."""
-    return float(df[df.component.isin(["embed", "attention", "mlp", "constant"])].logit.sum())
+    """Sum of the non-overlapping DLA terms (should equal the model's logit): every row but
+    the per-head split (``*_head``, ``*_bias``)."""
+    return float(df[~df.component.str.endswith(("_head", "_bias"))].logit.sum())
 
 
 @torch.inference_mode()
 def logit_lens_cls(hooked: HookedViViT, run, target: int, batch: int = 0) -> pd.DataFrame:
-    """Target logit of final LN + classifier applied to the CLS residual after each layer.
+    """Target logit of final LN + classifier applied to the readout (CLS residual; token mean
+    for VideoMAE) after each layer.
 
     ``layer`` 0 is the embedding, ``l`` the output of block ``l - 1``, and ``n_layers`` is the
     model's output (equal to its logit). Needs ``hook_embed`` and every ``hook_resid_post``.
     """
-    resids = [run.cache["hook_embed"][batch, 0]]
-    resids += [run.cache[f"blocks.{i}.hook_resid_post"][batch, 0] for i in range(hooked.n_layers)]
+    resids = [readout(hooked, run.cache["hook_embed"], batch)]
+    resids += [readout(hooked, run.cache[f"blocks.{i}.hook_resid_post"], batch) for i in range(hooked.n_layers)]
     x = torch.stack(resids)  # (layer, d_model)
-    logits = hooked.model.classifier(hooked.vivit.layernorm(x))  # (layer, classes)
+    logits = hooked.adapter.classifier(hooked.final_norm(x))  # (layer, classes)
     probs = logits.softmax(-1)
     return pd.DataFrame({
         "layer": range(len(resids)),
@@ -113,46 +151,45 @@ def logit_lens_cls(hooked: HookedViViT, run, target: int, batch: int = 0) -> pd.
 @torch.inference_mode()
 def logit_lens_frames(hooked: HookedViViT, run, target: int, batch: int = 0) -> torch.Tensor:
     """``(layer, time step)``: target logit of final LN + classifier on each patch token,
-    averaged over the patches of each tubelet time step; layer 0 = embedding."""
-    resids = [run.cache["hook_embed"][batch, 1:]]
-    resids += [run.cache[f"blocks.{i}.hook_resid_post"][batch, 1:] for i in range(hooked.n_layers)]
+    averaged over the patches of each time step (tubelet time step; a frame for TimeSformer);
+    layer 0 = embedding."""
+    p = hooked.n_prefix
+    resids = [run.cache["hook_embed"][batch, p:]]
+    resids += [run.cache[f"blocks.{i}.hook_resid_post"][batch, p:] for i in range(hooked.n_layers)]
     x = torch.stack(resids)  # (layer, patches, d_model)
-    logit = hooked.model.classifier(hooked.vivit.layernorm(x))[..., target]  # (layer, patches)
-    return hooked.by_frame(logit).mean((-1, -2))  # (layer, time step)
+    logit = hooked.adapter.classifier(hooked.final_norm(x))[..., target]  # (layer, patches)
+    return hooked.by_time_step(logit).mean((-1, -2))  # (layer, time step)
 
 
 def token_dla_names(hooked: HookedViViT) -> list[str]:
     last = hooked.n_layers - 1
-    return [f"blocks.{last}.hook_resid_pre", f"blocks.{last}.attn.hook_pattern_cls",
-            f"blocks.{last}.hook_mlp_out", f"blocks.{last}.hook_resid_post"]
+    return hooked.adapter.token_dla_names(last) + [f"blocks.{last}.hook_mlp_out",
+                                                   f"blocks.{last}.hook_resid_post"]
 
 
 @torch.inference_mode()
 def token_dla(hooked: HookedViViT, run, target: int, batch: int = 0) -> dict:
-    """Per-source-token attribution of the target logit through the last layer's attention.
+    """Per-source-token attribution of the target logit through the last layer's attention
+    (TimeSformer: its spatial attention, the one that writes to CLS).
 
-    Returns ``tokens`` ``(tokens,)`` (CLS first) and the remaining exact terms:
-    ``resid_pre`` (everything before the last block, at CLS), ``attn_bias``, ``mlp`` and
+    Returns ``tokens`` ``(tokens,)`` (in token order, CLS first where there is one) and the
+    remaining exact terms: ``resid_pre`` (the readout of the residual that attention reads:
+    ``hook_resid_pre``, TimeSformer ``hook_resid_mid_time``), ``attn_bias``, ``mlp`` and
     ``constant``; ``total`` is their sum and ``logit`` the model's logit.
     """
     last = hooked.n_layers - 1
     c = run.cache
-    blk = hooked.blocks[last]
-    resid_final = c[f"blocks.{last}.hook_resid_post"][batch, 0]
+    resid_final = readout(hooked, c[f"blocks.{last}.hook_resid_post"], batch)
     u, k = frozen_ln_direction(hooked, resid_final, target)
-    x = c[f"blocks.{last}.hook_resid_pre"][batch]  # (tokens, d_model)
+    x = c[f"blocks.{last}.{hooked.adapter.token_dla_input()}"]  # (batch, tokens, d_model)
     with torch.inference_mode():
-        v = blk.attention.v_proj(blk.layernorm_before(x))  # (tokens, head * d_head)
-        v = v.view(x.shape[0], hooked.n_heads, hooked.d_head)  # (tokens, head, d_head)
-        ov = torch.einsum("thd,hdm->thm", v, hooked.W_O(last))  # (tokens, head, d_model)
-        pattern = c[f"blocks.{last}.attn.hook_pattern_cls"][batch]  # (head, tokens)
-        per_token = torch.einsum("ht,thm->tm", pattern, ov)  # (tokens, d_model)
+        per_token, bias = hooked.adapter.attention_by_source(last, c, batch)  # (tokens, d_model), (d_model,)
         tokens = _project(u, per_token)
         out = {
             "tokens": tokens,
-            "resid_pre": float(_project(u, x[0])),
-            "attn_bias": float(_project(u, hooked.b_O(last))),
-            "mlp": float(_project(u, c[f"blocks.{last}.hook_mlp_out"][batch, 0])),
+            "resid_pre": float(_project(u, readout(hooked, x, batch))),
+            "attn_bias": float(_project(u, bias)),
+            "mlp": float(_project(u, readout(hooked, c[f"blocks.{last}.hook_mlp_out"], batch))),
             "constant": float(k),
             "logit": float(run.logits[batch, target]),
         }
@@ -164,9 +201,9 @@ def token_dla(hooked: HookedViViT, run, target: int, batch: int = 0) -> dict:
 def notebook_token_score(hooked: HookedViViT, run, target: int, batch: int = 0) -> torch.Tensor:
     """The author's simpler score: final-layer patch tokens . W_target (no LayerNorm).
 
-    ``(patches,)``; needs the last ``hook_resid_post``.
+    ``(patches,)`` in token order; needs the last ``hook_resid_post``.
     """
-    last = run.cache[f"blocks.{hooked.n_layers - 1}.hook_resid_post"][batch, 1:]
+    last = run.cache[f"blocks.{hooked.n_layers - 1}.hook_resid_post"][batch, hooked.n_prefix:]
     return last @ hooked.W_U[:, target]
 
 
@@ -190,7 +227,7 @@ def integrated_gradients(hooked: HookedViViT, pixel_values: torch.Tensor, target
 
     ``IG_i = (x_i - x'_i) * mean_k dlogit/dx_i (x' + (k + 0.5)/steps * (x - x'))`` (midpoint
     rule), baseline ``x'`` zeros in ``pixel_values`` space by default. Returns ``tokens``
-    ``(patches,)`` (pixels of each tubelet summed), ``total`` (their sum), and ``gap`` =
+    ``(patches,)`` (pixels of each tubelet summed, in token order), ``total`` (their sum), and ``gap`` =
     logit(x) - logit(x'), which ``total`` approximates (completeness).
     """
     x = pixel_values[0]  # (frame, 3, H, W)
@@ -199,9 +236,10 @@ def integrated_gradients(hooked: HookedViViT, pixel_values: torch.Tensor, target
     # one step at a time at paper scale, where a batch of 8 would need tens of GB
     batch = batch if hooked.n_tokens <= 1024 else 1
     ig = _integrate(lambda xs: hooked.run(xs, grad=True).logits[:, target], x, base, steps, batch)
-    ft, fh, fw = hooked.loaded.tubelet
+    ft, fh, fw = hooked.adapter.tubelet
     T, R, C = hooked.grid
-    per_token = ig.reshape(T, ft, 3, R, fh, C, fw).sum((1, 2, 4, 6)).reshape(-1)  # (patches,)
+    per_cell = ig.reshape(T, ft, 3, R, fh, C, fw).sum((1, 2, 4, 6))  # (t, row, col)
+    per_token = hooked.to_token_order(per_cell)  # (patches,) in token order
     gap = float(hooked.run(torch.stack([x, base])).logits[:, target].diff().neg())
     return {"tokens": per_token, "total": float(per_token.sum()), "gap": gap}
 
@@ -218,7 +256,7 @@ def residual_ig(hooked: HookedViViT, run, target: int, steps: int = 32, batch: i
     into source tokens, so the two attributions compare like with like.
 
     Path: every patch token goes from the clip's mean patch token (baseline: no token stands
-    out) to its own value, CLS stays at its value; the last block, the final LayerNorm and the
+    out) to its own value, CLS (where there is one) stays at its value; the last block, the final LayerNorm and the
     classifier run at every point of the path (attention pattern, LayerNorm scale and MLP all
     move, unlike DLA). A zero baseline would not do: the block reads patch tokens only through
     ``layernorm_before``, which is scale-invariant, so along ``alpha * x`` the logit stays flat
@@ -231,16 +269,17 @@ def residual_ig(hooked: HookedViViT, run, target: int, steps: int = 32, batch: i
     """
     last = hooked.n_layers - 1
     site = f"blocks.{last}.hook_resid_pre"
+    p = hooked.n_prefix
     x = run.cache[site][batch_index].clone()  # (tokens, d_model); a plain tensor, also after inference mode
     base = x.clone()
-    base[1:] = x[1:].mean(0)  # every patch token at the mean patch token, CLS unchanged
+    base[p:] = x[p:].mean(0)  # every patch token at the mean patch token, CLS unchanged
 
     def f(xs):  # (n, tokens, d_model) -> (n,)
         return hooked.run(start=(site, xs), grad=True).logits[:, target]
 
     batch = batch if hooked.n_tokens <= 1024 else 1
     ig = _integrate(f, x, base, steps, batch)  # (tokens, d_model); CLS row is zero
-    per_token = ig[1:].sum(-1)  # (patches,)
+    per_token = ig[p:].sum(-1)  # (patches,)
     with torch.inference_mode():
         logit, base_logit = hooked.run(start=(site, torch.stack([x, base]))).logits[:, target].tolist()
     return {"tokens": per_token, "total": float(per_token.sum()), "logit": logit,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -145,13 +146,33 @@ def to_model_frames(loaded: LoadedModel, clip: Clip) -> np.ndarray:
     return img.permute(0, 2, 3, 1).numpy()
 
 
+@contextmanager
+def sdpa_attention(model):
+    """The HF model runs its attention with PyTorch's fused kernel (SDPA) inside the block, its
+    own implementation afterwards. The analyses load models with eager attention (it can return
+    the weights); a forward pass that needs logits only is several times faster with SDPA (toy
+    ViViT on 2 cores: 0.4 s vs 3.0 s per 8 clips; logits within 1e-5). Architectures without
+    SDPA support keep their own implementation."""
+    before = model.config._attn_implementation
+    try:
+        model.set_attn_implementation("sdpa")
+    except (ValueError, NotImplementedError, AttributeError):
+        yield model
+        return
+    try:
+        yield model
+    finally:
+        model.set_attn_implementation(before)
+
+
 @torch.inference_mode()
 def prepare(loaded: LoadedModel, clips: list[Clip], data_dir: Path, fps: int = 8) -> dict:
     """Write MP4s, tensors and the manifest for ``clips``; classify every clip once."""
     data_dir = ensure_writable_dir(data_dir)
     pixel_values = torch.cat([loaded.preprocess(c.frames) for c in clips])
     model_frames = np.stack([to_model_frames(loaded, c) for c in clips])
-    logits = torch.cat([loaded.logits(pixel_values[i : i + 8]) for i in range(0, len(clips), 8)])
+    with sdpa_attention(loaded.model):
+        logits = torch.cat([loaded.logits(pixel_values[i : i + 8]) for i in range(0, len(clips), 8)])
     entries = []
     for i, clip in enumerate(tqdm(clips, desc="writing clips", leave=False)):
         mp4 = data_dir / "clips" / f"{clip.id}.mp4"

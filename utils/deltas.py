@@ -2,7 +2,8 @@
 
 For runs a and b (strike and gutter) and each layer's output ``resid_post`` (plus the
 embedding), the per-token L2 norm of the difference ``||a[t] - b[t]||``, averaged over all
-tokens (CLS included, 3137 at paper scale), over patch tokens alone, and at CLS alone.
+tokens (CLS included, 3137 at paper scale), over patch tokens alone, and at CLS alone (NaN
+for VideoMAE, which has no CLS token).
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ def delta_norms(hooked: HookedViViT, run_a, run_b, batch: int = 0) -> pd.DataFra
             "layer": layer,
             "site": name,
             "mean_token_norm": float(norms.mean()),
-            "patch_mean_norm": float(norms[1:].mean()),
-            "cls_norm": float(norms[0]),
+            "patch_mean_norm": float(norms[hooked.n_prefix:].mean()),
+            "cls_norm": float(norms[0]) if hooked.has_cls else float("nan"),
             "relative": float(norms.mean() / b.norm(dim=-1).mean()),
         })
     return pd.DataFrame(rows)

@@ -1,12 +1,18 @@
-"""Load a ViViT for every profile, with the facts the analyses need.
+"""Load a video transformer (ViViT, TimeSformer or VideoMAE) for every profile, with the facts
+the analyses need.
 
 Profiles
 --------
-``toy``          the small ViViT trained here on the synthetic world (``data/models/toy-vivit``).
-``paper``        ``google/vivit-b-16x2-kinetics400`` from the HuggingFace hub (or its cache).
-``paper-shape``  the paper's exact ViViT-B configuration with random weights (seed 0):
-                 untrained, offline, for checking shapes, indices and costs at paper scale.
-a directory      any HuggingFace ViViT checkpoint on disk (``config.json`` + weights).
+``toy``                the small ViViT trained here on the synthetic world (``data/models/toy-vivit``).
+``paper``              ``google/vivit-b-16x2-kinetics400`` from the HuggingFace hub (or its cache).
+``paper-shape``        the paper's exact ViViT-B configuration with random weights (seed 0):
+                       untrained, offline, for checking shapes, indices and costs at paper scale.
+``toy-timesformer``    the small TimeSformer trained on the same world (``data/models/toy-timesformer``).
+``toy-videomae``       the small VideoMAE trained on the same world (``data/models/toy-videomae``).
+``timesformer-shape``  ``facebook/timesformer-base-finetuned-k400``'s configuration, random weights (seed 0).
+``videomae-shape``     ``MCG-NJU/videomae-base-finetuned-kinetics``'s configuration, random weights (seed 0).
+a directory            a HuggingFace ViViT, TimeSformer or VideoMAE checkpoint on disk (``config.json`` +
+                       weights); the architecture comes from ``config.json``'s ``model_type``.
 
 Labels and target
 -----------------
@@ -18,18 +24,28 @@ class that cannot be found stops with the nearest names, never a silent fallback
 
 Preprocessing
 -------------
+Frames are first sampled to the model's frame count: ViViT evenly over the clip (``linspace``,
+rounded), TimeSformer and VideoMAE as their toy models were trained (``utils.toy_models``:
+every k-th frame when the clip length is a multiple of the model's, else evenly).
 ``preprocess="checkpoint"`` (default) feeds exactly what the checkpoint's own processor makes:
 for the hub's ViViT that is [-3, 1] (rescale 1/127.5 with offset, then normalise with mean
 and std 0.5), the input the paper's numbers were computed on. ``preprocess="original"``
 feeds [-1, 1] (x / 127.5 - 1), the range the original ViViT was trained on. ``paper-shape``
 and folders without a ``preprocessor_config.json`` use the shipped copy of the hub's
 processor config (``data/vivit-b-16x2-kinetics400_preprocessor_config.json``), not the
-class defaults (which resize to 256).
+class defaults (which resize to 256). TimeSformer and VideoMAE use a ``VideoMAEImageProcessorPil``
+(rescale 1/255, then mean/std: 0.45/0.225 for ``facebook/timesformer-base-finetuned-k400``,
+the ImageNet values for ``MCG-NJU/videomae-base-finetuned-kinetics``; resize the short side to
+224, crop 224) where the folder has no ``preprocessor_config.json``; ``preprocess="original"``
+applies to ViViT only.
 
 The hub's checkpoint uses the transformers 4.x key layout
 (``vivit.encoder.layer.N.attention.attention.query``); transformers 5 renames it on load
 (``vivit.layers.N.attention.q_proj``), which ``tests/test_models.py`` checks on a fixture
-saved by transformers 4.x.
+saved by transformers 4.x. TimeSformer keeps the 4.x names in transformers 5 (no conversion
+entry); VideoMAE 4.x files hold ``attention.attention.q_bias`` / ``v_bias`` (renamed on load to
+``query.bias`` / ``value.bias``) and ``qkv_bias`` in ``config.json`` (read as ``qv_bias``);
+``tests/hubfiles.py`` builds both layouts.
 """
 
 from __future__ import annotations
@@ -43,13 +59,41 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import VivitConfig, VivitForVideoClassification, VivitImageProcessor
+from transformers import (
+    AutoConfig,
+    AutoImageProcessor,
+    TimesformerConfig,
+    TimesformerForVideoClassification,
+    VideoMAEConfig,
+    VideoMAEForVideoClassification,
+    VideoMAEImageProcessorPil,
+    VivitConfig,
+    VivitForVideoClassification,
+    VivitImageProcessor,
+)
 
 from utils import paths
+from utils.toy_models import sample_frame_indices
 
 PAPER_CHECKPOINT = "google/vivit-b-16x2-kinetics400"  # the paper's model on the hub
 PAPER_TARGET_INDEX = 31  # "bowling" in Kinetics-400 (the author's notebook hard-codes it)
-PROFILES = ("toy", "paper", "paper-shape")
+PROFILES = ("toy", "paper", "paper-shape", "toy-timesformer", "toy-videomae", "timesformer-shape",
+            "videomae-shape")
+MODEL_CLASSES = {  # config.json's model_type -> the HF classifier this repository analyses
+    "vivit": VivitForVideoClassification,
+    "timesformer": TimesformerForVideoClassification,
+    "videomae": VideoMAEForVideoClassification,
+}
+TOY_DIRS = {  # profile -> shipped checkpoint folder
+    "toy": paths.TOY_MODEL_DIR,
+    "toy-timesformer": paths.MODELS_DIR / "toy-timesformer",
+    "toy-videomae": paths.MODELS_DIR / "toy-videomae",
+}
+SHAPE_CHECKPOINTS = {  # untrained profile -> the public checkpoint whose configuration it copies
+    "paper-shape": PAPER_CHECKPOINT,
+    "timesformer-shape": "facebook/timesformer-base-finetuned-k400",
+    "videomae-shape": "MCG-NJU/videomae-base-finetuned-kinetics",
+}
 DEFAULT_TARGET = "bowling"  # the class whose logit is analysed, unless TARGET= says otherwise
 PREPROCESS_MODES = {
     "checkpoint": "the checkpoint's own processor",
@@ -65,10 +109,11 @@ class ModelLoadError(ValueError):
 
 @dataclass
 class LoadedModel:
-    """A ViViT in eval mode with the facts every analysis needs."""
+    """A video classifier (ViViT, TimeSformer or VideoMAE) in eval mode with the facts every
+    analysis needs, the token geometry included."""
 
-    model: VivitForVideoClassification
-    processor: VivitImageProcessor
+    model: VivitForVideoClassification | TimesformerForVideoClassification | VideoMAEForVideoClassification
+    processor: VivitImageProcessor | VideoMAEImageProcessorPil
     profile: str
     target_index: int  # the class whose logit is analysed ("bowling")
     untrained: bool = False  # True for paper-shape: random weights, results mean nothing
@@ -82,8 +127,18 @@ class LoadedModel:
         return next(self.model.parameters()).device
 
     @property
-    def config(self) -> VivitConfig:
+    def config(self) -> VivitConfig | TimesformerConfig | VideoMAEConfig:
         return self.model.config
+
+    @property
+    def arch(self) -> str:
+        """``vivit``, ``timesformer`` or ``videomae`` (the config's ``model_type``)."""
+        return self.config.model_type
+
+    @property
+    def has_cls(self) -> bool:
+        """Whether token 0 is a CLS token (ViViT, TimeSformer) or a patch (VideoMAE)."""
+        return self.arch != "videomae"
 
     @property
     def id2label(self) -> dict[int, str]:
@@ -111,11 +166,18 @@ class LoadedModel:
 
     @property
     def tubelet(self) -> tuple[int, int, int]:
-        return tuple(self.config.tubelet_size)
+        """Pixels per token (frames, rows, cols): ViViT's ``tubelet_size``, VideoMAE's
+        ``(tubelet_size, patch, patch)``, TimeSformer's ``(1, patch, patch)`` (one frame)."""
+        cfg = self.config
+        if self.arch == "vivit":
+            return tuple(cfg.tubelet_size)
+        frames = cfg.tubelet_size if self.arch == "videomae" else 1
+        return int(frames), int(cfg.patch_size), int(cfg.patch_size)
 
     @property
     def grid(self) -> tuple[int, int, int]:
-        """Patch grid (time steps, rows, cols): 16 x 14 x 14 for ViViT-B."""
+        """Patch grid (time steps, rows, cols): 16 x 14 x 14 for ViViT-B, 8 x 14 x 14 for
+        TimeSformer-B (a time step is a frame) and VideoMAE-B (a tubelet of 2 frames)."""
         t, h, w = self.tubelet
         return self.num_frames // t, self.image_size // h, self.image_size // w
 
@@ -125,14 +187,27 @@ class LoadedModel:
         return t * r * c
 
     @property
+    def num_tokens(self) -> int:
+        """Patch tokens plus CLS where there is one."""
+        return self.num_patches + int(self.has_cls)
+
+    def frame_indices(self, clip_frames: int) -> np.ndarray:
+        """Which frames of a ``clip_frames`` clip the model reads (see the module docstring)."""
+        if self.arch == "vivit":
+            if clip_frames == self.num_frames:
+                return np.arange(clip_frames)
+            return np.linspace(0, clip_frames - 1, self.num_frames).round().astype(int)
+        return sample_frame_indices(clip_frames, self.num_frames)
+
+    @property
     def name(self) -> str:
         return f"{self.profile} (untrained)" if self.untrained else self.profile
 
     def preprocess(self, frames: np.ndarray) -> torch.Tensor:
         """uint8 frames ``(frame, row, col, 3)`` -> ``pixel_values (1, frame, 3, H, W)`` float32.
 
-        Frames are first sampled uniformly to the model's frame count, then passed to the
-        checkpoint's own ``VivitImageProcessor`` (resize, crop, rescale, normalise).
+        Frames are first sampled to the model's frame count (``frame_indices``), then passed
+        to the checkpoint's own processor (resize, crop, rescale, normalise).
         """
         frames = np.asarray(frames)
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
@@ -141,8 +216,7 @@ class LoadedModel:
                 f"{frames.shape}; decode videos with utils.video.read_video"
             )
         if len(frames) != self.num_frames:
-            idx = np.linspace(0, len(frames) - 1, self.num_frames).round().astype(int)
-            frames = frames[idx]
+            frames = frames[self.frame_indices(len(frames))]
         out = self.processor(list(frames), return_tensors="pt")
         return out["pixel_values"].float()
 
@@ -227,25 +301,98 @@ def paper_config() -> VivitConfig:
     )
 
 
-def check_model_dir(directory: Path) -> None:
-    """Raise ModelLoadError unless ``directory`` holds a HuggingFace ViViT checkpoint."""
+def timesformer_shape_config() -> TimesformerConfig:
+    """TimeSformer-B on Kinetics-400, as ``facebook/timesformer-base-finetuned-k400``."""
+    names = kinetics_labels()
+    return TimesformerConfig(
+        image_size=224,
+        patch_size=16,  # -> 14 x 14 patches per frame
+        num_channels=3,
+        num_frames=8,  # -> 8 x 196 = 1568 patch tokens + CLS
+        hidden_size=768,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        intermediate_size=3072,
+        hidden_act="gelu",
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        layer_norm_eps=1e-6,
+        qkv_bias=True,
+        attention_type="divided_space_time",
+        drop_path_rate=0,
+        num_labels=400,
+        id2label=names,
+        label2id={v: k for k, v in names.items()},
+    )
+
+
+def videomae_shape_config() -> VideoMAEConfig:
+    """VideoMAE-B on Kinetics-400, as ``MCG-NJU/videomae-base-finetuned-kinetics``."""
+    names = kinetics_labels()
+    return VideoMAEConfig(
+        image_size=224,
+        patch_size=16,
+        num_channels=3,
+        num_frames=16,
+        tubelet_size=2,  # -> 8 x 14 x 14 = 1568 tokens, no CLS
+        hidden_size=768,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        intermediate_size=3072,
+        hidden_act="gelu",
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        layer_norm_eps=1e-12,  # the transformers default, as the checkpoint's config
+        qv_bias=True,  # 4.x: qkv_bias (query and value bias, no key bias)
+        use_mean_pooling=True,  # mean over tokens -> fc_norm -> classifier
+        num_labels=400,
+        id2label=names,
+        label2id={v: k for k, v in names.items()},
+    )
+
+
+def timesformer_hub_processor() -> VideoMAEImageProcessorPil:
+    """The k400 TimeSformer's processor: short side 224, crop 224, x / 255, mean 0.45, std 0.225."""
+    return VideoMAEImageProcessorPil(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224},
+                                  image_mean=[0.45, 0.45, 0.45], image_std=[0.225, 0.225, 0.225])
+
+
+def videomae_hub_processor() -> VideoMAEImageProcessorPil:
+    """The Kinetics VideoMAE's processor: short side 224, crop 224, x / 255, ImageNet mean and std."""
+    return VideoMAEImageProcessorPil(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224},
+                                  image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225])
+
+
+def default_processor(arch: str):
+    """The processor of ``arch``'s public Kinetics checkpoint (for folders without one)."""
+    return {"vivit": hub_processor, "timesformer": timesformer_hub_processor,
+            "videomae": videomae_hub_processor}[arch]()
+
+
+SUPPORTED = ", ".join(f"{t} ({c.__name__})" for t, c in MODEL_CLASSES.items())
+
+
+def check_model_dir(directory: Path) -> str:
+    """The ``model_type`` of the checkpoint in ``directory``; ModelLoadError unless it is a
+    HuggingFace ViViT, TimeSformer or VideoMAE checkpoint."""
     cfg_file = directory / "config.json"
     if not directory.is_dir():
         raise ModelLoadError(
             f"model directory {directory} does not exist; pass one of the profiles "
-            f"{PROFILES} or a directory holding a HuggingFace ViViT checkpoint"
+            f"{PROFILES} or a directory holding a HuggingFace checkpoint of: {SUPPORTED}"
         )
     if not cfg_file.is_file():
         raise ModelLoadError(
             f"{directory} has no config.json, so it is not a HuggingFace checkpoint; supported: "
-            f"the profiles {PROFILES} or a directory with a ViViT (model_type 'vivit')"
+            f"the profiles {PROFILES} or a directory with a checkpoint of: {SUPPORTED}"
         )
     model_type = json.loads(cfg_file.read_text()).get("model_type")
-    if model_type != "vivit":
+    if model_type not in MODEL_CLASSES:
         raise ModelLoadError(
-            f"{cfg_file} describes a {model_type!r} model; only ViViT checkpoints "
-            f"(model_type 'vivit', VivitForVideoClassification) are supported"
+            f"{cfg_file} describes a {model_type!r} model; only ViViT, TimeSformer and VideoMAE video "
+            f"classifiers are supported (model_type: {SUPPORTED})"
         )
+    return model_type
 
 
 def resolve_device(device: str | None) -> torch.device:
@@ -340,6 +487,9 @@ def hub_processor() -> VivitImageProcessor:
 
 def original_range_processor(processor: VivitImageProcessor) -> VivitImageProcessor:
     """``processor`` with its resize and crop, but pixels scaled to [-1, 1] (x / 127.5 - 1)."""
+    if not isinstance(processor, VivitImageProcessor):
+        raise ModelLoadError(f"PREPROCESS=original applies to ViViT only ({PREPROCESS_MODES['original']}); "
+                             f"use PREPROCESS=checkpoint for a {type(processor).__name__}")
     cfg = processor.to_dict()
     cfg.update(do_rescale=True, rescale_factor=1 / 127.5, offset=True, do_normalize=False)
     cfg.pop("image_processor_type", None)
@@ -347,33 +497,33 @@ def original_range_processor(processor: VivitImageProcessor) -> VivitImageProces
     return VivitImageProcessor(**cfg)
 
 
-def check_loading_info(info: dict, source: str) -> None:
+def check_loading_info(info: dict, source: str, arch: str = "vivit") -> None:
     """Raise unless every weight of the checkpoint found its place and every place got a weight."""
     bad = {k: v for k, v in info.items()
            if k in ("missing_keys", "unexpected_keys", "mismatched_keys") and v}
     if bad:
         raise ModelLoadError(
-            f"{source}: the checkpoint does not fit VivitForVideoClassification "
+            f"{source}: the checkpoint does not fit {MODEL_CLASSES[arch].__name__} "
             f"({', '.join(f'{k}: {sorted(map(str, v))[:6]}' for k, v in bad.items())}); "
-            "is it a ViViT video classifier saved by transformers?")
+            f"is it a {arch} video classifier saved by transformers?")
 
 
-def pretrained(source) -> tuple[VivitForVideoClassification, dict]:
-    """``from_pretrained`` with eager attention; a weight of the wrong shape is a ModelLoadError."""
+def pretrained(source, arch: str = "vivit"):
+    """``(model, loading info)``: ``from_pretrained`` of ``arch``'s classifier with eager attention;
+    a weight of the wrong shape is a ModelLoadError."""
+    cls = MODEL_CLASSES[arch]
     try:
-        return VivitForVideoClassification.from_pretrained(
-            source, attn_implementation="eager", output_loading_info=True)
+        return cls.from_pretrained(source, attn_implementation="eager", output_loading_info=True)
     except RuntimeError as err:
         if "mismatch" not in str(err):
             raise
         raise ModelLoadError(
-            f"{source}: the checkpoint does not fit VivitForVideoClassification (mismatched_keys: a weight "
+            f"{source}: the checkpoint does not fit {cls.__name__} (mismatched_keys: a weight "
             "has another shape than its config says; see the load report above); is config.json the one "
             "saved with these weights?") from None
 
 
-def finish(model: VivitForVideoClassification, processor: VivitImageProcessor, profile: str,
-           target, device, preprocess, **kwargs) -> LoadedModel:
+def finish(model, processor, profile: str, target, device, preprocess, **kwargs) -> LoadedModel:
     """Name the classes, resolve the target and the device, choose the preprocessing."""
     mode = check_preprocess(preprocess)
     dev = resolve_device(device)
@@ -388,17 +538,45 @@ def finish(model: VivitForVideoClassification, processor: VivitImageProcessor, p
 
 
 def _from_dir(directory: Path, profile: str, target, device, preprocess) -> LoadedModel:
-    check_model_dir(directory)
+    arch = check_model_dir(directory)
     check_preprocess(preprocess)
     resolve_device(device)
-    model, info = pretrained(directory)
-    check_loading_info(info, str(directory))
+    model, info = pretrained(directory, arch)
+    check_loading_info(info, str(directory), arch)
     if (directory / "preprocessor_config.json").is_file():
-        processor = VivitImageProcessor.from_pretrained(directory)
+        loader = VivitImageProcessor if arch == "vivit" else AutoImageProcessor
+        processor = loader.from_pretrained(directory)
     else:
-        processor = hub_processor()  # the hub's processor, not the class defaults
+        processor = default_processor(arch)  # the public checkpoint's processor, not the class defaults
     return finish(model, processor, profile, target, device, preprocess, source=str(directory),
                   extra={"loading_info": info})
+
+
+def profile_config(profile: str):
+    """The profile's model config alone (no weights): shipped folder, code, the HF cache or a folder.
+
+    Any of the three architectures; ``config.num_frames`` is the frame count the model reads.
+    """
+    if profile in TOY_DIRS:
+        if not (TOY_DIRS[profile] / "config.json").is_file():
+            raise ModelLoadError(f"the {profile} checkpoint is missing from {TOY_DIRS[profile]}")
+        return AutoConfig.from_pretrained(TOY_DIRS[profile])
+    shapes = {"paper-shape": paper_config, "timesformer-shape": timesformer_shape_config,
+              "videomae-shape": videomae_shape_config}
+    if profile in shapes:
+        return shapes[profile]()
+    if profile == "paper":
+        try:
+            return VivitConfig.from_pretrained(PAPER_CHECKPOINT)
+        except OSError as err:
+            raise ModelLoadError(
+                f"could not read the config of {PAPER_CHECKPOINT} from the HuggingFace hub or its cache "
+                f"({type(err).__name__}); on a machine with internet run `hf download {PAPER_CHECKPOINT} "
+                "--local-dir vivit-b`, copy the folder here and pass PROFILE=path/to/vivit-b "
+                "(or fill the HF cache)") from None
+    path = Path(profile).expanduser()
+    check_model_dir(path)
+    return AutoConfig.from_pretrained(path)
 
 
 def load_model(profile: str = "toy", target: str | int | None = None, device: str = "cpu",
@@ -409,25 +587,17 @@ def load_model(profile: str = "toy", target: str | int | None = None, device: st
     """
     check_preprocess(preprocess)
     resolve_device(device)
-    if profile == "toy":
-        if not (paths.TOY_MODEL_DIR / "model.safetensors").is_file():
+    if profile in TOY_DIRS:
+        folder = TOY_DIRS[profile]
+        if not (folder / "model.safetensors").is_file():
+            arch = profile.removeprefix("toy").lstrip("-") or "vivit"
             raise ModelLoadError(
-                f"the toy checkpoint is missing from {paths.TOY_MODEL_DIR}; "
-                "restore it with `git checkout data/models` or retrain it with `make toy-model`"
+                f"the {profile} checkpoint is missing from {folder}; "
+                f"restore it with `git checkout data/models` or (re)train it with `make toy-model ARCH={arch}`"
             )
-        return _from_dir(paths.TOY_MODEL_DIR, "toy", target, device, preprocess)
-    if profile == "paper-shape":
-        torch.manual_seed(0)
-        model = VivitForVideoClassification(paper_config()).eval()
-        # HF initialises position embeddings and CLS to zeros; draw them too, so that
-        # tokens differ by position as in a trained model
-        with torch.no_grad():
-            emb = model.vivit.embeddings
-            emb.position_embeddings.normal_(0.0, 0.02)
-            emb.cls_token.normal_(0.0, 0.02)
-        model.config._attn_implementation = "eager"
-        return finish(model, hub_processor(), "paper-shape", target, device, preprocess,
-                      untrained=True, source="random init, torch seed 0")
+        return _from_dir(folder, profile, target, device, preprocess)
+    if profile in SHAPE_CHECKPOINTS:
+        return _shape_model(profile, target, device, preprocess)
     if profile == "paper":
         try:
             model, info = pretrained(PAPER_CHECKPOINT)
@@ -450,6 +620,31 @@ def load_model(profile: str = "toy", target: str | int | None = None, device: st
     if not path.exists() and os.sep not in profile and not profile.startswith("."):
         raise ModelLoadError(
             f"unknown profile {profile!r}; choose one of {PROFILES} or a directory holding a "
-            "HuggingFace ViViT checkpoint"
+            f"HuggingFace checkpoint of: {SUPPORTED}"
         )
     return _from_dir(path, profile, target, device, preprocess)
+
+
+def _shape_model(profile: str, target, device, preprocess) -> LoadedModel:
+    """A public checkpoint's exact configuration with random weights (torch seed 0), offline.
+
+    HF initialises the CLS token and the learned position (and time) embeddings to zeros; they
+    are drawn too (normal, std 0.02), so that tokens differ by position as in a trained model.
+    """
+    config, processor = {
+        "paper-shape": (paper_config, hub_processor),
+        "timesformer-shape": (timesformer_shape_config, timesformer_hub_processor),
+        "videomae-shape": (videomae_shape_config, videomae_hub_processor),
+    }[profile]
+    cfg = config()
+    torch.manual_seed(0)
+    model = MODEL_CLASSES[cfg.model_type](cfg).eval()
+    base = getattr(model, cfg.model_type)
+    with torch.no_grad():
+        for name in ("position_embeddings", "cls_token", "time_embeddings"):
+            param = getattr(base.embeddings, name, None)
+            if isinstance(param, torch.nn.Parameter):  # VideoMAE's sin-cos table is a fixed buffer
+                param.normal_(0.0, 0.02)
+    model.config._attn_implementation = "eager"
+    return finish(model, processor(), profile, target, device, preprocess, untrained=True,
+                  source=f"random init, torch seed 0 ({SHAPE_CHECKPOINTS[profile]}'s configuration)")

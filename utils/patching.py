@@ -32,8 +32,12 @@ from tqdm.auto import tqdm
 
 from utils.hooks import HookedViViT, parse_name
 
-COMPONENT_HOOKS = {"attention": "hook_attn_out", "mlp": "hook_mlp_out"}
 MID_SITES = ("hook_resid_mid", "hook_mlp_out", "hook_resid_post")  # patchable from resid_mid
+# A patch of a whole activation at these sites joins the batch at (stage, base + value); base
+# None: the value is the state itself. ``hook_attn_out`` is the sum of every attention step of
+# the block (TimeSformer: time + space), so resid_mid = resid_pre + attn_out for every adapter.
+FULL_ENTRY = {"hook_resid_pre": ("pre", None), "hook_attn_out": ("mid", "pre"), "hook_resid_mid": ("mid", None),
+              "hook_mlp_out": ("post", "mid"), "hook_resid_post": ("post", None)}
 
 
 # Which dimension of a one-run activation (no batch dim) ``positions`` and ``heads`` index.
@@ -42,6 +46,9 @@ SITE_DIMS = {  # site: (token dim, head dim)
     "attn.hook_z": (0, 1),  # (tokens, head, d_head)
     "attn.hook_pattern": (1, 0),  # (head, query, key)
     "attn.hook_pattern_cls": (1, 0),  # (head, key)
+    "attn_time.hook_z": (0, 1),  # TimeSformer (patches, head, d_head): row = token - 1 (no CLS row)
+    "attn_space.hook_z": (0, 1),  # TimeSformer (tokens, head, d_head)
+    "attn_space.hook_pattern_cls": (2, 1),  # TimeSformer (frame, head, key within the frame)
 }
 
 
@@ -164,18 +171,10 @@ def _entry(p: Patch, target_cache: dict) -> tuple[str, torch.Tensor, bool]:
     layer, site = parse_name(p.hook)
     pre = target_cache[f"blocks.{layer}.hook_resid_pre"][0]
     mid = target_cache[f"blocks.{layer}.hook_resid_mid"][0]
-    if p.positions is None and p.heads is None:
+    if p.positions is None and p.heads is None and site in FULL_ENTRY:
+        stage, base = FULL_ENTRY[site]
         value = p.value.to(pre.device)
-        full = {
-            "hook_resid_pre": ("pre", value),
-            "hook_attn_out": ("mid", pre + value),
-            "hook_resid_mid": ("mid", value),
-            "hook_mlp_out": ("post", mid + value),
-            "hook_resid_post": ("post", value),
-        }
-        if site in full:
-            stage, state = full[site]
-            return stage, state, False
+        return stage, value if base is None else {"pre": pre, "mid": mid}[base] + value, False
     return ("mid", mid, True) if p.at_mid else ("pre", pre, True)
 
 
@@ -256,7 +255,7 @@ def naive_patches(hooked: HookedViViT, target_pixels: torch.Tensor, patches: Seq
                   read: str | None = None, cache_all: bool = True):
     """Baseline: one full forward per patch from the pixels, caching every activation."""
     read = read or f"blocks.{hooked.n_layers - 1}.hook_resid_post"
-    names = set(hooked.hook_names()) - {f"blocks.{i}.attn.hook_pattern" for i in range(hooked.n_layers)}
+    names = {n for n in hooked.hook_names() if not n.endswith(".hook_pattern")}  # no full patterns
     acts, logits = [], []
     for p in patches:
         def fn(act, _name, p=p):
@@ -270,24 +269,33 @@ def naive_patches(hooked: HookedViViT, target_pixels: torch.Tensor, patches: Seq
     return torch.stack(acts), torch.stack(logits)
 
 
-def component_patches(hooked: HookedViViT, source_cache: dict, layers=None,
-                      components=("attention", "mlp")) -> list[Patch]:
-    """One full-position patch per layer x component from the source run's cache."""
+def component_patches(hooked: HookedViViT, source_cache: dict, layers=None, components=None) -> list[Patch]:
+    """One full-position patch per layer x component (``hooked.components``: attention and MLP;
+    TimeSformer: time attention, space attention and MLP) from the source run's cache."""
     layers = range(hooked.n_layers) if layers is None else layers
+    components = tuple(hooked.components) if components is None else components
     out = []
     for layer in layers:
         for comp in components:
-            hook = f"blocks.{layer}.{COMPONENT_HOOKS[comp]}"
+            hook = f"blocks.{layer}.{hooked.components[comp]}"
             out.append(Patch(hook, source_cache[hook][0], label={"layer": layer, "component": comp}))
     return out
 
 
 def head_patches(hooked: HookedViViT, source_cache: dict, layers=None) -> list[Patch]:
-    """One patch per layer x head of the per-head outputs ``attn.hook_z`` (all positions)."""
+    """One patch per layer x head of every per-head output (``hooked.head_sites``: ``attn.hook_z``;
+    TimeSformer: ``attn_time.hook_z`` and ``attn_space.hook_z``), at all positions. With more than
+    one attention step the rows carry a ``site`` label."""
     layers = range(hooked.n_layers) if layers is None else layers
-    return [Patch(f"blocks.{layer}.attn.hook_z", source_cache[f"blocks.{layer}.attn.hook_z"][0],
-                  heads=[h], label={"layer": layer, "head": h})
-            for layer in layers for h in range(hooked.n_heads)]
+    sites = hooked.head_sites
+    out = []
+    for layer in layers:
+        for step, site in sites.items():
+            hook = f"blocks.{layer}.{site}"
+            extra = {"site": step} if len(sites) > 1 else {}
+            out += [Patch(hook, source_cache[hook][0], heads=[h], label={"layer": layer, "head": h, **extra})
+                    for h in range(hooked.n_heads)]
+    return out
 
 
 def frame_patches(hooked: HookedViViT, source_cache: dict, layer: int) -> list[Patch]:
@@ -325,8 +333,8 @@ def patch_table(hooked: HookedViViT, source_pixels: torch.Tensor, target_pixels:
     L = hooked.n_layers
     read = read or f"blocks.{L - 1}.hook_resid_post"
     if runs is None:
-        all_sites = [f"blocks.{i}.{s}" for i in range(L) for s in
-                     ("hook_attn_out", "hook_mlp_out", "attn.hook_z", "hook_resid_pre")]
+        sites = {*hooked.components.values(), *hooked.head_sites.values(), "hook_resid_pre"}
+        all_sites = [f"blocks.{i}.{s}" for i in range(L) for s in sorted(sites)]
         src = hooked.run(source_pixels, names=set(all_sites) | {read})
         tgt = hooked.run(target_pixels, names=needed_target_names(hooked, read))
     else:
@@ -351,7 +359,7 @@ def paper_values(df: pd.DataFrame, reference: dict) -> list[float]:
 
 
 def component_sweep(hooked: HookedViViT, source_pixels, target_pixels, target_class: int,
-                    layers=None, components=("attention", "mlp"), batch_size: int | None = None,
+                    layers=None, components=None, batch_size: int | None = None,
                     progress: bool = False, runs=None) -> pd.DataFrame:
     """Table 3: every layer x component patched from source into target.
 

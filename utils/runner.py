@@ -3,8 +3,9 @@
     python -m utils.runner --profile toy notebooks/0*.ipynb
 
 Each notebook runs under papermill with the parameters it declares (profile, output and
-data folders, videos, pair count); the executed copy goes to ``build/<profile>/`` with an
-HTML rendering beside it. Figures and tables are written into a staging folder
+data folders, videos, pair count), all in one kernel whose namespace is cleared between
+notebooks (``SharedKernel``: the imports are paid once); the executed copy goes to
+``build/<profile>/`` with an HTML rendering beside it. Figures and tables are written into a staging folder
 ``figures/<profile>.partial`` that replaces ``figures/<profile>`` only once every notebook has
 succeeded: a failure never leaves a mix of old and new outputs that looks complete. On
 failure the runner deletes the staging folder, names the notebook and the failing cell
@@ -22,6 +23,7 @@ import signal
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from utils import paths
@@ -41,70 +43,156 @@ def _html(executed: Path) -> Path:
     return out
 
 
-def _ipc_kernel_manager(folder: Path):
-    """A kernel manager talking to the kernel over local IPC sockets rather than TCP: nothing
-    listens on the network, and the kernel has no "running over TCP without encryption"
-    warning to print for every notebook."""
-    from jupyter_client.manager import AsyncKernelManager
-
-    class IPCKernelManager(AsyncKernelManager):
-        def __init__(self, **kwargs):
-            kwargs.setdefault("transport", "ipc")
-            kwargs.setdefault("ip", str(folder / "kernel-ipc"))  # sockets in a private folder
-            super().__init__(**kwargs)
-
-    return IPCKernelManager
+# Run before each notebook in the shared kernel: close figures, forget every name the previous
+# notebook made, and number cells from 1 again; imported modules stay, which is the point.
+RESET_CODE = """\
+__import__("matplotlib.pyplot").pyplot.close("all")
+get_ipython().run_line_magic("reset", "-f")
+__import__("gc").collect()
+get_ipython().execution_count = 1
+"""
 
 
-def execute(notebook: Path, out_nb: Path, parameters: dict, cwd: Path) -> None:
-    """Run one notebook with papermill; raise NotebookFailed naming the failing cell."""
+class SharedKernel:
+    """One Python kernel that runs every notebook of a ``make figures`` run in turn.
+
+    A fresh kernel per notebook spends most of 10 s per notebook starting up and importing
+    torch, transformers, pandas and matplotlib (7.7 s of import cell alone on 2 cores), more
+    than most toy notebooks compute. Here the imports are paid once; before each notebook
+    ``RESET_CODE`` clears the namespace (``%reset -f``), so a notebook sees only what it makes
+    itself, as in a fresh kernel: every random draw in ``utils`` is seeded where it happens, so
+    no notebook's numbers depend on the one before (``tests/test_notebooks.py`` checks that a
+    notebook gives the same tables byte for byte after other notebooks).
+
+    The kernel talks to the runner over local IPC sockets in a private folder rather than TCP:
+    nothing listens on the network, and the kernel has no "running over TCP without
+    encryption" warning to print.
+    """
+
+    def __init__(self, cwd: Path, warm_modules: list[str] | tuple = ()):
+        """Start the kernel in ``cwd``; with ``warm_modules``, it imports them at once, in the
+        background, while the runner goes on (checking inputs, say)."""
+        from jupyter_client.manager import KernelManager
+
+        class ClientTrackingManager(KernelManager):
+            """Remembers every client it makes: papermill's client of a kernel it did not start
+            is never stopped (each holds sockets, a zmq context and a heartbeat thread)."""
+
+            def client(self, **kwargs):
+                made = super().client(**kwargs)
+                clients.append(made)
+                return made
+
+        clients: list = []
+        self._clients = clients
+        self.sockets = Path(tempfile.mkdtemp(prefix="vivit-kernel-"))
+        self.km = ClientTrackingManager(kernel_name="python3", transport="ipc", ip=str(self.sockets / "kernel-ipc"))
+        # errors still reach the cells; the kernel's own log stays quiet
+        self.km.start_kernel(cwd=str(cwd), extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
+        self._warm = None
+        if warm_modules:  # a failed import is left for the notebook's own import cell to report
+            self._warm = self.km.client()
+            self._warm.start_channels()
+            self._warm.wait_for_ready(timeout=120)  # a request sent before that can hang the kernel
+            self._warm.execute(f"for _m in {list(warm_modules)!r}:\n    try:\n        __import__(_m)\n"
+                               "    except Exception:\n        pass", silent=True, store_history=False)
+
+    def stop_clients(self) -> None:
+        """Stop every client of this kernel that is still connected (the last notebook's)."""
+        while self._clients:
+            client = self._clients.pop()
+            if client.channels_running:
+                client.stop_channels()
+
+    def reset(self) -> None:
+        """Clear the namespace before the next notebook (see ``RESET_CODE``)."""
+        if self._warm is None:
+            self.stop_clients()
+        kc = self.km.client()
+        kc.start_channels()
+        try:
+            kc.wait_for_ready(timeout=120)
+            reply = kc.execute_interactive(RESET_CODE, silent=True, store_history=False, timeout=120)
+            if reply["content"]["status"] != "ok":
+                raise NotebookFailed(f"the kernel could not be reset between notebooks: "
+                                     f"{reply['content'].get('evalue', reply['content']['status'])}")
+        finally:
+            kc.stop_channels()
+            if self._warm is not None:  # the kernel answered the reset, so the imports are done
+                self._warm = None
+            self.stop_clients()
+
+    def close(self) -> None:
+        self.stop_clients()
+        try:
+            if self.km.has_kernel:
+                self.km.shutdown_kernel(now=True)
+        finally:
+            shutil.rmtree(self.sockets, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def imported_modules(notebooks: list[Path]) -> list[str]:
+    """Top-level modules the notebooks import (``import x`` / ``from x import y``), in order."""
+    import ast
+
+    found: dict[str, None] = {}
+    for nb in notebooks:
+        for cell in json.loads(Path(nb).read_text()).get("cells", []):
+            if cell.get("cell_type") != "code":
+                continue
+            try:
+                tree = ast.parse("".join(cell.get("source", "")))
+            except SyntaxError:
+                continue
+            for node in tree.body:
+                if isinstance(node, ast.Import):
+                    found.update(dict.fromkeys(a.name for a in node.names))
+                elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                    found[node.module] = None
+    return list(found)
+
+
+def execute(notebook: Path, out_nb: Path, parameters: dict, cwd: Path, kernel: SharedKernel | None = None) -> None:
+    """Run one notebook with papermill (in ``kernel``, or in a kernel of its own); raise
+    NotebookFailed naming the failing cell."""
     import papermill as pm
 
     declared = pm.inspect_notebook(str(notebook))
     params = {k: v for k, v in parameters.items() if k in declared and v is not None}
-    sockets = Path(tempfile.mkdtemp(prefix="vivit-kernel-"))
+    own = kernel is None
     try:
+        if own:
+            kernel = SharedKernel(cwd)
+        kernel.reset()
         pm.execute_notebook(str(notebook), str(out_nb), parameters=params, kernel_name="python3",
-                            progress_bar=False, cwd=str(cwd), kernel_manager_class=_ipc_kernel_manager(sockets),
-                            extra_arguments=["--IPKernelApp.log_level=CRITICAL"])  # errors still reach the cells
+                            progress_bar=False, cwd=str(cwd), km=kernel.km)
     except pm.PapermillExecutionError as err:
         raise NotebookFailed(
             f"{notebook.name} failed in cell {err.exec_count} ({err.ename}: {err.evalue}); "
             f"the executed notebook with the traceback is {out_nb}"
         ) from None
+    except NotebookFailed:
+        raise
     except Exception as err:  # noqa: BLE001 - the kernel died (out of memory?), a timeout ...
         raise NotebookFailed(
             f"{notebook.name} failed: {type(err).__name__}: {err} (a kernel that dies is usually out "
             f"of memory: lower batch sizes or pair counts); the partial notebook is {out_nb}"
         ) from None
     finally:
-        shutil.rmtree(sockets, ignore_errors=True)
-
-
-def profile_config(profile: str):
-    """The profile's model config alone (no weights): from the repository, the HF cache or a folder."""
-    from transformers import VivitConfig
-
-    from utils.models import PAPER_CHECKPOINT, ModelLoadError, paper_config
-
-    if profile == "toy":
-        return VivitConfig.from_pretrained(paths.TOY_MODEL_DIR)
-    if profile == "paper-shape":
-        return paper_config()
-    if profile == "paper":
-        try:
-            return VivitConfig.from_pretrained(PAPER_CHECKPOINT)
-        except OSError as err:
-            raise ModelLoadError(
-                f"could not read the config of {PAPER_CHECKPOINT} from the HuggingFace hub or its cache "
-                f"({type(err).__name__}); on a machine with internet run `hf download {PAPER_CHECKPOINT} "
-                "--local-dir vivit-b`, copy the folder here and pass PROFILE=path/to/vivit-b "
-                "(or fill the HF cache)") from None
-    return VivitConfig.from_pretrained(Path(profile).expanduser())
+        if own and kernel is not None:
+            kernel.close()
 
 
 def expected_frames(profile: str) -> int:
     """Frames the profile's model reads, from its config alone (no weights loaded)."""
+    from utils.models import profile_config
+
     return int(profile_config(profile).num_frames)
 
 
@@ -120,6 +208,7 @@ def preflight(profile: str, strike_video: str, gutter_video: str, roots: list[Pa
         check_model_dir,
         check_preprocess,
         name_classes,
+        profile_config,
         resolve_device,
         resolve_target,
     )
@@ -129,7 +218,7 @@ def preflight(profile: str, strike_video: str, gutter_video: str, roots: list[Pa
         path = Path(profile).expanduser()
         if not path.exists():
             raise SystemExit(f"error: unknown PROFILE={profile!r}; choose one of {', '.join(PROFILES)} "
-                             "or the path of a HuggingFace ViViT checkpoint directory")
+                             "or the path of a HuggingFace ViViT, TimeSformer or VideoMAE checkpoint directory")
         try:
             check_model_dir(path)
         except ModelLoadError as err:
@@ -187,9 +276,18 @@ def run_all(notebooks: list[Path], profile: str, strike_video: str = "", gutter_
     slug = paths.profile_slug(profile)
     root = figures_root or paths.FIGURES_DIR
     target_class = target_class or "bowling"
-    preflight(profile, strike_video, gutter_video,
-              [root, (data_root or paths.DATA_DIR), (build_root or paths.BUILD_DIR)],
-              device=device, target_class=target_class, preprocess=preprocess, pairs_csv=pairs_csv)
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    os.environ.setdefault("MPLBACKEND", "agg")
+    # the kernel starts and imports what the notebooks import while the inputs are checked
+    kernel = SharedKernel(paths.REPO_ROOT, imported_modules(notebooks)) if notebooks else None
+    try:
+        preflight(profile, strike_video, gutter_video,
+                  [root, (data_root or paths.DATA_DIR), (build_root or paths.BUILD_DIR)],
+                  device=device, target_class=target_class, preprocess=preprocess, pairs_csv=pairs_csv)
+    except BaseException:
+        if kernel is not None:
+            kernel.close()
+        raise
     final = root / slug
     staging = root / f"{slug}.partial"
     build = (build_root or paths.BUILD_DIR) / slug
@@ -198,15 +296,15 @@ def run_all(notebooks: list[Path], profile: str, strike_video: str = "", gutter_
         ensure_writable_dir(staging)
         ensure_writable_dir(build)
     except PermissionError as err:
+        if kernel is not None:
+            kernel.close()
         raise SystemExit(f"error: {err}") from None
-    os.environ.setdefault("PYTHONHASHSEED", "0")
-    os.environ.setdefault("MPLBACKEND", "agg")
     parameters = {
         "profile": profile,
         "output_dir": str(staging),
         "data_dir": str((data_root or paths.DATA_DIR) / slug),
-        "strike_video": strike_video or "",
-        "gutter_video": gutter_video or "",
+        "strike_video": str(Path(strike_video).expanduser().resolve()) if strike_video else "",
+        "gutter_video": str(Path(gutter_video).expanduser().resolve()) if gutter_video else "",
         "n_pairs": pairs,
         "device": device or "auto",
         "target_class": str(target_class),
@@ -217,23 +315,31 @@ def run_all(notebooks: list[Path], profile: str, strike_video: str = "", gutter_
     t0 = time.time()
     timings = {}
     done = False
+    html_jobs = ThreadPoolExecutor(1, thread_name_prefix="html") if html else None  # HTML of one notebook
+    pending = []  # while the next one runs
     try:
         for k, nb in enumerate(notebooks, 1):
             out_nb = build / nb.name
             print(f"== [{k}/{len(notebooks)}] {nb.stem}  (profile {profile})", flush=True)
             t = time.time()
             try:
-                execute(nb, out_nb, parameters, build)
+                execute(nb, out_nb, parameters, paths.REPO_ROOT, kernel)
             except NotebookFailed as err:
                 print(f"FAILED: {err}", file=sys.stderr, flush=True)
                 print(f"no figure or table of this run was kept; {final} is unchanged", file=sys.stderr)
                 raise SystemExit(1) from None
             timings[nb.stem] = time.time() - t
-            if html:
-                _html(out_nb)
+            if html_jobs is not None:
+                pending.append(html_jobs.submit(_html, out_nb))
             print(f"   done in {timings[nb.stem]:.0f}s -> {out_nb}", flush=True)
+        for job in pending:
+            job.result()  # an HTML export that failed raises here
         done = True
     finally:
+        if kernel is not None:
+            kernel.close()
+        if html_jobs is not None:
+            html_jobs.shutdown(wait=True, cancel_futures=not done)
         if not done:  # a failure or an interrupt: nothing half-written stays behind
             shutil.rmtree(staging, ignore_errors=True)
     old = root / f"{slug}.old"

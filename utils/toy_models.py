@@ -12,7 +12,7 @@ can be compared on the same synthetic world (``utils.synthetic``):
   (tubelet 2 x 16 x 16 on 16 frames, fixed sin-cos position table, no CLS, query/value bias but
   no key bias, mean pooling + ``fc_norm`` before the classifier). 8 x 6 x 6 = 288 tokens.
 
-Both save a ``VideoMAEImageProcessor`` (as both hub checkpoints do): no resize change at 96 x 96,
+Both save a ``VideoMAEImageProcessorPil`` (as both hub checkpoints do): no resize change at 96 x 96,
 no crop, ``x / 255`` then normalise with mean 0.5 and std 0.5, i.e. ``x / 127.5 - 1`` like the
 toy ViViT. ``fast_preprocess`` is the training-time equivalent on uint8 clip batches.
 
@@ -29,7 +29,7 @@ from transformers import (
     TimesformerForVideoClassification,
     VideoMAEConfig,
     VideoMAEForVideoClassification,
-    VideoMAEImageProcessor,
+    VideoMAEImageProcessorPil,
 )
 
 IMAGE_SIZE = 96  # pixels per side, as every toy model
@@ -92,9 +92,9 @@ def videomae_config(num_labels: int, id2label: dict[int, str]) -> VideoMAEConfig
     )
 
 
-def _processor() -> VideoMAEImageProcessor:
+def _processor() -> VideoMAEImageProcessorPil:
     """96 x 96 RGB, x / 255 then (x - 0.5) / 0.5, i.e. x / 127.5 - 1; no crop."""
-    return VideoMAEImageProcessor(
+    return VideoMAEImageProcessorPil(
         do_resize=True,
         size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
         do_center_crop=False,
@@ -106,14 +106,25 @@ def _processor() -> VideoMAEImageProcessor:
     )
 
 
-def timesformer_processor() -> VideoMAEImageProcessor:
+def timesformer_processor() -> VideoMAEImageProcessorPil:
     """The toy TimeSformer's preprocessing (frames already sampled to 8, see ``frame_indices``)."""
     return _processor()
 
 
-def videomae_processor() -> VideoMAEImageProcessor:
+def videomae_processor() -> VideoMAEImageProcessorPil:
     """The toy VideoMAE's preprocessing (16 frames)."""
     return _processor()
+
+
+def sample_frame_indices(clip_frames: int, model_frames: int) -> np.ndarray:
+    """``model_frames`` frame indices of a ``clip_frames`` clip: all of them when the lengths
+    agree, every k-th frame from frame 0 when ``clip_frames = k * model_frames``, else evenly
+    spaced (``linspace``, rounded). The rule the toy TimeSformer and VideoMAE were trained with."""
+    if clip_frames == model_frames:
+        return np.arange(model_frames)
+    if clip_frames % model_frames == 0:
+        return np.arange(0, clip_frames, clip_frames // model_frames)
+    return np.linspace(0, clip_frames - 1, model_frames).round().astype(int)
 
 
 def frame_indices(arch: str, num_frames: int = CLIP_FRAMES) -> np.ndarray:
@@ -126,11 +137,7 @@ def frame_indices(arch: str, num_frames: int = CLIP_FRAMES) -> np.ndarray:
     target = TIMESFORMER_FRAMES if arch == "timesformer" else CLIP_FRAMES
     if arch not in MODEL_CLASSES:
         raise ValueError(f"unknown toy architecture {arch!r}; choose one of {tuple(MODEL_CLASSES)}")
-    if num_frames == target:
-        return np.arange(target)
-    if num_frames % target == 0:
-        return np.arange(0, num_frames, num_frames // target)
-    return np.linspace(0, num_frames - 1, target).round().astype(int)
+    return sample_frame_indices(num_frames, target)
 
 
 def fast_preprocess(clips: torch.Tensor, arch: str) -> torch.Tensor:

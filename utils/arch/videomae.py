@@ -1,0 +1,110 @@
+"""VideoMAE adapter (``VideoMAEForVideoClassification``, e.g. ``MCG-NJU/videomae-base-finetuned-kinetics``).
+
+Tokens: Conv3d tubelets (2 x 16 x 16) + a fixed sin-cos position table, **no CLS**: token
+``(t * rows + row) * cols + col`` (time step, row, column). Block: pre-LN attention
+(``layernorm_before`` -> ``query`` / ``key`` (no bias) / ``value`` -> ``output.dense``), pre-LN
+MLP (``layernorm_after`` -> ``intermediate`` -> ``output.dense``; HF's ``VideoMAEOutput`` adds
+the residual itself, the adapter calls its ``dense`` only). Readout with ``use_mean_pooling``
+(the Kinetics checkpoint): the mean over all tokens -> ``fc_norm`` -> classifier
+(``videomae.layernorm`` is None); without it, the final ``layernorm`` and token 0.
+
+=================================  ===========================================================
+``hook_embed``                     tokens after tubelet + position embedding  (batch, tokens, d_model)
+``blocks.{l}.hook_resid_pre``      residual stream entering block l           (batch, tokens, d_model)
+``blocks.{l}.attn.hook_z``         per-head attention outputs before W_O      (batch, tokens, head, d_head)
+``blocks.{l}.attn.hook_pattern``   full attention pattern                     (batch, head, query, key)
+``blocks.{l}.hook_attn_out``       attention block output (after W_O + bias)  (batch, tokens, d_model)
+``blocks.{l}.hook_resid_mid``      resid_pre + attn_out                       (batch, tokens, d_model)
+``blocks.{l}.hook_mlp_out``        MLP output before the residual add         (batch, tokens, d_model)
+``blocks.{l}.hook_resid_post``     resid_mid + mlp_out                        (batch, tokens, d_model)
+``ln_final.hook_normalized``       ``fc_norm`` of the token mean              (batch, d_model)
+=================================  ===========================================================
+
+No ``attn.hook_pattern_cls`` (there is no CLS query). Components: ``{"attention":
+"hook_attn_out", "mlp": "hook_mlp_out"}``. Each token contributes ``1 / tokens`` of its
+projection to the readout (mean pooling is linear).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from utils.arch.core import Adapter, Sites, attend
+
+
+class VideoMAEAdapter(Adapter):
+    arch = "videomae"
+    has_cls = False
+    n_prefix = 0
+    attention_hooks = ("attn.hook_z", "attn.hook_pattern")
+    components = {"attention": "hook_attn_out", "mlp": "hook_mlp_out"}
+    head_sites = {"attention": "attn.hook_z"}
+
+    def __init__(self, model):
+        cfg = model.config
+        self.model = model
+        self.base = model.videomae
+        self.blocks = self.base.encoder.layer
+        self.n_layers, self.n_heads, self.d_model = cfg.num_hidden_layers, cfg.num_attention_heads, cfg.hidden_size
+        self.d_head = self.d_model // self.n_heads
+        self.tubelet = (cfg.tubelet_size, cfg.patch_size, cfg.patch_size)
+        self.grid = (cfg.num_frames // cfg.tubelet_size, cfg.image_size // cfg.patch_size,
+                     cfg.image_size // cfg.patch_size)
+        self.mean_pooling = model.fc_norm is not None
+        self.final_norm_per_token = not self.mean_pooling
+        self.final_norm = model.fc_norm if self.mean_pooling else self.base.layernorm
+        self.classifier = model.classifier
+
+    def embed(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.base.embeddings(pixel_values, None)
+
+    def _heads(self, t: torch.Tensor) -> torch.Tensor:
+        b, n, _ = t.shape
+        return t.view(b, n, self.n_heads, self.d_head).transpose(1, 2)
+
+    def attention(self, layer: int, x: torch.Tensor, sites: Sites) -> torch.Tensor:
+        blk = self.blocks[layer]
+        att = blk.attention.attention
+        h = blk.layernorm_before(x)
+        q, k, v = (self._heads(proj(h)) for proj in (att.query, att.key, att.value))
+        z = attend(q, k, v, att.scaling, sites, "attn")  # (batch, head, tokens, d_head)
+        z = sites("attn.hook_z", z.transpose(1, 2))  # (batch, tokens, head, d_head)
+        attn_out = sites("hook_attn_out", blk.attention.output.dense(z.reshape(*x.shape[:2], self.d_model)))
+        return x + attn_out
+
+    def mlp(self, layer: int, x: torch.Tensor) -> torch.Tensor:
+        blk = self.blocks[layer]
+        return blk.output.dense(blk.intermediate(blk.layernorm_after(x)))
+
+    def readout_tokens(self, resid: torch.Tensor) -> torch.Tensor:
+        return resid.mean(1) if self.mean_pooling else resid[:, 0]
+
+    def W_O(self, layer: int, component: str = "attention") -> torch.Tensor:
+        w = self.blocks[layer].attention.output.dense.weight  # (d_model, head * d_head)
+        return w.T.reshape(self.n_heads, self.d_head, self.d_model)
+
+    def b_O(self, layer: int, component: str = "attention") -> torch.Tensor:
+        return self.blocks[layer].attention.output.dense.bias
+
+    def token_index(self, t: int, row: int, col: int) -> int:
+        _, R, C = self.grid
+        return (t * R + row) * C + col
+
+    def token_position(self, token: int) -> tuple[int, int, int]:
+        _, R, C = self.grid
+        return token // (R * C), (token // C) % R, token % C
+
+    def token_dla_names(self, layer: int) -> list[str]:
+        return [f"blocks.{layer}.hook_resid_pre", f"blocks.{layer}.attn.hook_pattern"]
+
+    def attention_by_source(self, layer: int, cache: dict, batch: int):
+        """Readout of the attention output = ``sum_s sum_h a_h[s] v_s^h W_O^h + b_O`` with
+        ``a_h[s]`` the pattern column of key s averaged over the queries the readout pools
+        (all of them with mean pooling, query 0 otherwise). Needs the full pattern."""
+        blk = self.blocks[layer]
+        x = cache[f"blocks.{layer}.hook_resid_pre"][batch]  # (tokens, d_model)
+        v = blk.attention.attention.value(blk.layernorm_before(x)).view(x.shape[0], self.n_heads, self.d_head)
+        ov = torch.einsum("thd,hdm->thm", v, self.W_O(layer))  # (tokens, head, d_model)
+        pattern = cache[f"blocks.{layer}.attn.hook_pattern"][batch]  # (head, query, key)
+        weights = self.readout_tokens(pattern.transpose(0, 1)[None])[0]  # (head, key)
+        return torch.einsum("ht,thm->tm", weights, ov), self.b_O(layer)
