@@ -16,7 +16,7 @@ from utils.attention import (
 
 
 def test_cls_map_puts_each_token_at_its_time_step_row_and_col(tiny_hooked, tiny_pixels):
-    run = tiny_hooked.run(tiny_pixels, names={"blocks.2.attn.hook_pattern"} | set(cls_attention_names(3)))
+    run = tiny_hooked.run(tiny_pixels, names={"blocks.2.attn.hook_pattern"} | set(cls_attention_names(tiny_hooked)))
     m = cls_map(tiny_hooked, run, layer=2, head=1, batch=1)
     assert m.shape == tiny_hooked.grid == (2, 2, 2)
     full = run["blocks.2.attn.hook_pattern"][1, 1, 0].numpy()  # (key,) of the CLS query

@@ -98,14 +98,7 @@ def test_unknown_profile_missing_dir_and_wrong_architecture(tmp_path):
         load_model("resnet")
 
 
-def _toy(arch):
-    folder = paths.MODELS_DIR / f"toy-{arch}"
-    missing = not (folder / "model.safetensors").is_file()
-    reason = f"{folder.name} not trained yet: make toy-model ARCH={arch}"
-    return pytest.param(arch, marks=pytest.mark.skipif(missing and arch == "videomae", reason=reason))
-
-
-@pytest.mark.parametrize("arch", [_toy("timesformer"), _toy("videomae")])
+@pytest.mark.parametrize("arch", ["timesformer", "videomae"])
 def test_toy_timesformer_and_videomae_profiles(arch):
     """Geometry, labels, target and the processor (= the training fast path, frames sampled
     as in training) of the other two toy models."""

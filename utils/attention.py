@@ -1,9 +1,15 @@
-"""Where the CLS token looks: one head's CLS attention as maps per tubelet time step (Fig. 1, Fig. 4).
+"""Where the readout looks: one head's attention from the token the classifier reads, as maps
+per time step (Fig. 1, Fig. 4).
 
-``blocks.{l}.attn.hook_pattern_cls`` is the CLS query's attention over all tokens
+ViViT: ``blocks.{l}.attn.hook_pattern_cls`` is the CLS query's attention over all tokens
 ``(batch, head, tokens)`` (``utils.hooks``). Dropping the CLS entry and reshaping the patch
 tokens in model order (time step, then row, then column) gives a ``(time step, row, col)`` map
-(``cls_map``). The author's notebook instead cut the patch list into ``num_frames`` rows
+(``cls_map``). TimeSformer: the CLS query of the spatial attention, once per frame
+(``attn_space.hook_pattern_cls``, ``(batch, frame, head, 1 + rows * cols)``): each frame's map
+is that frame's row, CLS entry dropped. VideoMAE has no CLS: its classifier reads the mean of
+all tokens, so the attention of its readout is the mean over queries of the full pattern
+(``attn.hook_pattern``), which is what the map shows. The author's notebook instead cut the
+patch list into ``num_frames`` rows
 (``notebook_layout``: 3136 patches as 32 x 98 for ViViT-B), which mixes time steps within a
 row; ``time_step_layout`` is the correct ``(time step, patches of that step)`` layout.
 
@@ -20,16 +26,30 @@ from utils.hooks import HookedViViT
 from utils.plotting import to_numpy
 from utils.synthetic import bowling_divergence_frame
 
+READOUT_ATTENTION_SITES = ("attn.hook_pattern_cls", "attn_space.hook_pattern_cls", "attn.hook_pattern")
 
-def cls_attention_names(n_layers: int) -> list[str]:
-    """The CLS-row activation of every layer."""
-    return [f"blocks.{layer}.attn.hook_pattern_cls" for layer in range(n_layers)]
+
+def readout_attention_site(hooked: HookedViViT) -> str:
+    """The first of ``READOUT_ATTENTION_SITES`` the model's blocks have (module docstring)."""
+    sites = hooked.block_hooks()
+    return next(s for s in READOUT_ATTENTION_SITES if s in sites)
+
+
+def cls_attention_names(hooked: HookedViViT) -> list[str]:
+    """The readout's attention activation of every layer (module docstring)."""
+    site = readout_attention_site(hooked)
+    return [f"blocks.{layer}.{site}" for layer in range(hooked.n_layers)]
 
 
 def cls_map(hooked: HookedViViT, run, layer: int, head: int, batch: int = 0) -> np.ndarray:
-    """``(time step, row, col)`` CLS attention of ``head`` in ``layer`` (CLS entry dropped)."""
-    row = run[f"blocks.{layer}.attn.hook_pattern_cls"][batch, head, 1:]  # (patches,)
-    return to_numpy(hooked.by_frame(row))
+    """``(time step, row, col)`` attention of ``head`` in ``layer`` from the token the
+    classifier reads (CLS entry dropped; module docstring)."""
+    site = readout_attention_site(hooked)
+    act = run[f"blocks.{layer}.{site}"][batch]
+    if site == "attn_space.hook_pattern_cls":  # (frame, head, 1 + rows * cols): one CLS row per frame
+        return to_numpy(act[:, head, 1:].reshape(hooked.grid))
+    row = act[head] if site == "attn.hook_pattern_cls" else act[head].mean(0)  # (tokens,)
+    return to_numpy(hooked.by_time_step(row[hooked.n_prefix:]))
 
 
 def time_step_layout(patch_row: np.ndarray, grid: tuple[int, int, int]) -> np.ndarray:

@@ -35,7 +35,7 @@ from utils.patching import (
 )
 from utils.plotting import COMPONENT_COLOURS, heatmap
 from utils.probes import N_PERM, grouped_probe_by_pair, permutation_test
-from utils.stats import summarise
+from utils.stats import paired_difference, summarise
 
 KIND_COLOURS = {"matched": "k", "unmatched": "tab:red"}  # the pair sets, as in every figure of notebook 06
 DIRECTIONS = {"strike->gutter": ("strike", "gutter"), "gutter->strike": ("gutter", "strike")}
@@ -45,7 +45,7 @@ def _names(hooked: HookedViViT) -> set[str]:
     L = hooked.n_layers
     names = set(delta_names(hooked)) | set(needed_target_names(hooked))
     names |= ablation_names(hooked)  # the ablation's scores reuse the clean runs
-    return names | {f"blocks.{i}.{s}" for i in range(L) for s in ("hook_attn_out", "hook_mlp_out")}
+    return names | {f"blocks.{i}.{s}" for i in range(L) for s in hooked.components.values()}
 
 
 def analyse_pair(hooked: HookedViViT, pixels: dict, target: int, pair: str, kind: str,
@@ -89,6 +89,17 @@ def analyse_pairs(hooked: HookedViViT, data, pairs: list[tuple[str, str]], targe
         for k, v in res.items():
             parts.setdefault(k, []).append(v)
     return {k: pd.concat(v, ignore_index=True) for k, v in parts.items()}
+
+
+def mlp_minus_attention(patching: pd.DataFrame, value: str = "recovery_notebook_pct") -> pd.DataFrame:
+    """MLP minus attention recovery per direction and layer over pairs (``paired_difference``:
+    estimate, 95% CI, ``share_mlp_ahead``), one block of rows per attention component
+    (``versus``: ``attention``; TimeSformer: ``attention_time`` and ``attention_space``)."""
+    parts = []
+    for comp in [c for c in patching.component.unique() if c != "mlp"]:
+        d = paired_difference(patching, ["direction", "layer"], "component", "mlp", comp, value)
+        parts.append(d.rename(columns={f"share_mlp_gt_{comp}": "share_mlp_ahead"}).assign(versus=comp))
+    return pd.concat(parts, ignore_index=True)
 
 
 PROBE_SITES = {  # probe features -> their site dimensions (before d_model)

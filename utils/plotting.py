@@ -20,7 +20,8 @@ ATTN = "#0072B2"  # blue: attention components
 MLP = "#E69F00"  # orange: MLP components
 PAPER = "#222222"  # the paper's reported numbers
 RUN_COLOURS = {"strike": STRIKE, "gutter": GUTTER}
-COMPONENT_COLOURS = {"attention": ATTN, "mlp": MLP}
+# TimeSformer's two attention steps: the temporal one lighter, the spatial one darker than ATTN
+COMPONENT_COLOURS = {"attention": ATTN, "attention_time": "#9ecae1", "attention_space": "#08519c", "mlp": MLP}
 
 sns.set_theme(context="paper", style="whitegrid", font_scale=1.05)
 plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 130, "axes.titleweight": "bold"})
@@ -168,19 +169,22 @@ def line_by_run(ax, x, ys: dict, ylabel, title, xlabel="layer"):
 
 
 def recovery_bars(ax, df, column, title, paper=None, ylabel="recovery (%)", full_line=True):
-    """Grouped bars of ``column`` per layer for attention vs MLP; ``paper``: optional
-    ``{(layer, component): value}`` of the paper's reported numbers, drawn as markers."""
+    """Grouped bars of ``column`` per layer, one bar per component (attention vs MLP; TimeSformer:
+    temporal attention, spatial attention, MLP); ``paper``: optional ``{(layer, component): value}``
+    of the paper's reported numbers, drawn as markers."""
     layers = sorted(df.layer.unique())
-    width = 0.4
-    for k, comp in enumerate(("attention", "mlp")):
+    comps = [c for c in COMPONENT_COLOURS if c in set(df.component)]
+    width = 0.8 / len(comps)
+    for k, comp in enumerate(comps):
         sub = df[df.component == comp].set_index("layer").reindex(layers)
-        ax.bar(np.array(layers) + (k - 0.5) * width, sub[column], width,
+        offset = (k - (len(comps) - 1) / 2) * width
+        ax.bar(np.array(layers) + offset, sub[column], width,
                color=COMPONENT_COLOURS[comp], label=f"{comp} (ours)")
         if paper:
             pts = [(layer, v) for (layer, c), v in paper.items() if c == comp]
             if pts:
                 px, py = zip(*pts, strict=True)
-                ax.scatter(np.array(px) + (k - 0.5) * width, py, marker="D", s=22,
+                ax.scatter(np.array(px) + offset, py, marker="D", s=22,
                            color=PAPER, edgecolor="white", zorder=3,
                            label="paper (Table 3)" if k == 0 else None)
     ax.axhline(0, color="k", lw=0.8)
