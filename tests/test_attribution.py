@@ -7,7 +7,7 @@ from utils.attribution import (
     dla_names,
     dla_total,
     logit_lens_cls,
-    logit_lens_frames,
+    logit_lens_time_steps,
     notebook_token_score,
     token_dla,
     token_dla_names,
@@ -45,7 +45,7 @@ def test_logit_lens_ends_at_the_models_logit(toy_hooked, toy_pair):
     lens = logit_lens_cls(toy_hooked, run, 0)
     assert len(lens) == 13 and lens.layer.tolist() == list(range(13))
     assert lens.logit.iloc[-1] == pytest.approx(float(run.logits[0, 0]), abs=1e-4)
-    frames = logit_lens_frames(toy_hooked, run, 0)
+    frames = logit_lens_time_steps(toy_hooked, run, 0)
     assert frames.shape == (13, 8)
 
 

@@ -11,13 +11,13 @@ from utils.patching import (
     Patch,
     component_patches,
     component_sweep,
-    frame_patches,
     head_patches,
     naive_patches,
     needed_target_names,
     position_patches,
     recovery,
     run_patches,
+    time_step_patches,
 )
 
 COLS = ["recovery_notebook_pct", "recovery_eq2_pct", "recovery_projection_pct", "delta_target_logit"]
@@ -66,7 +66,7 @@ def test_recovery_measures_on_known_vectors():
 def test_optimised_patches_equal_naive_patches(tiny_hooked, tiny_pixels, batch_size):
     src, tgt = _runs(tiny_hooked, tiny_pixels[:1], tiny_pixels[1:])
     patches = (component_patches(tiny_hooked, src.cache) + head_patches(tiny_hooked, src.cache, [1])
-               + frame_patches(tiny_hooked, src.cache, 2) + position_patches(tiny_hooked, src.cache, 0)
+               + time_step_patches(tiny_hooked, src.cache, 2) + position_patches(tiny_hooked, src.cache, 0)
                + [Patch("blocks.1.hook_resid_mid", src["blocks.1.hook_resid_mid"][0], positions=[0, 3])])
     fast_acts, fast_logits = run_patches(tiny_hooked, tgt.cache, patches, batch_size=batch_size)
     slow_acts, slow_logits = naive_patches(tiny_hooked, tiny_pixels[1:], patches)
@@ -187,7 +187,7 @@ def test_patching_follows_the_models_device(tiny_pixels):
     cpu = HookedViViT(loaded)
     src = cpu.run(tiny_pixels[:1], names=cpu.hook_names())
     patches = (component_patches(cpu, src.cache, [1]) + head_patches(cpu, src.cache, [2])
-               + frame_patches(cpu, src.cache, 0))
+               + time_step_patches(cpu, src.cache, 0))
     loaded.model.to("meta")
     meta = HookedViViT(loaded)
     tgt = meta.run(tiny_pixels[1:], names=needed_target_names(meta))

@@ -97,7 +97,7 @@ def top_fraction_ablation(hooked: HookedViViT, pixel_values: torch.Tensor, targe
     if score == "notebook":
         s = notebook_token_score(hooked, run, target)  # (patches,)
     elif score == "dla":
-        s = token_dla(hooked, run, target)["tokens"][1:]
+        s = token_dla(hooked, run, target)["tokens"][hooked.n_prefix:]
     else:
         raise ValueError(f"score must be 'notebook' or 'dla', got {score!r}")
     n = n_top(s.numel(), fraction)
@@ -185,7 +185,7 @@ def ablate_embedding_tokens(hooked: HookedViViT, pixel_values: torch.Tensor, tok
         if how == "zero":
             x[:, idx] = 0.0
         else:
-            x[:, idx] = x[:, 1:].mean(1, keepdim=True)  # (batch, 1, d_model)
+            x[:, idx] = x[:, hooked.n_prefix:].mean(1, keepdim=True)  # (batch, 1, d_model)
         return x
 
     return hooked.run(pixel_values, hooks={"hook_embed": fn}).logits[0]
@@ -202,10 +202,11 @@ def component_ablation(hooked: HookedViViT, pixel_values: torch.Tensor, target: 
     ``target_logit``, ``delta_target_logit``.
     """
     L = hooked.n_layers
-    sites = [("attention", "hook_attn_out"), ("mlp", "hook_mlp_out")]
+    sites = list(hooked.components.items())  # (component, output hook); TimeSformer: two attention steps
+    head_sites = list(hooked.head_sites.items())  # (component, its per-head hook_z)
     names = [f"blocks.{i}.{s}" for i in range(L) for _, s in sites]
     if heads:
-        names += [f"blocks.{i}.attn.hook_z" for i in range(L)]
+        names += [f"blocks.{i}.{s}" for i in range(L) for _, s in head_sites]
     if how == "mean":
         if reference_pixels is None:
             raise ValueError("mean ablation needs reference_pixels (runs to average over)")
@@ -223,10 +224,11 @@ def component_ablation(hooked: HookedViViT, pixel_values: torch.Tensor, target: 
     patches = [Patch(f"blocks.{i}.{s}", const(f"blocks.{i}.{s}"),
                      label={"layer": i, "component": c, "head": -1})
                for i in range(L) for c, s in sites]
-    if heads:
-        patches += [Patch(f"blocks.{i}.attn.hook_z", const(f"blocks.{i}.attn.hook_z"), heads=[h],
-                          label={"layer": i, "component": "head", "head": h})
-                    for i in range(L) for h in range(hooked.n_heads)]
+    if heads:  # component "head" (ViViT, VideoMAE) or "<attention step> head" (TimeSformer)
+        multi = len(head_sites) > 1
+        patches += [Patch(f"blocks.{i}.{site}", const(f"blocks.{i}.{site}"), heads=[h],
+                          label={"layer": i, "component": f"{comp} head" if multi else "head", "head": h})
+                    for i in range(L) for comp, site in head_sites for h in range(hooked.n_heads)]
     _, logits = run_patches(hooked, run.cache, patches, batch_size=batch_size)
     base = float(run.logits[0, target])
     rows = [{**p.label, "how": how, "target_logit": float(lg[target]),

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import torch
 
 from utils.hooks import HookedViViT
 from utils.plotting import to_numpy
@@ -50,6 +51,12 @@ def cls_map(hooked: HookedViViT, run, layer: int, head: int, batch: int = 0) -> 
         return to_numpy(act[:, head, 1:].reshape(hooked.grid))
     row = act[head] if site == "attn.hook_pattern_cls" else act[head].mean(0)  # (tokens,)
     return to_numpy(hooked.by_time_step(row[hooked.n_prefix:]))
+
+
+def readout_attention_row(hooked: HookedViViT, run, layer: int, batch: int = 0):
+    """``(patches,)`` in token order: ``cls_map`` averaged over heads (a torch tensor)."""
+    maps = np.stack([cls_map(hooked, run, layer, h, batch) for h in range(hooked.n_heads)]).mean(0)
+    return hooked.to_token_order(torch.as_tensor(maps))
 
 
 def time_step_layout(patch_row: np.ndarray, grid: tuple[int, int, int]) -> np.ndarray:

@@ -137,10 +137,10 @@ def _download(filename: str) -> str:
         ) from None
 
 
-def to_model_frames(loaded: LoadedModel, clip: Clip) -> np.ndarray:
+def to_model_frames(loaded: LoadedModel, clip: Clip, pixel_values: torch.Tensor | None = None) -> np.ndarray:
     """Frames as the model sees them: sampled to its frame count, at its resolution, uint8
-    (for overlays; the model itself reads ``pixel_values``)."""
-    px = loaded.preprocess(clip.frames)[0]  # (frame, 3, H, W)
+    (for overlays; the model itself reads ``pixel_values``, which are reused when given)."""
+    px = (loaded.preprocess(clip.frames) if pixel_values is None else pixel_values)[0]  # (frame, 3, H, W)
     lo, hi = float(px.min()), float(px.max())
     img = ((px - lo) / max(hi - lo, 1e-6) * 255).round().clamp(0, 255).to(torch.uint8)
     return img.permute(0, 2, 3, 1).numpy()
@@ -170,7 +170,7 @@ def prepare(loaded: LoadedModel, clips: list[Clip], data_dir: Path, fps: int = 8
     """Write MP4s, tensors and the manifest for ``clips``; classify every clip once."""
     data_dir = ensure_writable_dir(data_dir)
     pixel_values = torch.cat([loaded.preprocess(c.frames) for c in clips])
-    model_frames = np.stack([to_model_frames(loaded, c) for c in clips])
+    model_frames = np.stack([to_model_frames(loaded, c, pixel_values[i : i + 1]) for i, c in enumerate(clips)])
     with sdpa_attention(loaded.model):
         logits = torch.cat([loaded.logits(pixel_values[i : i + 8]) for i in range(0, len(clips), 8)])
     entries = []

@@ -22,6 +22,18 @@ def layer_features(run, n_layers: int, tokens: int | slice = 0, batch: int = 0) 
     return np.stack([to_numpy(run[f"blocks.{layer}.hook_resid_post"][batch, tokens]) for layer in range(n_layers)])
 
 
+def readout_features(hooked, run, batch: int = 0) -> np.ndarray:
+    """``(layer, d_model)``: what the classifier would read after every block (the CLS token;
+    VideoMAE, which has none: the mean of all tokens)."""
+    return np.stack([to_numpy(hooked.readout_tokens(run[f"blocks.{layer}.hook_resid_post"][batch : batch + 1])[0])
+                     for layer in range(hooked.n_layers)])
+
+
+def patch_features(hooked, run, batch: int = 0) -> np.ndarray:
+    """``(layer, patches, d_model)``: the patch tokens after every block, in token order."""
+    return layer_features(run, hooked.n_layers, tokens=slice(hooked.n_prefix, None), batch=batch)
+
+
 def pair_design(pairs: list[tuple[str, str]]) -> tuple[list[str], np.ndarray, np.ndarray]:
     """``pairs`` of ``(strike id, gutter id)`` -> ``(ids, labels, groups)``: the clip ids in
     pair order (strike first), labels ``(clip,)`` 1 = strike / 0 = gutter, and groups

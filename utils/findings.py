@@ -19,7 +19,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from utils import paths
@@ -233,9 +232,11 @@ def claim_head(heads: pd.DataFrame | None):
     else:
         h = heads.sort_values("recovery_projection_pct", ascending=False).iloc[0]
         h108 = heads[(heads.layer == 10) & (heads["head"] == 8)].recovery_projection_pct
+        where = f" ({h.site})" if "site" in heads else ""  # TimeSformer: which attention step
+        l108 = " and ".join(f"{v:.1f}%" for v in h108) if len(h108) else "nan%"
         best_head = (f"in the toy the best single head (canonical pair, projection) is "
-                     f"L{int(h.layer)}H{int(h['head'])} ({h.recovery_projection_pct:.1f}%), L10H8 gives "
-                     f"{float(h108.iloc[0]) if len(h108) else np.nan:.1f}%")
+                     f"L{int(h.layer)}H{int(h['head'])}{where} ({h.recovery_projection_pct:.1f}%), L10H8 gives "
+                     f"{l108}")
     return ("Layer 10 head 8 is an 'outcome detector'",
             f"the toy's heads are not ViViT-B's, so the index cannot transfer; {best_head}", UNTESTABLE)
 

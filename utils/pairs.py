@@ -21,17 +21,18 @@ import torch
 from tqdm.auto import tqdm
 
 from utils.ablation import ablation_names, top_fraction_ablation, top_vs_random
-from utils.attribution import logit_lens_cls, residual_ig, residual_ig_names, token_dla, token_dla_names
+from utils.attention import cls_attention_names, readout_attention_row
+from utils.attribution import complete_residual_ig, logit_lens_cls, residual_ig_names, token_dla, token_dla_names
 from utils.deltas import delta_names, delta_norms
 from utils.features import pair_design
 from utils.hooks import HookedViViT
 from utils.patching import (
     component_sweep,
-    frame_patches,
     head_patches,
     needed_target_names,
     patch_table,
     position_patches,
+    time_step_patches,
 )
 from utils.plotting import COMPONENT_COLOURS, heatmap
 from utils.probes import N_PERM, grouped_probe_by_pair, permutation_test
@@ -103,7 +104,7 @@ def mlp_minus_attention(patching: pd.DataFrame, value: str = "recovery_notebook_
 
 
 PROBE_SITES = {  # probe features -> their site dimensions (before d_model)
-    "cls": ("layer",),  # the CLS token after each block (the paper's probe)
+    "cls": ("layer",),  # the readout token after each block (the paper's probe: CLS; VideoMAE: the token mean)
     "patch_mean": ("layer",),  # the mean of all patch tokens after each block
     "time_step_mean": ("layer", "time_step"),  # the mean of the patch tokens of each tubelet time step
 }
@@ -121,8 +122,10 @@ def probe_features(hooked: HookedViViT, data, ids: list[str], batch: int = 16) -
         px = torch.cat([data.pixels(c) for c in ids[i : i + batch]])
         r = hooked.run(px, names=site)
         x = torch.stack([r[s] for s in site], 1)  # (clip, layer, tokens, d_model)
-        patches = x[:, :, 1:].reshape(*x.shape[:2], T, R * C, x.shape[-1])  # (clip, layer, T, R*C, d)
-        parts["cls"].append(x[:, :, 0].cpu())
+        order = hooked.patch_order().flatten().to(x.device)  # (t, row, col) -> patch index (TimeSformer: frame last)
+        patches = x[:, :, hooked.n_prefix:][:, :, order].reshape(*x.shape[:2], T, R * C, x.shape[-1])
+        # what the classifier reads: CLS, or (VideoMAE) the mean of all tokens
+        parts["cls"].append(hooked.readout_tokens(x.flatten(0, 1)).reshape(*x.shape[:2], -1).cpu())
         parts["patch_mean"].append(patches.mean((2, 3)).cpu())
         parts["time_step_mean"].append(patches.mean(3).cpu())
     return {k: torch.cat(v) for k, v in parts.items()}
@@ -192,7 +195,8 @@ def probe_table(probes: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 
 def ig_vs_dla_pairs(hooked: HookedViViT, data, pairs: list[tuple[str, str]], target: int, steps: int = 32,
-                    kind: str = "matched", progress: bool = True) -> pd.DataFrame:
+                    kind: str = "matched", progress: bool = True, rtol: float = 0.01,
+                    atol: float = 1e-3) -> pd.DataFrame:
     """Integrated gradients (``residual_ig``) beside token DLA (``token_dla``), both on the patch
     tokens of the last block's input, for both clips of every pair; one row per clip.
 
@@ -201,17 +205,18 @@ def ig_vs_dla_pairs(hooked: HookedViViT, data, pairs: list[tuple[str, str]], tar
     heads: how much of DLA's map is the attention pattern), ``top_overlap`` (share of the top
     10% patches by IG that are also top 10% by DLA), ``ig_total``, ``logit``,
     ``baseline_logit``, ``gap`` (= logit - baseline_logit), ``completeness_error``
-    (``ig_total - gap``) and ``steps``.
+    (``ig_total - gap``) and ``steps`` (``steps``, doubled per clip until completeness holds
+    within ``atol + rtol |gap|``: ``complete_residual_ig``).
     """
-    names = set(token_dla_names(hooked)) | set(residual_ig_names(hooked))
-    pattern = f"blocks.{hooked.n_layers - 1}.attn.hook_pattern_cls"
+    last = hooked.n_layers - 1
+    names = set(token_dla_names(hooked)) | set(residual_ig_names(hooked)) | {cls_attention_names(hooked)[last]}
     rows = []
     for s, g in tqdm(pairs, desc=f"IG vs DLA, {kind} pairs", disable=not progress):
         for run_name, cid in (("strike", s), ("gutter", g)):
             run = hooked.run(data.pixels(cid), names=names)
-            ig = residual_ig(hooked, run, target, steps=steps)
-            dla = token_dla(hooked, run, target)["tokens"][1:]  # (patches,)
-            attn = run[pattern][0, :, 1:].mean(0)  # (patches,) CLS attention, mean over heads
+            ig = complete_residual_ig(hooked, run, target, steps=steps, rtol=rtol, atol=atol)
+            dla = token_dla(hooked, run, target)["tokens"][hooked.n_prefix:]  # (patches,)
+            attn = readout_attention_row(hooked, run, last)  # (patches,) the readout's attention, mean of heads
             v = pd.DataFrame({"ig": ig["tokens"].cpu().numpy(), "dla": dla.cpu().numpy(),
                               "attn": attn.cpu().numpy()})
             k = max(1, len(v) // 10)
@@ -221,7 +226,7 @@ def ig_vs_dla_pairs(hooked: HookedViViT, data, pairs: list[tuple[str, str]], tar
                          "spearman_dla_attention": v.dla.corr(v.attn, method="spearman"),
                          "top_overlap": top, "ig_total": ig["total"], "logit": ig["logit"],
                          "baseline_logit": ig["baseline_logit"], "gap": ig["gap"],
-                         "completeness_error": ig["total"] - ig["gap"], "steps": steps})
+                         "completeness_error": ig["total"] - ig["gap"], "steps": ig["steps"]})
     return pd.DataFrame(rows)
 
 
@@ -246,12 +251,12 @@ def fine_grained_patching(hooked: HookedViViT, data, strike_id: str, gutter_id: 
     every tubelet time step at every layer (``resid_pre``), and every spatial position at
     ``position_layer`` (``resid_pre``, all time steps). Three tidy tables, tagged by pair."""
     L = hooked.n_layers
-    names = {f"blocks.{i}.{s}" for i in range(L) for s in ("attn.hook_z", "hook_resid_pre")}
+    names = {f"blocks.{i}.{s}" for i in range(L) for s in (*hooked.head_sites.values(), "hook_resid_pre")}
     src = hooked.run(data.pixels(strike_id), names=names | {f"blocks.{L - 1}.hook_resid_post"})
     tgt = hooked.run(data.pixels(gutter_id), names=needed_target_names(hooked))
     runs = (src, tgt)
     heads = patch_table(hooked, None, None, target, lambda c: head_patches(hooked, c), runs=runs)
-    frames = pd.concat([patch_table(hooked, None, None, target, lambda c, lay=lay: frame_patches(hooked, c, lay),
+    frames = pd.concat([patch_table(hooked, None, None, target, lambda c, lay=lay: time_step_patches(hooked, c, lay),
                                     runs=runs) for lay in range(L)], ignore_index=True)
     positions = patch_table(hooked, None, None, target,
                             lambda c: position_patches(hooked, c, position_layer), runs=runs)
@@ -303,11 +308,13 @@ def patching_pairs_figure(pp: pd.DataFrame):
 
 
 def fine_patching_figure(hs: pd.DataFrame, fs: pd.DataFrame, ps: pd.DataFrame, position_layer: int, n_pairs: int):
-    """Fig. 11: projection recovery of patching one head (``hs``: by layer, head), one time step
+    """Fig. 11: projection recovery of patching one head (``hs``: by layer, head, and ``site`` for
+    TimeSformer's two attention steps), one time step
     (``fs``: by layer, time_step) and one spatial position at ``position_layer`` (``ps``: by
     row, col), strike into gutter, mean over ``n_pairs`` pairs."""
     fig, axes = plt.subplots(1, 3, figsize=(19, 4.6), gridspec_kw={"width_ratios": [1.2, 1, 0.8]})
-    panels = [(hs, "layer", "head", "(a) one head at a time", "head", "layer"),
+    head_rows = ["layer", "site"] if "site" in hs else "layer"  # TimeSformer: a row per layer and attention step
+    panels = [(hs, head_rows, "head", "(a) one head at a time", "head", "layer"),
               (fs, "layer", "time_step", "(b) one time step at a time (resid_pre)", "time step (tubelet)", "layer"),
               (ps, "row", "col", f"(c) one position, layer {position_layer}", "patch column", "patch row")]
     for ax, (d, index, columns, title, xlabel, ylabel) in zip(axes, panels, strict=True):

@@ -298,7 +298,7 @@ def head_patches(hooked: HookedViViT, source_cache: dict, layers=None) -> list[P
     return out
 
 
-def frame_patches(hooked: HookedViViT, source_cache: dict, layer: int) -> list[Patch]:
+def time_step_patches(hooked: HookedViViT, source_cache: dict, layer: int) -> list[Patch]:
     """One patch per tubelet time step: the source's ``resid_pre`` of ``layer`` at all the
     patch tokens of that time step (which frames carry the signal)."""
     T, R, C = hooked.grid

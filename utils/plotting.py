@@ -328,22 +328,24 @@ def ablation_change_bars(tables: dict, target: int, target_label: str, title: st
 
 def component_ablation_figure(comp, target_label: str, head_run: str = "strike"):
     """Fig. 8: change of the target logit when one component is zero- or mean-ablated, per layer
-    (attention / MLP, strike solid / gutter dashed), and the per-head mean ablation of
+    (every component, strike solid / gutter dashed), and the per-head mean ablation of
     ``head_run`` as a layers x heads heatmap when ``comp`` has head rows."""
     fig, axes = plt.subplots(1, 3, figsize=(18, 4))
     for ax, how in zip(axes[:2], ("zero", "mean"), strict=True):
         for name, ls in (("strike", "-"), ("gutter", "--")):
             for c, col in COMPONENT_COLOURS.items():
                 d = comp[(comp.run == name) & (comp.how == how) & (comp.component == c)]
-                ax.plot(d.layer, d.delta_target_logit, ls, marker="o", color=col, label=f"{c}, {name}")
+                if len(d):
+                    ax.plot(d.layer, d.delta_target_logit, ls, marker="o", color=col, label=f"{c}, {name}")
         ax.axhline(0, color="k", lw=0.8)
         ax.set_xlabel("layer")
         ax.set_ylabel("Δ target logit")
         ax.set_title(f"{how}-ablation of one component")
         ax.legend(fontsize=7)
-    heads = comp[(comp.run == head_run) & (comp.how == "mean") & (comp.component == "head")]
-    if len(heads):
-        heatmap(axes[2], heads.pivot(index="layer", columns="head", values="delta_target_logit"),
+    heads = comp[(comp.run == head_run) & (comp.how == "mean") & comp.component.str.endswith("head")]
+    if len(heads):  # TimeSformer: a row per layer and attention step ("attention_time head", ...)
+        rows = "layer" if heads.component.nunique() == 1 else ["layer", "component"]
+        heatmap(axes[2], heads.pivot(index=rows, columns="head", values="delta_target_logit"),
                 f"mean-ablation of one head ({head_run})", "head", "layer", cmap="RdBu_r", center=0,
                 cbar_label="Δ target logit")
     else:
