@@ -416,3 +416,18 @@ def test_transformers4_layout_loads_with_identical_logits(arch, tmp_path):
         want = model(pixel_values=x).logits
     torch.testing.assert_close(loaded.logits(x), want, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(HookedViViT(loaded).run(x).logits, want, rtol=1e-5, atol=1e-5)
+
+
+def test_ablation_picks_patch_tokens_of_every_layout(small):
+    """Top-fraction and random ablations choose patch tokens, whatever the prefix (VideoMAE has
+    no CLS): ablating every patch uses tokens n_prefix .. n_tokens - 1 exactly once."""
+    from utils.ablation import random_token_sets, top_fraction_ablation
+
+    _, hooked, pixels = small
+    x = pixels[:1]
+    patches = set(range(hooked.n_prefix, hooked.n_tokens))
+    for score in ("notebook", "dla"):
+        res = top_fraction_ablation(hooked, x, 0, mode="corrected", fraction=1.0, score=score)
+        assert sorted(res["tokens"]) == sorted(patches), score
+    (drawn,) = random_token_sets(hooked, len(patches), 1, seed=0)
+    assert sorted(drawn) == sorted(patches)

@@ -101,7 +101,7 @@ def top_fraction_ablation(hooked: HookedViViT, pixel_values: torch.Tensor, targe
     else:
         raise ValueError(f"score must be 'notebook' or 'dla', got {score!r}")
     n = n_top(s.numel(), fraction)
-    tokens = (torch.topk(s, n).indices + 1).tolist()  # +1: CLS is token 0
+    tokens = (torch.topk(s, n).indices + hooked.n_prefix).tolist()  # patch index -> token (CLS is token 0)
     after = hooked.run(zero_tubelets(hooked, pixel_values, tokens, mode)).logits[0]
     table = before_after(run.logits[0], after, hooked.loaded.id2label, k, include=target)
     table.insert(0, "mode", mode)
@@ -119,13 +119,15 @@ def ablation_names(hooked: HookedViViT) -> set[str]:
 def random_tokens(hooked: HookedViViT, n: int, seed: int) -> list[int]:
     """``n`` distinct random patch tokens (a control for the top-fraction ablation)."""
     rng = np.random.default_rng(seed)
-    return (rng.choice(hooked.n_tokens - 1, size=n, replace=False) + 1).tolist()
+    n_patches = hooked.n_tokens - hooked.n_prefix
+    return (rng.choice(n_patches, size=n, replace=False) + hooked.n_prefix).tolist()
 
 
 def random_token_sets(hooked: HookedViViT, n: int, n_draws: int, seed: int) -> list[list[int]]:
     """``n_draws`` independent sets of ``n`` distinct random patch tokens (one generator)."""
     rng = np.random.default_rng(seed)
-    return [(rng.choice(hooked.n_tokens - 1, size=n, replace=False) + 1).tolist() for _ in range(n_draws)]
+    n_patches = hooked.n_tokens - hooked.n_prefix
+    return [(rng.choice(n_patches, size=n, replace=False) + hooked.n_prefix).tolist() for _ in range(n_draws)]
 
 
 def random_ablation_deltas(hooked: HookedViViT, pixel_values: torch.Tensor, target: int, n: int,
@@ -160,7 +162,7 @@ def top_vs_random(hooked: HookedViViT, pixel_values: torch.Tensor, target: int, 
     if run is None:
         run = hooked.run(pixel_values, names=ablation_names(hooked))
     before = float(run.logits[0, target])
-    n = n_top(hooked.n_tokens - 1, fraction)
+    n = n_top(hooked.n_tokens - hooked.n_prefix, fraction)
     rand = random_ablation_deltas(hooked, pixel_values, target, n, n_draws, mode, seed, before)  # (n_draws,)
     rows = []
     for score in scores:
