@@ -196,3 +196,23 @@ def test_committed_toy_tables_hold_the_recorded_numbers():
 def test_a_fresh_toy_run_holds_the_recorded_numbers(toy_outputs):
     got = recorded_values(toy_outputs)
     assert got == pytest.approx(RECORDED, abs=FLOAT_ATOL), f"update RECORDED to:\n{pformat(got)}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("profile", ["toy-timesformer", "toy-videomae"])
+def test_every_notebook_runs_for_the_other_architectures(profile, tmp_path):
+    """Notebooks 00-06 run unchanged on TimeSformer (two attention steps) and VideoMAE (no CLS),
+    here with few pairs, draws and permutations, and produce every figure and table."""
+    light = {"n_pairs": 2, "unmatched_pairs": 0, "ablation_draws": 3, "draw_pairs": 1, "ig_pairs": 1,
+             "head_pairs": 1, "probe_permutations": 20, "head_ablation": 0,
+             "fine_patching": int(profile == "toy-timesformer")}  # per-head sites of two attention steps
+    final = run_all(NOTEBOOKS, profile, html=False, figures_root=tmp_path / "figures", data_root=tmp_path / "data",
+                    build_root=tmp_path / "build", extra_parameters=light)
+    names = {p.name for p in final.iterdir()}
+    for stem in ("fig0_canonical_pair", "fig2_logit_lens", "fig3_token_attribution", "fig5_delta_norms",
+                 "fig7_patching", "fig8_component_ablation", "fig10_patching_pairs", "fig13_ig_vs_dla",
+                 "table3_patching", "findings") + ("fig11_heads_frames_positions",) * light["fine_patching"]:
+        assert any(n.startswith(stem + ".") for n in names), stem
+    components = set(pd.read_csv(final / "table3_patching.csv").component)
+    want = {"attention_time", "attention_space", "mlp"} if profile == "toy-timesformer" else {"attention", "mlp"}
+    assert components == want
