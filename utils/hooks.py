@@ -3,20 +3,11 @@
 ``HookedViViT`` (an alias of ``utils.arch.core.HookedVideoTransformer``) runs the HF model's
 own submodules one step at a time and exposes every intermediate under the names
 interpretability readers know. It takes a loaded ViViT, TimeSformer or VideoMAE; an adapter per
-architecture (``utils.arch``) says how each one embeds, attends, and reads out. For a ViViT:
-
-=================================  ===========================================================
-``hook_embed``                     tokens after tubelet + position embedding  (batch, tokens, d_model)
-``blocks.{l}.hook_resid_pre``      residual stream entering block l           (batch, tokens, d_model)
-``blocks.{l}.attn.hook_z``         per-head attention outputs before W_O      (batch, tokens, head, d_head)
-``blocks.{l}.attn.hook_pattern``   full attention pattern                     (batch, head, query, key)
-``blocks.{l}.attn.hook_pattern_cls``  the CLS query's row only                (batch, head, key)
-``blocks.{l}.hook_attn_out``       attention block output (after W_O + bias)  (batch, tokens, d_model)
-``blocks.{l}.hook_resid_mid``      resid_pre + attn_out                       (batch, tokens, d_model)
-``blocks.{l}.hook_mlp_out``        MLP output before the residual add         (batch, tokens, d_model)
-``blocks.{l}.hook_resid_post``     resid_mid + mlp_out                        (batch, tokens, d_model)
-``ln_final.hook_normalized``       final LayerNorm output                     (batch, tokens, d_model)
-=================================  ===========================================================
+architecture (``utils.arch``) says how each one embeds, attends, and reads out. The ViViT names
+(``hook_embed``, ``blocks.{l}.hook_resid_pre``, ``attn.hook_z``, ``attn.hook_pattern``,
+``attn.hook_pattern_cls``, ``hook_attn_out``, ``hook_resid_mid``, ``hook_mlp_out``,
+``hook_resid_post``, ``ln_final.hook_normalized``) and their shapes are tabled in
+``utils/arch/vivit.py``.
 
 VideoMAE has the same names except ``attn.hook_pattern_cls`` (no CLS token; its
 ``ln_final.hook_normalized`` is ``fc_norm`` of the token mean, ``(batch, d_model)``).

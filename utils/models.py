@@ -280,74 +280,50 @@ def fast_preprocess(frames: torch.Tensor) -> torch.Tensor:
     return frames.permute(0, 1, 4, 2, 3).float() / 127.5 - 1.0
 
 
+def _vit_b_kinetics400(hidden_act: str) -> dict:
+    """What the three Kinetics-400 checkpoints share: a ViT-B trunk (12 layers x 12 heads, 768
+    wide, MLP 3072) on 224 px frames, and the 400 Kinetics class names."""
+    names = kinetics_labels()
+    return dict(image_size=224, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                intermediate_size=3072, hidden_act=hidden_act, num_labels=400, id2label=names,
+                label2id={v: k for k, v in names.items()})
+
+
 def paper_config() -> VivitConfig:
     """ViViT-B/16x2 on Kinetics-400, exactly as ``google/vivit-b-16x2-kinetics400``."""
-    labels = paths.KINETICS_LABELS.read_text().splitlines()
-    id2label = dict(enumerate(labels))
-    return VivitConfig(
-        image_size=224,
-        num_frames=32,
-        tubelet_size=[2, 16, 16],
-        hidden_size=768,
-        num_hidden_layers=12,
-        num_attention_heads=12,
-        intermediate_size=3072,
-        hidden_act="gelu_fast",
-        layer_norm_eps=1e-6,
-        qkv_bias=True,
-        num_labels=400,
-        id2label=id2label,
-        label2id={v: k for k, v in id2label.items()},
-    )
+    return VivitConfig(num_frames=32, tubelet_size=[2, 16, 16], layer_norm_eps=1e-6, qkv_bias=True,
+                       **_vit_b_kinetics400("gelu_fast"))
 
 
 def timesformer_shape_config() -> TimesformerConfig:
     """TimeSformer-B on Kinetics-400, as ``facebook/timesformer-base-finetuned-k400``."""
-    names = kinetics_labels()
     return TimesformerConfig(
-        image_size=224,
         patch_size=16,  # -> 14 x 14 patches per frame
         num_channels=3,
         num_frames=8,  # -> 8 x 196 = 1568 patch tokens + CLS
-        hidden_size=768,
-        num_hidden_layers=12,
-        num_attention_heads=12,
-        intermediate_size=3072,
-        hidden_act="gelu",
         hidden_dropout_prob=0.0,
         attention_probs_dropout_prob=0.0,
         layer_norm_eps=1e-6,
         qkv_bias=True,
         attention_type="divided_space_time",
         drop_path_rate=0,
-        num_labels=400,
-        id2label=names,
-        label2id={v: k for k, v in names.items()},
+        **_vit_b_kinetics400("gelu"),
     )
 
 
 def videomae_shape_config() -> VideoMAEConfig:
     """VideoMAE-B on Kinetics-400, as ``MCG-NJU/videomae-base-finetuned-kinetics``."""
-    names = kinetics_labels()
     return VideoMAEConfig(
-        image_size=224,
         patch_size=16,
         num_channels=3,
         num_frames=16,
         tubelet_size=2,  # -> 8 x 14 x 14 = 1568 tokens, no CLS
-        hidden_size=768,
-        num_hidden_layers=12,
-        num_attention_heads=12,
-        intermediate_size=3072,
-        hidden_act="gelu",
         hidden_dropout_prob=0.0,
         attention_probs_dropout_prob=0.0,
         layer_norm_eps=1e-12,  # the transformers default, as the checkpoint's config
         qv_bias=True,  # 4.x: qkv_bias (query and value bias, no key bias)
         use_mean_pooling=True,  # mean over tokens -> fc_norm -> classifier
-        num_labels=400,
-        id2label=names,
-        label2id={v: k for k, v in names.items()},
+        **_vit_b_kinetics400("gelu"),
     )
 
 
