@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from utils import memo
 from utils.ablation import ablation_names, top_fraction_ablation, top_vs_random
 from utils.attention import cls_attention_names, readout_attention_row
 from utils.attribution import complete_residual_ig, logit_lens_cls, residual_ig_names, token_dla, token_dla_names
@@ -51,7 +52,15 @@ def _names(hooked: HookedViViT) -> set[str]:
 
 def analyse_pair(hooked: HookedViViT, pixels: dict, target: int, pair: str, kind: str,
                  ablation: bool = True) -> dict[str, pd.DataFrame]:
-    """``pixels``: {"strike": (1, frame, 3, H, W), "gutter": ...}. Returns tidy DataFrames."""
+    """``pixels``: {"strike": (1, frame, 3, H, W), "gutter": ...}. Returns tidy DataFrames.
+    Shared between the notebooks of one kernel (``utils.memo``): 07 reuses 06's pairs."""
+    key = ("analyse_pair", memo.model_fingerprint(hooked.model), str(hooked.device),
+           *(memo.tensor_fingerprint(pixels[k]) for k in ("strike", "gutter")), target, pair, kind, ablation)
+    return memo.memoized(key, lambda: _analyse_pair(hooked, pixels, target, pair, kind, ablation))
+
+
+def _analyse_pair(hooked: HookedViViT, pixels: dict, target: int, pair: str, kind: str,
+                  ablation: bool) -> dict[str, pd.DataFrame]:
     runs = {k: hooked.run(v, names=_names(hooked)) for k, v in pixels.items()}
     tag = {"pair": pair, "kind": kind}
     out = {"deltas": delta_norms(hooked, runs["strike"], runs["gutter"]).assign(**tag)}
@@ -250,6 +259,15 @@ def fine_grained_patching(hooked: HookedViViT, data, strike_id: str, gutter_id: 
     """Strike-into-gutter patching of one pair at fine grain: every head (``attn.hook_z``),
     every tubelet time step at every layer (``resid_pre``), and every spatial position at
     ``position_layer`` (``resid_pre``, all time steps). Three tidy tables, tagged by pair."""
+    key = ("fine_grained_patching", memo.model_fingerprint(hooked.model), str(hooked.device),
+           *(memo.tensor_fingerprint(data.pixels(c)) for c in (strike_id, gutter_id)), strike_id, target,
+           position_layer)
+    return memo.memoized(key, lambda: _fine_grained_patching(hooked, data, strike_id, gutter_id, target,
+                                                             position_layer))
+
+
+def _fine_grained_patching(hooked: HookedViViT, data, strike_id: str, gutter_id: str, target: int,
+                           position_layer: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     L = hooked.n_layers
     names = {f"blocks.{i}.{s}" for i in range(L) for s in (*hooked.head_sites.values(), "hook_resid_pre")}
     src = hooked.run(data.pixels(strike_id), names=names | {f"blocks.{L - 1}.hook_resid_post"})
