@@ -1,0 +1,194 @@
+"""Attribution patching (utils.atp) and circuits (utils.circuit), per architecture, against exact
+patching and the model's own forward pass (small random models of tests/test_architectures.py)."""
+
+import pytest
+import torch
+from test_architectures import ARCHS, FRAMES, small_loaded
+
+from utils import atp, circuit
+from utils.hooks import HookedViViT
+from utils.patching import Patch, component_patches, head_patches, needed_target_names
+
+
+@pytest.fixture(scope="module", params=ARCHS)
+def setup(request):
+    arch = request.param
+    hooked = HookedViViT(small_loaded(arch))
+    g = torch.Generator().manual_seed(1)
+    px = torch.randn(2, FRAMES[arch], 3, 48, 48, generator=g)
+    source, target = px[:1], px[1:]
+    L = hooked.n_layers
+    sites = {f"blocks.{i}.{s}" for i in range(L) for s in (*hooked.components.values(), *hooked.head_sites.values(),
+                                                            "hook_resid_pre")}
+    src = hooked.run(source, names=sites | {atp.final_site(hooked)})
+    tgt = hooked.run(target, names=sites | set(needed_target_names(hooked)))
+    return arch, hooked, source, target, src, tgt
+
+
+def metrics(hooked, src, tgt, frozen=True):
+    final = atp.final_site(hooked)
+    return [atp.readout_projection(hooked, src[final], tgt[final]),
+            atp.target_logit(hooked, 1, tgt[final], freeze_norm=frozen)]
+
+
+def test_atp_equals_exact_patching_where_the_metric_is_linear_in_the_node(setup):
+    """The last block's outputs reach the readout linearly; under the readout projection and the
+    frozen-norm logit AtP must equal exact patching (and patching every node of the last MLP
+    at once, its parts add up)."""
+    _, hooked, _, target, src, tgt = setup
+    last = hooked.n_layers - 1
+    T = hooked.grid[0]
+    mlp = f"blocks.{last}.hook_mlp_out"
+    tokens_by_step = [[hooked.token_index(t, r, c) for r in range(hooked.grid[1]) for c in range(hooked.grid[2])]
+                      for t in range(T)]
+    patches = [Patch(mlp, src[mlp][0])] + [Patch(mlp, src[mlp][0], positions=p) for p in tokens_by_step]
+    for metric in metrics(hooked, src, tgt):
+        est = atp.atp(hooked, patches, metric, target_pixels=target)
+        ex = atp.exact(hooked, patches, metric, tgt.cache)
+        assert torch.allclose(est, ex, rtol=1e-4, atol=1e-4 * (1 + ex.abs().max())), (metric.name, est, ex)
+        assert ex.abs().max() > (0.1 if metric.name == "readout_projection" else 1e-5)  # the patches act
+        if hooked.has_cls:  # only the readout token's entries count: the CLS alone is the whole effect
+            assert est[1:].sum() == pytest.approx(0, abs=1e-4 * (1 + float(ex[0].abs())))
+
+
+def test_atp_is_only_first_order_elsewhere_and_the_unfrozen_logit_differs(setup):
+    """Early nodes pass through LayerNorms and softmaxes: AtP and exact differ (so the test
+    above is not vacuous), while ranking the components alike."""
+    _, hooked, _, target, src, tgt = setup
+    patches = component_patches(hooked, src.cache)
+    metric = metrics(hooked, src, tgt)[0]
+    est = atp.atp(hooked, patches, metric, target_pixels=target)
+    ex = atp.exact(hooked, patches, metric, tgt.cache)
+    assert (est - ex).abs().max() > 1e-3
+    assert torch.corrcoef(torch.stack([est, ex]))[0, 1] > 0.5
+
+
+def test_atp_from_a_cached_prefix_equals_atp_from_the_pixels(setup):
+    _, hooked, _, target, src, tgt = setup
+    patches = head_patches(hooked, src.cache, layers=[1, 2])
+    metric = metrics(hooked, src, tgt)[0]
+    a = atp.atp(hooked, patches, metric, target_pixels=target)
+    b = atp.atp(hooked, patches, metric, target_cache=tgt.cache)
+    assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_integrated_gradients_approach_exact_patching_as_steps_grow(setup):
+    """IG over a site's whole activation converges to the exact effect of patching it (trapezoid
+    rule: error ~ 1/m^2); per-head and per-position parts add up to the site's estimate."""
+    _, hooked, _, _, src, tgt = setup
+    metric = metrics(hooked, src, tgt)[0]
+    comps = component_patches(hooked, src.cache, layers=[0, 1])
+    ex = atp.exact(hooked, comps, metric, tgt.cache)
+    est = atp.ig(hooked, comps, metric, tgt.cache, src.cache, steps=16)
+    err = {m: float((e - ex).abs().max()) for m, e in est.items()}
+    assert err[16] < err[1] and err[16] < err[0] and err[4] < err[1]
+    assert err[16] < 2e-3 * (1 + float(ex.abs().max())), err
+    assert torch.equal(est[0], atp.atp(hooked, comps, metric, target_cache=tgt.cache).to(est[0].dtype)) or \
+        torch.allclose(est[0], atp.atp(hooked, comps, metric, target_cache=tgt.cache), rtol=1e-5, atol=1e-6)
+    site = next(iter(hooked.head_sites.values()))
+    heads = head_patches(hooked, src.cache, layers=[1])
+    heads = [p for p in heads if p.hook == f"blocks.1.{site}"]
+    whole = [Patch(f"blocks.1.{site}", src[f"blocks.1.{site}"][0])]
+    parts, total = atp.ig(hooked, heads, metric, tgt.cache, src.cache, 4), atp.ig(hooked, whole, metric, tgt.cache,
+                                                                                 src.cache, 4)
+    assert parts[4].sum() == pytest.approx(float(total[4][0]), rel=1e-6, abs=1e-9)
+
+
+# ----------------------------------------------------------------------------- circuits
+@pytest.fixture(scope="module")
+def graph_setup(setup):
+    arch, hooked, source, target, src, tgt = setup
+    graph = circuit.Graph(hooked)
+    final = atp.final_site(hooked)
+    clean = hooked.run(source, names=graph.cache_names() | {final})
+    cf = hooked.run(target, names=graph.cache_names() | {final})
+    ref = graph.sender_outputs(cf.cache)[0]
+    return hooked, graph, source, clean, cf, ref
+
+
+def test_the_graph_has_every_edge_from_earlier_senders_to_later_receivers(graph_setup):
+    hooked, graph, *_ = graph_setup
+    L, H, k = hooked.n_layers, hooked.n_heads, len(hooked.components)
+    n_attn = len(hooked.head_sites)
+    assert len(graph.senders) == 1 + L * (n_attn * H + k - n_attn)
+    assert len(graph.receivers) == L * k + 1
+    e = graph.edges()
+    assert len(e) == graph.n_edges
+    assert ((e.sender_layer < e.receiver_layer) | ((e.sender_layer == e.receiver_layer)
+                                                   & (e.sender_component != e.receiver_component))).all()
+    assert not ((e.sender_layer == e.receiver_layer) & (e.receiver_component != "mlp")
+                & (e.sender_component == "mlp")).any()  # an MLP never feeds its own block's attention
+    assert (e.groupby("sender").size().loc["embed"]) == len(graph.receivers)
+
+
+def test_the_sender_outputs_add_up_to_the_residual_stream(graph_setup):
+    """embed + every head (+ its bias) + every MLP = the final residual: nothing is left out."""
+    hooked, graph, _, clean, _, _ = graph_setup
+    out = graph.sender_outputs(clean.cache)[0].sum(0)
+    bias = sum(hooked.adapter.b_O(layer, c).detach()
+               * (torch.arange(hooked.n_tokens)[:, None] >= (1 if c == "attention_time" else 0))
+               for layer in range(hooked.n_layers) for c in hooked.head_sites)
+    final = clean[atp.final_site(hooked)][0]
+    assert torch.allclose(out + bias, final, atol=1e-4 * (1 + final.abs().max()))
+
+
+def test_a_circuit_with_every_edge_is_the_model_and_with_none_the_counterfactual(graph_setup):
+    hooked, graph, source, clean, cf, ref = graph_setup
+    final = atp.final_site(hooked)
+    keep = torch.stack([graph.valid, torch.zeros_like(graph.valid)])
+    out = circuit.circuit_run(graph, source, ref, keep)
+    scale = 1 + clean[final].abs().max()
+    assert torch.allclose(out[0], clean[final][0], atol=1e-5 * scale)
+    assert torch.allclose(out[1], cf[final][0], atol=1e-4 * scale)
+    logits = hooked.logits_from_resid(out)
+    assert torch.allclose(logits[0], clean.logits[0], atol=1e-4)
+    no_scores = torch.zeros_like(graph.valid, dtype=torch.float64)
+    f = circuit.faithfulness(graph, source, ref, cf[final], clean[final], no_scores, [0, graph.n_edges])
+    assert f.faithfulness_pct.tolist() == pytest.approx([0.0, 100.0], abs=1e-6)
+    assert f.metric_empty.iloc[0] == pytest.approx(0, abs=1e-3)
+    assert f.metric_full.iloc[0] == pytest.approx(100, abs=1e-3)
+
+
+def test_edge_scores_are_exact_into_the_readout_and_first_order_everywhere(graph_setup):
+    """An edge into the readout enters the metric linearly: its EAP score is the exact change.
+    Everywhere else the score is the first-order change: with a reference a tiny step from the
+    clean outputs, scores match the exact changes of dropping each edge."""
+    hooked, graph, source, clean, cf, ref = graph_setup
+    final = atp.final_site(hooked)
+    metric = atp.readout_projection(hooked, clean[final], cf[final])
+    scores = circuit.edge_scores(graph, source, ref, metric)
+    e = graph.edges()
+    readout = graph.receiver_index["readout"]
+    some = e[e.r == readout].s.values[:: max(1, len(e[e.r == readout]) // 6)]
+    inner = e[e.r != readout].sample(6, random_state=0)
+    picks = [(int(s), readout) for s in some] + list(zip(inner.s.astype(int), inner.r.astype(int), strict=True))
+
+    def dropped(reference):
+        keep = graph.valid[None].repeat(len(picks), 1, 1)
+        for i, (s, r) in enumerate(picks):
+            keep[i, s, r] = False
+        with torch.inference_mode():
+            return metric(circuit.circuit_run(graph, source, reference, keep)).double() - 100
+
+    exact = dropped(ref)
+    n_read = len(some)
+    assert torch.allclose(exact[:n_read], torch.tensor([float(scores[s, r]) for s, r in picks[:n_read]],
+                                                       dtype=torch.float64), rtol=1e-3, atol=1e-3)
+    clean_out = graph.sender_outputs(clean.cache)[0]
+    g = torch.Generator().manual_seed(2)
+    near = clean_out + 1e-3 * torch.randn(clean_out.shape, generator=g) * clean_out.std()
+    near_scores = circuit.edge_scores(graph, source, near, metric)
+    want = torch.tensor([float(near_scores[s, r]) for s, r in picks], dtype=torch.float64)
+    got = dropped(near)
+    assert torch.allclose(got, want, rtol=0.05, atol=0.02 * float(want.abs().max())), (got, want)
+    assert not torch.allclose(got, torch.zeros_like(got))
+
+
+def test_top_edges_keeps_the_largest_existing_edges(graph_setup):
+    _, graph, *_ = graph_setup
+    scores = torch.randn(graph.valid.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    keep = circuit.top_edges(scores, graph, 10)
+    assert keep.sum() == 10 and not (keep & ~graph.valid).any()
+    kept = scores.abs()[keep].min()
+    assert (scores.abs()[graph.valid & ~keep] <= kept).all()
+    assert circuit.top_edges(scores, graph, 10**9).sum() == graph.n_edges

@@ -1,0 +1,212 @@
+"""Attribution patching: activation patching estimated from gradients (notebook 08).
+
+Exact patching (``utils.patching``) costs one partial forward pass per node. Attribution
+patching (AtP; Nanda 2023, Kramár et al. 2024) replaces it by a first-order Taylor estimate,
+for every node at once, from the two clean runs and one backward pass. For a metric ``M`` of
+the target run and a node whose activation is ``a`` (any ``Patch`` of ``utils.patching``:
+a whole site, some positions, some heads),
+
+    exact:  M(target run with a := a_source) - M(target run)
+    AtP:    (a_source - a_target) . dM/da |target                 (summed over the node's entries)
+    IG:     (a_source - a_target) . mean_k dM/da |a_target + alpha_k (a_source - a_target)
+
+IG (integrated gradients along the activation path, as in EAP-IG; Hanna et al. 2024) moves
+the whole activation of one site from its target to its source value in ``m`` steps (trapezoid
+rule on ``alpha_k = k / m``) and averages the gradients; by the fundamental theorem of calculus
+it converges, as ``m`` grows, to the exact effect of patching the whole site, and its per-node
+parts (heads, time steps, positions of that site) sum to it. AtP is exact when ``M`` is linear
+in the node: e.g. the last MLP output under ``readout_projection``, or under ``target_logit``
+with the final norm's scale frozen.
+
+Metrics (``Metric``; functions of the final residual stream ``(batch, tokens, d_model)``):
+
+* ``readout_projection`` - ``100 (r - r_target) . (r_source - r_target) / ||r_source - r_target||^2``
+  with ``r`` what the classifier reads (CLS, or VideoMAE's token mean): percent of the way from
+  the target run to the source run; 0 on the target, 100 on the source. Linear.
+* ``target_logit`` - the analysed class's logit minus the target run's. ``freeze_norm=True``
+  divides by the target run's LayerNorm scale instead of the patched run's (linear).
+
+The direction names of notebook 06 apply: ``strike->gutter`` patches strike (source) into gutter
+(target), as the paper does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from utils.hooks import HookedViViT
+from utils.patching import Patch, parse_name
+
+Tensor = torch.Tensor
+
+
+@dataclass
+class Metric:
+    """``fn(final residual (batch, tokens, d_model)) -> (batch,)``, differentiable."""
+
+    name: str
+    fn: Callable[[Tensor], Tensor]
+
+    def __call__(self, resid: Tensor) -> Tensor:
+        return self.fn(resid)
+
+
+def final_site(hooked: HookedViViT) -> str:
+    return f"blocks.{hooked.n_layers - 1}.hook_resid_post"
+
+
+def readout_projection(hooked: HookedViViT, source_resid: Tensor, target_resid: Tensor) -> Metric:
+    """Percent of the way from target to source along what the classifier reads (module
+    docstring); ``source_resid``, ``target_resid``: final residuals ``(1, tokens, d_model)``."""
+    r_t = hooked.readout_tokens(target_resid.detach())[0]
+    d_full = hooked.readout_tokens(source_resid.detach())[0] - r_t
+    if float(d_full.norm()) == 0.0:
+        raise ValueError("readout_projection: the source and target runs read out the same vector; "
+                         "the projection is undefined (patch between two different clips)")
+    scale = 100 / (d_full @ d_full)
+
+    def fn(resid):
+        return ((hooked.readout_tokens(resid) - r_t) @ d_full) * scale
+
+    return Metric("readout_projection", fn)
+
+
+def target_logit(hooked: HookedViViT, target_class: int, target_resid: Tensor, freeze_norm: bool = False) -> Metric:
+    """The target class's logit minus the target run's. With ``freeze_norm`` the final norm
+    divides by the target run's standard deviation (its scale is a constant): linear."""
+    norm, w, b = hooked.final_norm, hooked.W_U[:, target_class], hooked.b_U[target_class]
+    target_resid = target_resid.detach().clone()  # out of inference mode
+    r_t = hooked.readout_tokens(target_resid)
+    sigma_t = (r_t.var(-1, unbiased=False, keepdim=True) + norm.eps).sqrt()
+
+    def logit(resid):
+        r = hooked.readout_tokens(resid)
+        if freeze_norm:
+            normed = (r - r.mean(-1, keepdim=True)) / sigma_t * norm.weight + norm.bias
+        else:
+            normed = norm(r)
+        return normed @ w + b
+
+    base = logit(target_resid)[0].detach()
+    return Metric("target_logit" + ("_frozen_norm" if freeze_norm else ""), lambda resid: logit(resid) - base)
+
+
+def _start(hooked: HookedViViT, layer: int, target_cache: dict | None, target_pixels: Tensor | None):
+    """Where a gradient run begins: the target's cached ``resid_pre`` of ``layer`` if given."""
+    name = f"blocks.{layer}.hook_resid_pre"
+    if target_cache is not None and name in target_cache:
+        return {"start": (name, target_cache[name])}
+    if target_pixels is None:
+        raise ValueError(f"give target_pixels, or a target_cache holding {name}")
+    return {"pixel_values": target_pixels}
+
+
+def gradients(hooked: HookedViViT, sites: Sequence[str], metric: Metric, target_pixels: Tensor | None = None,
+              target_cache: dict | None = None) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """One forward and one backward pass of the target run: ``(activations, dM/d activation)``
+    at every site in ``sites`` (one run each, no batch dim). With ``target_cache`` holding the
+    ``resid_pre`` of the earliest layer among ``sites``, the run starts there."""
+    layers = [parse_name(s)[0] for s in sites]
+    first = min((la for la in layers if la is not None), default=0)
+    if any(la is None for la in layers):
+        first, target_cache = 0, None
+    final = final_site(hooked)
+    run = hooked.run(names=set(sites) | {final}, grad=True, **_start(hooked, first, target_cache, target_pixels))
+    acts = [run[s] for s in sites]
+    grads = torch.autograd.grad(metric(run[final]).sum(), acts, allow_unused=True)
+    out_a, out_g = {}, {}
+    for s, a, g in zip(sites, acts, grads, strict=True):
+        out_a[s] = a[0].detach()
+        out_g[s] = torch.zeros_like(out_a[s]) if g is None else g[0].detach()
+    return out_a, out_g
+
+
+def _site_rows(p: Patch, act: Tensor, grad: Tensor) -> Tensor:
+    """``sum over the patch's entries of (source - target) * gradient``."""
+    diff = p.value.to(act.device, act.dtype) - act
+    if p.positions is not None or p.heads is not None:
+        diff = diff * p.mask(act)
+    return (diff.double() * grad.double()).sum()
+
+
+def atp(hooked: HookedViViT, patches: Sequence[Patch], metric: Metric, target_pixels: Tensor | None = None,
+        target_cache: dict | None = None) -> Tensor:
+    """First-order estimate of each patch's effect on ``metric`` (``(patch,)``, float64), from
+    one gradient run of the target (``gradients``). The patches carry the source values."""
+    sites = sorted({p.hook for p in patches})
+    acts, grads = gradients(hooked, sites, metric, target_pixels, target_cache)
+    return torch.stack([_site_rows(p, acts[p.hook], grads[p.hook]) for p in patches])
+
+
+def exact(hooked: HookedViViT, patches: Sequence[Patch], metric: Metric, target_cache: dict,
+          batch_size: int | None = None) -> Tensor:
+    """Exact effect of each patch on ``metric`` (``(patch,)``, float64): ``utils.patching.run_patches``
+    from the target's cache (``needed_target_names``) minus the unpatched target."""
+    from utils.patching import run_patches
+
+    final = final_site(hooked)
+    acts, _ = run_patches(hooked, target_cache, patches, read=final, batch_size=batch_size)
+    with torch.inference_mode():
+        base = metric(target_cache[final].to(acts.device))
+        return (metric(acts) - base).double().cpu()
+
+
+def ig_gradients(hooked: HookedViViT, site: str, source_value: Tensor, metric: Metric, target_cache: dict,
+                 steps: int = 8) -> dict[int, Tensor]:
+    """Mean gradient of ``metric`` along the straight path that moves the whole activation at
+    ``site`` from the target run's value to ``source_value``, by the trapezoid rule with ``m``
+    steps for every ``m`` dividing ``steps`` that is a power of two (the grids are nested: one
+    run of ``steps + 1`` points serves all). Returns ``{m: mean gradient}`` (one run, no batch
+    dim); ``m = 0`` holds the plain gradient at the target (AtP).
+
+    The runs start from the target's cached ``resid_pre`` of the site's layer, one batch row per
+    point of the path.
+    """
+    if steps < 1 or steps & (steps - 1):
+        raise ValueError(f"steps must be a power of two (1, 2, 4, ...), not {steps}")
+    layer, _ = parse_name(site)
+    start_name = f"blocks.{layer}.hook_resid_pre"
+    n = steps + 1
+    alphas = torch.linspace(0, 1, n, dtype=torch.float64)
+    x0 = target_cache[start_name].to(hooked.device)
+    src = source_value.to(hooked.device)
+
+    def interpolate(act, _name):
+        a = alphas.to(act.device, act.dtype).view(-1, *[1] * (act.ndim - 1))
+        return (act + a * (src - act)).detach().requires_grad_(True)
+
+    final = final_site(hooked)
+    run = hooked.run(start=(start_name, x0.expand(n, *x0.shape[1:])), names={site, final},
+                     hooks={site: interpolate}, grad=True)
+    (g,) = torch.autograd.grad(metric(run[final]).sum(), [run[site]])
+    g = g.detach().double()
+    out = {0: g[0]}
+    m = 1
+    while m <= steps:
+        idx = torch.arange(0, n, steps // m)  # m + 1 nested points
+        w = torch.ones(m + 1, dtype=torch.float64)
+        w[0] = w[-1] = 0.5
+        out[m] = torch.einsum("k,k...->...", w / m, g[idx])
+        m *= 2
+    return out
+
+
+def ig(hooked: HookedViViT, patches: Sequence[Patch], metric: Metric, target_cache: dict,
+       source_cache: dict, steps: int = 8) -> dict[int, Tensor]:
+    """IG estimates (``{m: (patch,)}``, ``m`` = 1, 2, 4 .. ``steps``; ``m = 0``: AtP) of every
+    patch, each site's whole activation moved along its own path (``ig_gradients``); a patch's
+    estimate sums its entries. The patches' sites must be in ``source_cache`` and their values
+    must be the source run's (partial patches: parts of the site)."""
+    out: dict[int, list] = {}
+    for site in dict.fromkeys(p.hook for p in patches):
+        grads = ig_gradients(hooked, site, source_cache[site][0], metric, target_cache, steps)
+        act = target_cache[site][0].to(hooked.device) if site in target_cache else None
+        if act is None:
+            raise KeyError(f"target_cache lacks {site}: run the target with names including it")
+        for m, g in grads.items():
+            out.setdefault(m, []).extend((p, _site_rows(p, act, g)) for p in patches if p.hook == site)
+    order = {id(p): i for i, p in enumerate(patches)}
+    return {m: torch.stack([v for _, v in sorted(rows, key=lambda pv: order[id(pv[0])])]) for m, rows in out.items()}

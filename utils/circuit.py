@@ -1,0 +1,286 @@
+"""Edge attribution patching and circuit runs: which connections carry the outcome (notebook 08).
+
+The graph. Every component writes into the residual stream and reads the sum of everything
+written before it, so the model is a graph of *senders* (the embedding, each attention head,
+each MLP) and *receivers* (each attention step's and each MLP's input, and the readout). An
+edge ``u -> v`` is u's output as it reaches v's input; u must come before v in the forward
+pass. Receivers are whole components: all heads of an attention step read one LayerNorm'd
+residual (splitting it per head's query, key and value would multiply the cost of a circuit
+run by the number of heads).
+
+A circuit is a set of kept edges. Running it on a clean input (``circuit_run``) gives each
+receiver the clean run's outputs along kept edges and a reference along the others:
+
+    input_v = residual_v - sum over dropped edges u -> v of (out_u - ref_u)
+
+where ``out_u`` is u's output in this run (it moves with the circuit's own inputs) and ``ref_u``
+the counterfactual run's output (the other outcome of the pair) or its mean over reference
+clips (mean ablation). All edges kept: the model's own forward pass. None kept: every
+receiver reads the reference (with the counterfactual: exactly the counterfactual run).
+
+Edge scores (EAP, Syed et al. 2023): ``(ref_u - out_u) . dM/d input_v`` on the clean run, the
+first-order change in M when the edge is dropped; all edges in one forward and one backward
+pass. ``dM/d input_v`` is the gradient at the residual state v reads minus that at the state
+it writes (``state_after = state_before + out_v(LayerNorm(state_before))``).
+
+Faithfulness of a circuit: ``100 (M(circuit) - M(empty)) / (M(full) - M(empty))`` with M the
+readout projection of ``utils.atp`` (percent of the way from the counterfactual to the clean
+readout): 100% for the full graph, 0% for the empty one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from utils.atp import final_site, readout_projection
+from utils.hooks import HookedViViT
+
+Tensor = torch.Tensor
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str  # "embed", "L3.attention.H5", "L3.mlp", "readout"; receivers "L3.attention", "L3.mlp"
+    layer: int  # -1: the embedding; n_layers: the readout
+    component: str  # embed | attention | attention_time | attention_space | mlp | readout
+    head: int | None = None
+
+
+class Graph:
+    """Senders, receivers and which edges exist, for one hooked model (module docstring)."""
+
+    def __init__(self, hooked: HookedViViT):
+        self.hooked = hooked
+        L = hooked.n_layers
+        self.components = list(hooked.components)
+        self.states = [h for h in hooked.block_hooks() if h.startswith("hook_resid_")]
+        if len(self.states) != len(self.components) + 1:
+            raise ValueError(f"{hooked.arch}: expected one residual state between components, got "
+                             f"{self.states} for {self.components}")
+        k = len(self.components)
+        senders, s_order, receivers, r_order = [Node("embed", -1, "embed")], [-1], [], []
+        for layer in range(L):
+            for ci, comp in enumerate(self.components):
+                order = layer * k + ci
+                receivers.append(Node(f"L{layer}.{comp}", layer, comp))
+                r_order.append(order)
+                if comp in hooked.head_sites:
+                    senders += [Node(f"L{layer}.{comp}.H{h}", layer, comp, h) for h in range(hooked.n_heads)]
+                    s_order += [order] * hooked.n_heads
+                else:
+                    senders.append(Node(f"L{layer}.{comp}", layer, comp))
+                    s_order.append(order)
+        receivers.append(Node("readout", L, "readout"))
+        r_order.append(L * k)
+        self.senders, self.receivers = senders, receivers
+        self.valid = torch.tensor(s_order)[:, None] < torch.tensor(r_order)[None, :]  # (sender, receiver)
+        self.sender_index = {n.name: i for i, n in enumerate(senders)}
+        self.receiver_index = {n.name: i for i, n in enumerate(receivers)}
+        # where each layer x component's senders sit in the sender list
+        self.blocks = {}
+        for i, n in enumerate(senders):
+            if n.layer >= 0:
+                a, _ = self.blocks.get((n.layer, n.component), (i, i))
+                self.blocks[(n.layer, n.component)] = (a, i + 1)
+
+    @property
+    def n_edges(self) -> int:
+        return int(self.valid.sum())
+
+    def edges(self) -> pd.DataFrame:
+        """One row per edge: ``sender``, ``receiver``, their layers and components, the head."""
+        s, r = torch.nonzero(self.valid, as_tuple=True)
+        return pd.DataFrame({
+            "sender": [self.senders[i].name for i in s.tolist()],
+            "receiver": [self.receivers[j].name for j in r.tolist()],
+            "sender_layer": [self.senders[i].layer for i in s.tolist()],
+            "sender_component": [self.senders[i].component for i in s.tolist()],
+            "head": [self.senders[i].head if self.senders[i].head is not None else -1 for i in s.tolist()],
+            "receiver_layer": [self.receivers[j].layer for j in r.tolist()],
+            "receiver_component": [self.receivers[j].component for j in r.tolist()],
+            "s": s.numpy(), "r": r.numpy(),
+        })
+
+    def cache_names(self) -> set[str]:
+        """What ``sender_outputs`` needs from a run."""
+        h = self.hooked
+        names = {"hook_embed"}
+        for layer in range(h.n_layers):
+            for comp in self.components:
+                names.add(f"blocks.{layer}.{h.head_sites.get(comp, h.components[comp])}")
+        return names
+
+    def _layer_outputs(self, layer: int, comp: str, act: Tensor) -> Tensor:
+        """``(batch, senders of (layer, comp), tokens, d_model)`` from the component's cached site."""
+        h = self.hooked
+        if comp not in h.head_sites:
+            return act[:, None]
+        a = h.adapter
+        per_head = torch.einsum("brhd,hdm->bhrm", act, a.W_O(layer, comp).detach().to(act.dtype))
+        rows = a.head_rows(comp)
+        if rows == slice(None):
+            return per_head
+        out = per_head.new_zeros(act.shape[0], h.n_heads, h.n_tokens, h.d_model)
+        out[:, :, rows] = per_head
+        return out
+
+    def sender_outputs(self, cache: dict) -> Tensor:
+        """``(batch, sender, tokens, d_model)``: what each sender writes into the residual
+        stream (a head: its ``z W_O``, without the bias, which no run changes)."""
+        h = self.hooked
+        parts = [cache["hook_embed"][:, None]]
+        for layer in range(h.n_layers):
+            for comp in self.components:
+                site = f"blocks.{layer}.{h.head_sites.get(comp, h.components[comp])}"
+                parts.append(self._layer_outputs(layer, comp, cache[site]))
+        return torch.cat(parts, 1)
+
+    def receiver_gradients(self, grads: dict[str, Tensor]) -> Tensor:
+        """``(batch, receiver, tokens, d_model)``: dM/d(input of each receiver) from dM/d(each
+        residual state) (``grads``: name -> gradient)."""
+        h = self.hooked
+        parts = []
+        for layer in range(h.n_layers):
+            for ci in range(len(self.components)):
+                before = grads[f"blocks.{layer}.{self.states[ci]}"]
+                after = grads[f"blocks.{layer}.{self.states[ci + 1]}"]
+                parts.append(before - after)
+        parts.append(grads[final_site(h)])
+        return torch.stack(parts, 1)
+
+    def state_names(self) -> list[str]:
+        return [f"blocks.{layer}.{s}" for layer in range(self.hooked.n_layers) for s in self.states]
+
+
+def edge_scores(graph: Graph, clean_pixels: Tensor, reference: Tensor, metric) -> Tensor:
+    """EAP score of every edge (``(sender, receiver)``, float64, 0 where no edge): the
+    first-order change in ``metric`` when the edge carries ``reference`` (``(sender, tokens,
+    d_model)``: the counterfactual run's sender outputs, or their mean) instead of the clean
+    run's output. One forward and one backward pass of the clean run."""
+    h = graph.hooked
+    states = graph.state_names()
+    names = set(states) | graph.cache_names() | {final_site(h)}
+    run = h.run(clean_pixels, names=names, grad=True)
+    uniq = list(dict.fromkeys(states + [final_site(h)]))
+    tensors = [run[s] for s in uniq]
+    grads = torch.autograd.grad(metric(run[final_site(h)]).sum(), tensors, allow_unused=True)
+    by_name = {s: (torch.zeros_like(t) if g is None else g).detach() for s, t, g in zip(uniq, tensors, grads,
+                                                                                         strict=True)}
+    g_in = graph.receiver_gradients(by_name)[0].double()  # (receiver, tokens, d)
+    with torch.no_grad():
+        clean_out = graph.sender_outputs({k: v.detach() for k, v in run.cache.items()})[0].double()
+    delta = reference.to(clean_out.device).double() - clean_out  # (sender, tokens, d)
+    scores = torch.einsum("std,rtd->sr", delta, g_in).cpu()
+    return scores * graph.valid
+
+
+def circuit_run(graph: Graph, clean_pixels: Tensor, reference: Tensor, keep: Tensor) -> Tensor:
+    """The final residual ``(circuit, tokens, d_model)`` of one clean input run once per circuit
+    (``keep``: ``(circuit, sender, receiver)`` bool; edges that do not exist are ignored)
+    with every dropped edge carrying ``reference`` (``(sender, tokens, d_model)``) instead of
+    the sender's own output (module docstring)."""
+    h = graph.hooked
+    B = keep.shape[0]
+    dev = h.device
+    drop = (graph.valid[None] & ~keep.bool()).to(dev, torch.float32)  # (circuit, sender, receiver)
+    ref = reference.to(dev, torch.float32)
+    delta = torch.zeros(B, len(graph.senders), h.n_tokens, h.d_model, device=dev)
+    filled = [0]  # senders computed so far (the sender list follows the forward order)
+    correction = {}  # receiver index -> its current correction (circuit, tokens, d)
+
+    def record(first, outputs):
+        delta[:, first:first + outputs.shape[1]] = outputs - ref[first:first + outputs.shape[1]]
+        filled[0] = first + outputs.shape[1]
+
+    def on_embed(act, _name):
+        record(0, act[:, None])
+
+    def on_site(layer, comp):
+        first = graph.blocks[(layer, comp)][0]
+
+        def fn(act, _name):
+            record(first, graph._layer_outputs(layer, comp, act))
+
+        return fn
+
+    def corr(j):
+        n = filled[0]
+        return torch.einsum("bs,bstd->btd", drop[:, :n, j], delta[:, :n])
+
+    k = len(graph.components)
+
+    def on_state(layer, si):
+        def fn(act, _name):
+            out = act
+            if si > 0:  # the previous component's input correction rode along its skip path
+                out = out + correction.pop(layer * k + si - 1)
+            if si < k:
+                j = layer * k + si
+                correction[j] = corr(j)
+                out = out - correction[j]
+            elif layer == h.n_layers - 1:  # after the last block: the readout's input
+                out = out - corr(len(graph.receivers) - 1)
+            return out
+
+        return fn
+
+    hooks = {"hook_embed": on_embed}
+    for layer in range(h.n_layers):
+        for comp in graph.components:
+            hooks[f"blocks.{layer}.{h.head_sites.get(comp, h.components[comp])}"] = on_site(layer, comp)
+        for si, s in enumerate(graph.states):
+            hooks[f"blocks.{layer}.{s}"] = on_state(layer, si)
+    px = clean_pixels.to(dev).expand(B, *clean_pixels.shape[1:])
+    final = final_site(h)
+    return h.run(px, names={final}, hooks=hooks)[final]
+
+
+def mean_reference(graph: Graph, pixels: Tensor, batch: int = 8) -> Tensor:
+    """Sender outputs averaged over clips (``(clip, frame, 3, H, W)``): the mean-ablation reference."""
+    total = None
+    for i in range(0, len(pixels), batch):
+        run = graph.hooked.run(pixels[i:i + batch], names=graph.cache_names())
+        out = graph.sender_outputs(run.cache).double().sum(0)
+        total = out if total is None else total + out
+    return (total / len(pixels)).float()
+
+
+def top_edges(scores: Tensor, graph: Graph, n: int) -> Tensor:
+    """``(sender, receiver)`` bool: the ``n`` existing edges of largest ``|score|``."""
+    flat = scores.abs().masked_fill(~graph.valid, -1).flatten()
+    keep = torch.zeros_like(flat, dtype=torch.bool)
+    if n > 0:
+        keep[torch.topk(flat, min(n, graph.n_edges)).indices] = True
+    return keep.view_as(scores) & graph.valid
+
+
+def faithfulness(graph: Graph, clean_pixels: Tensor, reference: Tensor, counterfactual_resid: Tensor,
+                 clean_resid: Tensor, scores: Tensor, sizes: list[int], batch: int = 8) -> pd.DataFrame:
+    """Faithfulness (percent, module docstring) of the top-``n`` circuit for every ``n`` in
+    ``sizes``, on one clean input. ``counterfactual_resid``, ``clean_resid``: final residuals
+    ``(1, tokens, d_model)`` that define the metric (``utils.atp.readout_projection``)."""
+    h = graph.hooked
+    metric = readout_projection(h, clean_resid, counterfactual_resid)
+    keeps = torch.stack([torch.zeros_like(graph.valid), graph.valid] + [top_edges(scores, graph, n) for n in sizes])
+    values = []
+    with torch.inference_mode():
+        for i in range(0, len(keeps), batch):
+            values.append(metric(circuit_run(graph, clean_pixels, reference, keeps[i:i + batch])).double().cpu())
+    v = torch.cat(values)
+    empty, full = float(v[0]), float(v[1])
+    return pd.DataFrame({"n_edges": sizes, "metric": v[2:].numpy(),
+                         "faithfulness_pct": 100 * (v[2:].numpy() - empty) / (full - empty),
+                         "metric_empty": empty, "metric_full": full})
+
+
+def edge_table(graph: Graph, scores: Tensor) -> pd.DataFrame:
+    """Every edge with its score, largest ``|score|`` first (``rank`` 0)."""
+    e = graph.edges()
+    e["score"] = scores[e.s.values, e.r.values].numpy()
+    e = e.reindex(e.score.abs().sort_values(ascending=False, kind="stable").index).reset_index(drop=True)
+    e["rank"] = np.arange(len(e))
+    return e.drop(columns=["s", "r"])
