@@ -97,8 +97,8 @@ def target_logit(hooked: HookedViViT, target_class: int, target_resid: Tensor, f
 def _start(hooked: HookedViViT, layer: int, target_cache: dict | None, target_pixels: Tensor | None):
     """Where a gradient run begins: the target's cached ``resid_pre`` of ``layer`` if given."""
     name = f"blocks.{layer}.hook_resid_pre"
-    if target_cache is not None and name in target_cache:
-        return {"start": (name, target_cache[name])}
+    if target_cache is not None and name in target_cache:  # a leaf that gradients can reach
+        return {"start": (name, target_cache[name].clone().requires_grad_(True))}
     if target_pixels is None:
         raise ValueError(f"give target_pixels, or a target_cache holding {name}")
     return {"pixel_values": target_pixels}
