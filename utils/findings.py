@@ -11,6 +11,9 @@ on both clips of a pair are averaged per pair first, so every interval resamples
 The README's claims table is this table, word for word: ``readme_block`` renders it from
 ``figures/toy/findings.md`` and ``python -m utils.findings`` rewrites the README between the
 markers ``<!-- findings:start -->`` and ``<!-- findings:end -->`` (``--check`` only compares).
+Notebook 07's findings (``across_findings``: sentences built from its Table 17, comparing
+ViViT, TimeSformer and VideoMAE) go between ``<!-- across:start -->`` and
+``<!-- across:end -->`` in the same run, when the README holds those markers.
 """
 
 from __future__ import annotations
@@ -280,6 +283,99 @@ def claims_table(pred: pd.DataFrame, deltas: pd.DataFrame, patching: pd.DataFram
     return table
 
 
+# ---------------------------------------------------------------------------- notebook 07
+ACROSS_START = "<!-- across:start -->"  # README markers around the generated across-architectures findings
+ACROSS_END = "<!-- across:end -->"
+
+
+def _across(t: pd.DataFrame, question: str, measure: str) -> pd.DataFrame:
+    """Rows of Table 17 (``utils.across.summary_table``) for ``question`` whose measure starts
+    with ``measure``, one per model, in the table's order."""
+    return t[(t.question == question) & t.measure.str.startswith(measure)]
+
+
+def _models(rows: pd.DataFrame, verdict, unit: str = "", scale: float = 1.0) -> tuple[str, list[str]]:
+    """``"ViViT 1.23 [95% CI ...]; ..."`` and the models whose row ``verdict(row)`` is supported."""
+    txt = "; ".join(f"{r.model} {_fmt(scale * r.estimate, scale * r.ci_low, scale * r.ci_high, unit)}"
+                    for r in rows.itertuples())
+    return txt, [r.model for r in rows.itertuples() if verdict(r) == SUPPORTED]
+
+
+def _which(models: list[str], total: int) -> str:
+    if not models:
+        return "none of the three" if total == 3 else "none"
+    return "all three" if len(models) == total == 3 else ", ".join(models)
+
+
+def across_findings(t: pd.DataFrame) -> list[str]:
+    """Notebook 07's findings, one Markdown bullet per question, every number read from Table 17
+    (``t``: ``utils.across.summary_table``, or its CSV read back). The rules are this module's:
+    a difference counts when its interval excludes 0 (``rule_difference``), growth when the
+    ratio's interval lies above 1 (``rule_ci_above``), a probe when its max-over-sites
+    permutation p-value is below ``ALPHA`` (``rule_probe``)."""
+    t = t.reset_index(drop=True)
+    n_models = t.model.nunique()
+    n = int(t.n_pairs.max())
+    out = [f"Three toy architectures over the same {n} matched pairs (95% bootstrap intervals over pairs):"]
+    d = _across(t, "patching", "MLP minus attention")
+    where = d["where"].iloc[0] if len(d) else ""
+    txt, ahead = _models(d, lambda r: rule_difference(r.ci_low, r.ci_high), " points")
+    behind = [r.model for r in d.itertuples() if r.ci_high < 0]
+    paper_diff = d.paper.dropna()
+    paper_txt = f"; the paper (ViViT-B, one pair): {paper_diff.iloc[0]:+.2f} points at the same layers" \
+        if len(paper_diff) else ""
+    out.append(f"* **Attention vs MLP** (strike into gutter, notebook metric, mean over {where}; TimeSformer: "
+               f"MLP against the better of its two attention steps): MLP minus attention {txt}{paper_txt}. "
+               f"MLPs recover more than attention in {_which(ahead, n_models)}; attention recovers more in "
+               f"{_which(behind, n_models)}.")
+    ts = _across(t, "patching", "time minus space")
+    if len(ts):
+        r = ts.iloc[0]
+        side = "temporal" if r.ci_low > 0 else "spatial" if r.ci_high < 0 else "neither"
+        out.append(f"* **TimeSformer's attention steps**: temporal minus spatial attention recovery "
+                   f"{_fmt(r.estimate, r.ci_low, r.ci_high, ' points')} ({r['where']}); "
+                   f"{'the ' + side + ' step carries more' if side != 'neither' else 'no clear difference'}.")
+    g = _across(t, "growth", "delta norm")
+    txt, grows = _models(g, lambda r: rule_ci_above(r.ci_low, 1.0), "x")
+    paper_g = g.paper.dropna()
+    out.append(f"* **Delta-norm growth** ({g.measure.iloc[0].replace(' (x)', '')}): {txt}"
+               + (f"; the paper: about {paper_g.iloc[0]:.1f}x" if len(paper_g) else "")
+               + f". The delta grows with depth (interval above 1) in {_which(grows, n_models)}.")
+    pre = _across(t, "time", "share of the layer")
+    before = pre[pre.measure.str.contains("before the divergence")]
+    peak = pre[pre.measure.str.contains("largest time step")]
+    txt, _ = _models(before, lambda r: SUPPORTED, "%", scale=100)
+    peaks = ", ".join(f"{r.model} {r['where']} ({100 * r.estimate:.0f}%)" for _, r in peak.iterrows())
+    out.append(f"* **Where in time**: the clips are identical before the divergence, so the delta starts there "
+               f"with 0% in earlier time steps; after the last block, the share in the earlier time steps is "
+               f"{txt}. The largest share sits in {peaks}.")
+    pr = _across(t, "probe", "readout-token probe")
+    if len(pr):
+        txt = "; ".join(f"{r.model} {100 * r.estimate:.1f}% [{100 * r.ci_low:.1f}, {100 * r.ci_high:.1f}] at "
+                        f"{r['where']} (p = {r.p_value:.3f})" for _, r in pr.iterrows())
+        sig = [r.model for r in pr.itertuples() if rule_probe(r.p_value) == SUPPORTED]
+        tp = _across(t, "probe", "time-step probe")
+        tp_sig = [r.model for r in tp.itertuples() if rule_probe(r.p_value) == SUPPORTED]
+        out.append(f"* **Probe** (readout token, held-out pairs, best layer; p against the maximum over layers): "
+                   f"{txt}. The outcome is linearly readable (p < {ALPHA}) in {_which(sig, n_models)}; "
+                   f"by the mean patch token of one time step (best layer and time step) in "
+                   f"{_which(tp_sig, n_models)}.")
+    bad = [line for line in out if "|" in line]
+    if bad:
+        raise ValueError(f"a findings line contains '|': {bad[0]}")
+    return out
+
+
+def across_block(table_csv: str | Path | None = None) -> str:
+    """What the README holds between ``ACROSS_START`` and ``ACROSS_END``: ``across_findings`` of
+    ``table_csv`` (default: ``figures/toy/table17_across_architectures.csv``), with the markers."""
+    table_csv = Path(table_csv or paths.FIGURES_DIR / "toy" / "table17_across_architectures.csv").resolve()
+    src = table_csv.relative_to(paths.REPO_ROOT) if table_csv.is_relative_to(paths.REPO_ROOT) else table_csv
+    note = f"<!-- generated from {src} by `python -m utils.findings`; do not edit by hand -->"
+    lines = across_findings(pd.read_csv(table_csv, keep_default_na=False, na_values=[""]))
+    return "\n".join([ACROSS_START, note, *lines, ACROSS_END])
+
+
 # ---------------------------------------------------------------------------- README
 def read_findings_md(path: str | Path) -> pd.DataFrame:
     """The table of a ``findings.md`` written by ``utils.io.save_table`` (caption, blank line,
@@ -308,13 +404,34 @@ def readme_block(findings_md: str | Path | None = None) -> str:
     return f"{README_START}\n{note}\n{readme_table(read_findings_md(findings_md))}\n{README_END}"
 
 
-def readme_current_block(readme: str | Path) -> str:
-    """The README's text from ``README_START`` to ``README_END`` (both included)."""
+def readme_current_block(readme: str | Path, start_marker: str = README_START,
+                         end_marker: str = README_END) -> str:
+    """The README's text from ``start_marker`` to ``end_marker`` (both included)."""
     text = Path(readme).read_text()
-    start, end = text.find(README_START), text.find(README_END)
+    start, end = text.find(start_marker), text.find(end_marker)
     if start < 0 or end < start:
-        raise ValueError(f"{readme} lacks the markers {README_START} ... {README_END}")
-    return text[start : end + len(README_END)]
+        raise ValueError(f"{readme} lacks the markers {start_marker} ... {end_marker}")
+    return text[start : end + len(end_marker)]
+
+
+def has_across_block(readme: str | Path) -> bool:
+    """Whether the README holds notebook 07's markers (``ACROSS_START`` ... ``ACROSS_END``)."""
+    text = Path(readme).read_text()
+    return ACROSS_START in text and ACROSS_END in text
+
+
+def update_across(readme: str | Path | None = None, table_csv: str | Path | None = None) -> bool:
+    """Rewrite the README's across-architectures block from ``table_csv``; True if it changed.
+    A README without the markers is left alone."""
+    readme = Path(readme or paths.REPO_ROOT / "README.md")
+    if not has_across_block(readme):
+        return False
+    old = readme_current_block(readme, ACROSS_START, ACROSS_END)
+    new = across_block(table_csv)
+    if old == new:
+        return False
+    readme.write_text(readme.read_text().replace(old, new))
+    return True
 
 
 def update_readme(readme: str | Path | None = None, findings_md: str | Path | None = None) -> bool:
@@ -329,17 +446,31 @@ def update_readme(readme: str | Path | None = None, findings_md: str | Path | No
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description="Rewrite README.md's claims table from figures/toy/findings.md.")
+    parser = argparse.ArgumentParser(description="Rewrite README.md's claims table from figures/toy/findings.md "
+                                     "(and notebook 07's findings from its table 17).")
     parser.add_argument("--check", action="store_true", help="only compare; exit 1 if the README differs")
     parser.add_argument("--readme", default=None)
     parser.add_argument("--findings", default=None, help="findings.md (default: figures/toy/findings.md)")
+    parser.add_argument("--across", default=None,
+                        help="notebook 07's table (default: figures/toy/table17_across_architectures.csv)")
     args = parser.parse_args(argv)
+    readme = Path(args.readme or paths.REPO_ROOT / "README.md")
+    across = has_across_block(readme)
     if args.check:
-        same = readme_current_block(args.readme or paths.REPO_ROOT / "README.md") == readme_block(args.findings)
+        same = readme_current_block(readme) == readme_block(args.findings)
         print("README claims table matches the findings" if same else "README claims table differs from the findings")
+        if across:
+            same_across = readme_current_block(readme, ACROSS_START, ACROSS_END) == across_block(args.across)
+            print("README across-architectures findings match table 17" if same_across
+                  else "README across-architectures findings differ from table 17")
+            same = same and same_across
         return 0 if same else 1
-    changed = update_readme(args.readme, args.findings)
+    changed = update_readme(readme, args.findings)
     print("README claims table rewritten" if changed else "README claims table already up to date")
+    if across:
+        changed = update_across(readme, args.across)
+        print("README across-architectures findings rewritten" if changed
+              else "README across-architectures findings already up to date")
     return 0
 
 
