@@ -21,9 +21,17 @@ from tqdm.auto import tqdm
 
 from utils import atp
 from utils.circuit import Graph, circuit_run, edge_scores, top_edges
-from utils.hooks import HookedViViT
+from utils.data import CANONICAL_STRIKE
+from utils.hooks import HookedViViT, parse_name
 from utils.pairs import DIRECTIONS, analyse_pair, fine_grained_patching
-from utils.patching import component_patches, head_patches, needed_target_names, position_patches, time_step_patches
+from utils.patching import (
+    Patch,
+    component_patches,
+    head_patches,
+    needed_target_names,
+    position_patches,
+    time_step_patches,
+)
 from utils.plotting import COMPONENT_COLOURS
 from utils.stats import summarise
 
@@ -63,12 +71,13 @@ def _tidy(exact: pd.DataFrame, est: dict, node_type: str, **tag) -> pd.DataFrame
 
 
 def component_validation(hooked: HookedViViT, data, pairs: list[tuple[str, str]], target: int,
-                         kind: str = "matched", progress: bool = True) -> pd.DataFrame:
+                         progress: bool = True) -> pd.DataFrame:
     """AtP beside exact patching of every layer x component, both directions, over ``pairs``
-    (exact: notebook 06's sweep of the pair)."""
+    (exact: notebook 06's sweep of the pair, which tags the canonical pair ``canonical``)."""
     rows = []
     for s_id, g_id in tqdm(pairs, desc="AtP vs exact: components", disable=not progress):
         px = {"strike": data.pixels(s_id), "gutter": data.pixels(g_id)}
+        kind = "canonical" if s_id == CANONICAL_STRIKE else "matched"
         exact = analyse_pair(hooked, px, target, _name(s_id), kind)["patching"]
         for direction, (src, tgt) in DIRECTIONS.items():
             s, t = _runs(hooked, px, src, tgt)
@@ -132,7 +141,7 @@ def agreement(validation: pd.DataFrame, top_k: int = 10, estimate: str = "atp") 
     out = None
     for value in ("spearman", "top_k_overlap", "median_rel_error"):
         s = summarise(per_pair, keys, value).rename(columns={"estimate": value, "ci_low": f"{value}_ci_low",
-                                                             "ci_high": f"{value}_ci_high"})
+                                                             "ci_high": f"{value}_ci_high"}).drop(columns="measure")
         s = s.drop(columns=[c for c in s.columns if c == "n_pairs" and out is not None])
         out = s if out is None else out.merge(s, on=keys)
     out["n_nodes"] = out.node_type.map(per_pair.groupby("node_type").n_nodes.first())
@@ -141,47 +150,62 @@ def agreement(validation: pd.DataFrame, top_k: int = 10, estimate: str = "atp") 
                            else c, kind="stable").reset_index(drop=True)
 
 
-def ig_convergence(hooked: HookedViViT, data, pair: tuple[str, str], target: int, exact_heads: pd.DataFrame,
-                   exact_components: pd.DataFrame, steps: int = 4, progress: bool = True) -> tuple[pd.DataFrame,
-                                                                                                   pd.DataFrame]:
-    """IG along each head site's activation path (``utils.atp.ig``), strike into gutter, readout
-    metric, for ``m`` = 0 (AtP), 1, 2, .. ``steps``: per head the estimate beside exact head
-    patching (``exact_heads``: ``fine_validation`` rows of this pair), and per layer the sum over
-    heads beside exact patching of the whole attention step (``exact_components``). Returns
-    ``(per_head, summary)``; summary per ``m``: Spearman over heads, median relative error over
-    heads, largest relative error of the layer totals."""
+def ig_convergence(hooked: HookedViViT, data, pair: tuple[str, str], target: int, validation: pd.DataFrame,
+                   node_types: tuple[str, ...] = ("time_step",), steps: int = 4,
+                   progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """IG along each site's activation path (``utils.atp.ig``), strike into gutter, readout metric,
+    for ``m`` = 0 (AtP), 1, 2, .. ``steps``, for every node of ``node_types``: ``head`` (the site:
+    each layer's ``hook_z``; the whole site patched exactly = the attention step, from the
+    ``component`` rows of ``validation``) and ``time_step`` (each layer's ``resid_pre``; patching the
+    whole site gives the source run: exactly 100). ``validation``: ``component_validation`` and
+    ``fine_validation`` rows of this pair. Returns ``(per node, summary)``; summary per node type
+    and ``m``: Spearman over nodes, the median error over nodes relative to the largest exact
+    effect, and the largest error (percentage points) of the whole sites' estimates, which must
+    vanish as ``m`` grows."""
     px = {"strike": data.pixels(pair[0]), "gutter": data.pixels(pair[1])}
     s, t = _runs(hooked, px, "strike", "gutter")
     final = atp.final_site(hooked)
     metric = atp.readout_projection(hooked, s[final], t[final])
-    patches = head_patches(hooked, s.cache)
-    est = {}
-    for site in tqdm(sorted({p.hook for p in patches}, key=lambda h: int(h.split(".")[1])),
-                     desc="IG along head sites", disable=not progress):
-        part = [p for p in patches if p.hook == site]
-        for m, v in atp.ig(hooked, part, metric, t.cache, s.cache, steps=steps).items():
-            est.setdefault(m, []).append(v)
-    per_head = exact_heads.reset_index(drop=True)[[c for c in LABEL_COLUMNS if c in exact_heads]].copy()
-    per_head["exact_readout"] = exact_heads.exact_readout.to_numpy()
-    ex = per_head.exact_readout.to_numpy()
-    comp = exact_components[exact_components.direction == "strike->gutter"]
-    step_of = {v: k for k, v in hooked.head_sites.items()}
-    rows = []
-    for m in sorted(est):
-        v = torch.cat(est[m]).numpy()
-        per_head[f"ig_m{m}"] = v
-        totals = per_head.assign(v=v).groupby(["layer"] + (["site"] if "site" in per_head else [])).v.sum()
-        errs = []
-        for key, total in totals.items():
-            layer, step = (key, next(iter(step_of.values()))) if not isinstance(key, tuple) else key
-            want = comp[(comp.layer == layer) & (comp.component == step)].exact_readout
-            errs.append(abs(total - float(want.iloc[0])))
-        scale = np.abs(comp.exact_readout).max()
-        rows.append({"m": m, "estimator": "AtP" if m == 0 else f"IG, m = {m}",
-                     "spearman_heads": spearmanr(ex, v).statistic,
-                     "median_rel_error_heads": np.median(np.abs(v - ex)) / np.abs(ex).max(),
-                     "max_rel_error_layer_totals": max(errs) / scale})
-    return per_head, pd.DataFrame(rows)
+    name = _name(pair[0])
+    v = validation[(validation.pair == name) & (validation.direction == "strike->gutter")]
+    comp = v[v.node_type == "component"]
+    nodes, summary = [], []
+    for node_type in node_types:
+        if node_type == "head":
+            patches = head_patches(hooked, s.cache)
+        elif node_type == "time_step":
+            patches = [p for la in range(hooked.n_layers) for p in time_step_patches(hooked, s.cache, la)]
+        else:
+            raise ValueError(f"IG convergence covers heads and time steps, not {node_type!r}")
+        exact = v[v.node_type == node_type].reset_index(drop=True)
+        if len(exact) != len(patches):
+            raise ValueError(f"validation holds {len(exact)} exact {node_type} rows of {name}, not {len(patches)}")
+        est: dict[int, list] = {}
+        whole_est: dict[int, list] = {}
+        sites = list(dict.fromkeys(p.hook for p in patches))
+        for site in tqdm(sites, desc=f"IG along {node_type} sites", disable=not progress):
+            part = [p for p in patches if p.hook == site] + [Patch(site, s[site][0])]  # + the whole site
+            for m, e in atp.ig(hooked, part, metric, t.cache, s.cache, steps=steps).items():
+                est.setdefault(m, []).append(e[:-1])
+                whole_est.setdefault(m, []).append(float(e[-1]))
+        table = exact[[c for c in LABEL_COLUMNS if c in exact] + ["exact_readout"]].copy()
+        if node_type == "head":  # the whole site, every head of one attention step, patched exactly
+            site_of = {v: k for k, v in hooked.head_sites.items()}
+            whole = [float(comp[(comp.layer == parse_name(x)[0]) & (comp.component == site_of[parse_name(x)[1]])]
+                           .exact_readout.iloc[0]) for x in sites]
+        else:  # the whole resid_pre of a layer from the source: the source run itself
+            whole = [100.0] * len(sites)
+        ex = table.exact_readout.to_numpy()
+        scale = np.abs(ex).max()
+        for m in sorted(est):
+            e = torch.cat(est[m]).numpy()
+            table[f"ig_m{m}"] = e
+            summary.append({"node_type": node_type, "m": m, "estimator": "AtP" if m == 0 else f"IG, m = {m}",
+                            "spearman": spearmanr(ex, e).statistic,
+                            "median_rel_error": np.median(np.abs(e - ex)) / scale,
+                            "max_error_whole_site": np.max(np.abs(np.array(whole_est[m]) - whole))})
+        nodes.append(table.assign(node_type=node_type))
+    return pd.concat(nodes, ignore_index=True), pd.DataFrame(summary)
 
 
 # ---------------------------------------------------------------------------- circuits
@@ -278,16 +302,17 @@ def summary_lines(agree: pd.DataFrame | None, ig_summary: pd.DataFrame | None, c
                      f"pairs): {'; '.join(parts)}.")
         lg = agree[(agree.metric == "logit") & (agree.direction == "strike->gutter")]
         if len(lg):
-            lines.append("On the target logit the agreement is "
+            lines.append("On the change in the target logit: "
                          + "; ".join(f"{r.node_type.replace('_', ' ')}s ρ = {r.spearman:.2f}" for r in lg.itertuples())
-                         + ": strike and gutter are both 'bowling', so that logit barely moves and its "
-                           "exact changes are close to float noise.")
-    if ig_summary is not None and len(ig_summary) > 1:
-        first, last = ig_summary.iloc[0], ig_summary.iloc[-1]
-        lines.append(f"Integrated gradients fix what AtP misses: over heads ρ goes from {first.spearman_heads:.3f} "
-                     f"(AtP) to {last.spearman_heads:.3f} (m = {int(last.m)}), and the worst layer total's error from "
-                     f"{100 * first.max_rel_error_layer_totals:.1f}% to {100 * last.max_rel_error_layer_totals:.2f}% "
-                     "of the largest exact effect.")
+                         + ".")
+    if ig_summary is not None:
+        for node_type, d in ig_summary.groupby("node_type", sort=False):
+            first, last = d.iloc[0], d.iloc[-1]
+            lines.append(f"{node_type.replace('_', ' ').capitalize()}s, AtP -> integrated gradients with m = "
+                         f"{int(last.m)} steps: Spearman over nodes {first.spearman:.3f} -> {last.spearman:.3f}; "
+                         f"median error {100 * first.median_rel_error:.2f}% -> {100 * last.median_rel_error:.2f}% "
+                         f"of the largest exact effect; the whole sites' worst error "
+                         f"{first.max_error_whole_site:.2f} -> {last.max_error_whole_site:.3f} points.")
     if curve_ci is not None:
         cf = curve_ci[curve_ci.ablation == "counterfactual"].set_index("n_edges")
         if smallest > 0:
@@ -334,18 +359,21 @@ def atp_scatter_figure(validation: pd.DataFrame, metric: str = "readout"):
 
 
 def ig_figure(summary: pd.DataFrame):
-    """Fig. 16: agreement with exact patching as the IG steps grow (m = 0 is AtP)."""
-    fig, (a, b) = plt.subplots(1, 2, figsize=(8, 3.2))
-    a.plot(summary.m, summary.spearman_heads, "o-")
-    a.set_ylabel("Spearman ρ over heads")
-    b.semilogy(summary.m, summary.median_rel_error_heads, "o-", label="median over heads")
-    b.semilogy(summary.m, summary.max_rel_error_layer_totals, "s--", label="worst layer total")
-    b.set_ylabel("|estimate − exact| / max |exact|")
+    """Fig. 16: agreement with exact patching as the IG steps grow (m = 0 is AtP), per node type."""
+    fig, (a, b) = plt.subplots(1, 2, figsize=(8.5, 3.3))
+    colours = ("tab:blue", "tab:green")
+    for (node_type, d), colour in zip(summary.groupby("node_type", sort=False), colours, strict=False):
+        label = node_type.replace("_", " ") + "s"
+        a.plot(d.m, d.spearman, "o-", color=colour, label=label)
+        b.semilogy(d.m, d.max_error_whole_site, "s-", color=colour, label=label)
+    a.set_ylabel("Spearman ρ with exact patching")
+    a.legend(fontsize=8)
+    b.set_ylabel("worst |estimate − exact| of a whole site\n(points of the readout metric)", fontsize=8)
     b.legend(fontsize=8)
     for ax in (a, b):
         ax.set_xlabel("IG steps m (0 = AtP)")
-        ax.set_xticks(summary.m)
-    fig.suptitle("Integrated gradients along each head site's path converge to exact patching", fontsize=10)
+        ax.set_xticks(sorted(summary.m.unique()))
+    fig.suptitle("Integrated gradients along each site's activation path approach exact patching", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -372,13 +400,15 @@ def faithfulness_figure(curve_ci: pd.DataFrame, smallest: int, n_total: int, thr
     return fig
 
 
-def circuit_graph_figure(graph: Graph, scores: torch.Tensor, n: int, title: str = ""):
+def circuit_graph_figure(graph: Graph, scores: torch.Tensor, n: int, title: str = "", max_drawn: int = 80):
     """Fig. 18: the top-``n`` circuit. Layers run top to bottom; each attention step's heads
     and the MLP are nodes of a row; an edge ends at its receiver's input (a bar over the
     heads of an attention step, the MLP node, or the readout); widths follow |score|, colour
-    its sign (blue: dropping the edge lowers the metric)."""
+    its sign (blue: dropping the edge lowers the metric). Of a large circuit the ``max_drawn``
+    strongest edges are drawn (the title says so); every node with an edge in the circuit is solid."""
     h = graph.hooked
-    keep = top_edges(scores, graph, n)
+    in_circuit = top_edges(scores, graph, n)
+    keep = top_edges(scores, graph, min(n, max_drawn))
     comps = graph.components
     rows_per_layer = len(comps)
     H = h.n_heads
@@ -403,7 +433,7 @@ def circuit_graph_figure(graph: Graph, scores: torch.Tensor, n: int, title: str 
     s_idx, r_idx = torch.nonzero(keep, as_tuple=True)
     w = scores[s_idx, r_idx].numpy()
     wmax = np.abs(w).max() if len(w) else 1.0
-    used = set(s_idx.tolist())
+    used = set(torch.nonzero(in_circuit.any(1)).flatten().tolist())
     for s, r, v in zip(s_idx.tolist(), r_idx.tolist(), w, strict=True):
         (x0, y0), (x1, y1) = sender_xy(graph.senders[s]), receiver_xy(graph.receivers[r])
         ax.annotate("", (x1, y1), (x0, y0), arrowprops=dict(arrowstyle="-", lw=0.3 + 3 * abs(v) / wmax, alpha=0.6,
@@ -427,10 +457,12 @@ def circuit_graph_figure(graph: Graph, scores: torch.Tensor, n: int, title: str 
     ax.set_xlim(-6, H + 2)
     ax.set_xticks(list(range(H)) + [H + 0.5], [str(i) for i in range(H)] + ["MLP"], fontsize=7)
     ax.set_yticks([])
+    ax.grid(False)
     for side in ("top", "right", "left"):
         ax.spines[side].set_visible(False)
     handles = [Line2D([], [], color="tab:blue", lw=2, label="dropping it lowers the metric"),
                Line2D([], [], color="tab:orange", lw=2, label="dropping it raises the metric")]
     ax.legend(handles=handles, fontsize=7, loc="lower right")
-    ax.set_title(title or f"Top-{n} edges by |EAP score| (x: head index)", fontsize=10)
+    drawn = f"; the {int(keep.sum())} strongest drawn" if int(keep.sum()) < n else ""
+    ax.set_title((title or f"Top-{n} edges by |EAP score|") + f"\n(x: head index{drawn})", fontsize=10)
     return fig
