@@ -90,9 +90,13 @@ def toy_outputs(tmp_path_factory):
 def test_toy_run_produces_every_figure_and_table(toy_outputs):
     names = {p.name for p in toy_outputs.iterdir()}
     for stem in ("fig0_canonical_pair", "fig1_attention_L10H8", "fig2_logit_lens", "fig3_token_attribution",
-                 "fig4_cls_attention_L9H8", "fig5_delta_norms", "fig6_probe_accuracy", "fig7_patching"):
+                 "fig4_cls_attention_L9H8", "fig5_delta_norms", "fig6_probe_accuracy", "fig7_patching",
+                 "fig14_across_architectures", "fig15_atp_vs_exact", "fig16_ig_convergence", "fig17_faithfulness",
+                 "fig18_circuit"):
         assert {f"{stem}.png", f"{stem}.pdf"} <= names, stem
-    for stem in ("table1_ablation_strike", "table2_ablation_gutter", "table3_patching"):
+    for stem in ("table1_ablation_strike", "table2_ablation_gutter", "table3_patching", "table17_across_architectures",
+                 "table18_atp_vs_exact", "table19_ig_convergence", "table20_faithfulness",
+                 "table21_circuit_composition"):
         assert {f"{stem}.csv", f"{stem}.md", f"{stem}.tex"} <= names, stem
     assert not any(n.endswith(".partial") for n in names)
 
@@ -201,17 +205,23 @@ def test_a_fresh_toy_run_holds_the_recorded_numbers(toy_outputs):
 @pytest.mark.slow
 @pytest.mark.parametrize("profile", ["toy-timesformer", "toy-videomae"])
 def test_every_notebook_runs_for_the_other_architectures(profile, tmp_path):
-    """Notebooks 00-06 run unchanged on TimeSformer (two attention steps) and VideoMAE (no CLS),
-    here with few pairs, draws and permutations, and produce every figure and table."""
+    """Notebooks 00-08 run unchanged on TimeSformer (two attention steps) and VideoMAE (no CLS),
+    here with few pairs, draws and permutations, and produce every figure and table (07, which
+    compares all three toy models whatever the profile, runs in the toy test)."""
     light = {"n_pairs": 2, "unmatched_pairs": 0, "ablation_draws": 3, "draw_pairs": 1, "ig_pairs": 1,
              "head_pairs": 1, "probe_permutations": 20, "head_ablation": 0,
-             "fine_patching": int(profile == "toy-timesformer")}  # per-head sites of two attention steps
+             "fine_patching": int(profile == "toy-timesformer"),  # per-head sites of two attention steps
+             "compare": 0,  # notebook 07 compares the three toy models whatever the profile: the toy run covers it
+             "component_pairs": 2, "fine_pairs": 1, "ig_steps": 2, "ig_nodes": ["time_step", "head"],
+             "discovery_pairs": 1, "evaluation_pairs": 1, "edge_counts": [30]}  # notebook 08, light
     final = run_all(NOTEBOOKS, profile, html=False, figures_root=tmp_path / "figures", data_root=tmp_path / "data",
                     build_root=tmp_path / "build", extra_parameters=light)
     names = {p.name for p in final.iterdir()}
     for stem in ("fig0_canonical_pair", "fig2_logit_lens", "fig3_token_attribution", "fig5_delta_norms",
                  "fig7_patching", "fig8_component_ablation", "fig10_patching_pairs", "fig13_ig_vs_dla",
-                 "table3_patching", "findings") + ("fig11_heads_frames_positions",) * light["fine_patching"]:
+                 "table3_patching", "findings", "fig15_atp_vs_exact", "fig16_ig_convergence", "fig17_faithfulness",
+                 "fig18_circuit", "table18_atp_vs_exact", "table21_circuit_composition",
+                 ) + ("fig11_heads_frames_positions",) * light["fine_patching"]:
         assert any(n.startswith(stem + ".") for n in names), stem
     components = set(pd.read_csv(final / "table3_patching.csv").component)
     want = {"attention_time", "attention_space", "mlp"} if profile == "toy-timesformer" else {"attention", "mlp"}

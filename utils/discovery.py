@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from utils import atp
 from utils.circuit import Graph, circuit_run, edge_scores, top_edges
+from utils.context import paper_scale_cpu
 from utils.data import CANONICAL_STRIKE
 from utils.hooks import HookedViViT, parse_name
 from utils.pairs import DIRECTIONS, analyse_pair, fine_grained_patching
@@ -38,6 +39,25 @@ from utils.stats import summarise
 EXACT_COLUMNS = {"readout": "recovery_readout_pct", "logit": "delta_target_logit"}
 NODE_TYPES = ("component", "head", "time_step", "position")
 LABEL_COLUMNS = ["layer", "component", "site", "head", "time_step", "row", "col"]
+
+
+def setting(name: str, value, full, light, profile: str, hooked: HookedViViT, what: str = ""):
+    """A notebook 08 parameter whose ``-1`` means automatic, never silently: ``full`` under the
+    ``toy`` profile (and on a GPU), 0 for a paper-scale model on a CPU (``utils.context``),
+    ``light`` otherwise (the other toy models: their ``make figures`` stays within its budget).
+    A reduced value is printed with how to get the full one; any other value is taken as given."""
+    if value != -1:
+        return value
+    if paper_scale_cpu(hooked):
+        chosen, why = 0, f"this {hooked.n_tokens}-token model runs on a CPU"
+    elif profile != "toy" and hooked.device.type == "cpu":
+        chosen, why = light, f"profile {profile!r} on a CPU keeps its make figures budget"
+    else:
+        return full
+    if chosen != full:
+        print(f"{name} = {chosen}{f' ({what})' if what else ''}: reduced because {why}; for the full version set "
+              f"the parameter {name} = {full}")
+    return chosen
 
 
 def _name(clip_id: str) -> str:
@@ -284,6 +304,7 @@ def circuit_composition(graph: Graph, scores: torch.Tensor, n: int) -> pd.DataFr
     d = pd.DataFrame({"sender": kinds, "receiver": recv, "abs_score": w})
     out = d.groupby("sender").agg(edges=("abs_score", "size"), abs_score=("abs_score", "sum")).reset_index()
     out["score_share_pct"] = 100 * out.abs_score / out.abs_score.sum()
+    out["circuit_edges"], out["graph_edges"] = n, graph.n_edges
     for receiver in ("mlp", "readout"):
         into = d[d.receiver == receiver].groupby("sender").size()
         out[f"edges_into_{receiver}"] = out.sender.map(into).fillna(0).astype(int)

@@ -434,6 +434,48 @@ def update_across(readme: str | Path | None = None, table_csv: str | Path | None
     return True
 
 
+CIRCUITS_START = "<!-- circuits:start -->"  # README markers around notebook 08's generated findings
+CIRCUITS_END = "<!-- circuits:end -->"
+CIRCUIT_TABLES = ("table18_atp_vs_exact", "table19_ig_convergence", "table20_faithfulness",
+                  "table21_circuit_composition")
+
+
+def circuits_block(folder: str | Path | None = None) -> str:
+    """What the README holds between ``CIRCUITS_START`` and ``CIRCUITS_END``: notebook 08's
+    findings (``utils.discovery.summary_lines``) from its tables in ``folder`` (default
+    ``figures/toy``); a table that is missing leaves its sentences out."""
+    from utils.discovery import summary_lines
+
+    folder = Path(folder or paths.FIGURES_DIR / "toy")
+
+    def read(name):
+        f = folder / f"{name}.csv"
+        return pd.read_csv(f, keep_default_na=False, na_values=[""]) if f.is_file() else None
+
+    agree, ig, curve, comp = (read(n) for n in CIRCUIT_TABLES)
+    smallest = int(comp.circuit_edges.iloc[0]) if comp is not None else -1
+    threshold = float(comp.threshold_pct.iloc[0]) if comp is not None else 80.0
+    n_edges = int(curve.n_edges.max()) if curve is not None else 0
+    lines = summary_lines(agree, ig, curve, comp, smallest, n_edges, threshold)
+    rel = folder.resolve().relative_to(paths.REPO_ROOT) if folder.resolve().is_relative_to(paths.REPO_ROOT) else folder
+    note = (f"<!-- generated from {rel}/table18..table21 by `python -m utils.findings`; do not edit by hand -->")
+    return "\n".join([CIRCUITS_START, note, *(f"* {line}" for line in lines), CIRCUITS_END])
+
+
+def update_circuits(readme: str | Path | None = None, folder: str | Path | None = None) -> bool:
+    """Rewrite the README's circuit-discovery block; True if it changed (no markers: left alone)."""
+    readme = Path(readme or paths.REPO_ROOT / "README.md")
+    text = readme.read_text()
+    if CIRCUITS_START not in text or CIRCUITS_END not in text:
+        return False
+    old = readme_current_block(readme, CIRCUITS_START, CIRCUITS_END)
+    new = circuits_block(folder)
+    if old == new:
+        return False
+    readme.write_text(text.replace(old, new))
+    return True
+
+
 def update_readme(readme: str | Path | None = None, findings_md: str | Path | None = None) -> bool:
     """Rewrite the README's claims block from ``findings_md``; True if it changed."""
     readme = Path(readme or paths.REPO_ROOT / "README.md")
@@ -464,6 +506,11 @@ def main(argv=None) -> int:
             print("README across-architectures findings match table 17" if same_across
                   else "README across-architectures findings differ from table 17")
             same = same and same_across
+        if CIRCUITS_START in readme.read_text():
+            same_circuits = readme_current_block(readme, CIRCUITS_START, CIRCUITS_END) == circuits_block()
+            print("README circuit findings match tables 18-21" if same_circuits
+                  else "README circuit findings differ from tables 18-21")
+            same = same and same_circuits
         return 0 if same else 1
     changed = update_readme(readme, args.findings)
     print("README claims table rewritten" if changed else "README claims table already up to date")
@@ -471,6 +518,8 @@ def main(argv=None) -> int:
         changed = update_across(readme, args.across)
         print("README across-architectures findings rewritten" if changed
               else "README across-architectures findings already up to date")
+    if update_circuits(readme):
+        print("README circuit findings rewritten")
     return 0
 
 
