@@ -144,7 +144,7 @@ def test_a_circuit_with_every_edge_is_the_model_and_with_none_the_counterfactual
     assert torch.allclose(logits[0], clean.logits[0], atol=1e-4)
     no_scores = torch.zeros_like(graph.valid, dtype=torch.float64)
     f = circuit.faithfulness(graph, source, ref, cf[final], clean[final], no_scores, [0, graph.n_edges])
-    assert f.faithfulness_pct.tolist() == pytest.approx([0.0, 100.0], abs=1e-6)
+    assert f.faithfulness_pct.tolist() == pytest.approx([0.0, 100.0], abs=1e-4)  # float32 runs
     assert f.metric_empty.iloc[0] == pytest.approx(0, abs=1e-3)
     assert f.metric_full.iloc[0] == pytest.approx(100, abs=1e-3)
 

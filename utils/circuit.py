@@ -259,21 +259,25 @@ def top_edges(scores: Tensor, graph: Graph, n: int) -> Tensor:
 
 
 def faithfulness(graph: Graph, clean_pixels: Tensor, reference: Tensor, counterfactual_resid: Tensor,
-                 clean_resid: Tensor, scores: Tensor, sizes: list[int], batch: int = 8) -> pd.DataFrame:
+                 clean_resid: Tensor, scores: Tensor, sizes: list[int], batch: int = 8,
+                 counterfactual: bool = False) -> pd.DataFrame:
     """Faithfulness (percent, module docstring) of the top-``n`` circuit for every ``n`` in
     ``sizes``, on one clean input. ``counterfactual_resid``, ``clean_resid``: final residuals
-    ``(1, tokens, d_model)`` that define the metric (``utils.atp.readout_projection``)."""
+    ``(1, tokens, d_model)`` that define the metric (``utils.atp.readout_projection``). The full
+    circuit is the clean run (M = 100); the empty one is run, unless ``counterfactual`` says that
+    ``reference`` holds the counterfactual run's own outputs: then it is that run (M = 0)."""
     h = graph.hooked
     metric = readout_projection(h, clean_resid, counterfactual_resid)
-    keeps = torch.stack([torch.zeros_like(graph.valid), graph.valid] + [top_edges(scores, graph, n) for n in sizes])
-    values = []
     with torch.inference_mode():
-        for i in range(0, len(keeps), batch):
-            values.append(metric(circuit_run(graph, clean_pixels, reference, keeps[i:i + batch])).double().cpu())
-    v = torch.cat(values)
-    empty, full = float(v[0]), float(v[1])
-    return pd.DataFrame({"n_edges": sizes, "metric": v[2:].numpy(),
-                         "faithfulness_pct": 100 * (v[2:].numpy() - empty) / (full - empty),
+        full = float(metric(clean_resid.to(h.device)).double())
+        empty = float(metric(counterfactual_resid.to(h.device)).double()) if counterfactual else None
+        keeps = [top_edges(scores, graph, n) for n in sizes]
+        keeps = torch.stack(keeps + ([torch.zeros_like(graph.valid)] if empty is None else []))
+        v = torch.cat([metric(circuit_run(graph, clean_pixels, reference, keeps[i:i + batch])).double().cpu()
+                       for i in range(0, len(keeps), batch)]).numpy()
+    if empty is None:
+        empty, v = float(v[-1]), v[:-1]
+    return pd.DataFrame({"n_edges": sizes, "metric": v, "faithfulness_pct": 100 * (v - empty) / (full - empty),
                          "metric_empty": empty, "metric_full": full})
 
 

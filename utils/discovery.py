@@ -20,7 +20,7 @@ from scipy.stats import spearmanr
 from tqdm.auto import tqdm
 
 from utils import atp
-from utils.circuit import Graph, circuit_run, edge_scores, top_edges
+from utils.circuit import Graph, edge_scores, faithfulness, top_edges
 from utils.context import paper_scale_cpu
 from utils.data import CANONICAL_STRIKE
 from utils.hooks import HookedViViT, parse_name
@@ -249,31 +249,28 @@ def faithfulness_curve(graph: Graph, data, pairs: list[tuple[str, str]], scores:
     the mean sender outputs). Columns: ``pair``, ``ablation``, ``n_edges``, ``faithfulness_pct``."""
     h = graph.hooked
     final = atp.final_site(h)
-    keeps = torch.stack([torch.zeros_like(graph.valid), graph.valid] + [top_edges(scores, graph, n) for n in sizes])
     rows = []
     for s_id, g_id in tqdm(pairs, desc="circuit runs", disable=not progress):
         cf = h.run(data.pixels(g_id), names=graph.cache_names() | {final})
         clean_final = h.run(data.pixels(s_id), names={final})[final]
-        metric = atp.readout_projection(h, clean_final, cf[final])
         refs = {"counterfactual": graph.sender_outputs(cf.cache)[0]}
         if mean_ref is not None:
             refs["mean"] = mean_ref
         for ablation, ref in refs.items():
-            with torch.inference_mode():
-                v = torch.cat([metric(circuit_run(graph, data.pixels(s_id), ref, keeps[i:i + batch])).double().cpu()
-                               for i in range(0, len(keeps), batch)]).numpy()
-            faith = 100 * (v[2:] - v[0]) / (v[1] - v[0])
-            rows += [{"pair": _name(s_id), "ablation": ablation, "n_edges": n, "faithfulness_pct": f}
-                     for n, f in zip(sizes, faith, strict=True)]
-    return pd.DataFrame(rows)
+            f = faithfulness(graph, data.pixels(s_id), ref, cf[final], clean_final, scores, sizes, batch,
+                             counterfactual=ablation == "counterfactual")
+            rows.append(f[["n_edges", "faithfulness_pct"]].assign(pair=_name(s_id), ablation=ablation))
+    return pd.concat(rows, ignore_index=True)[["pair", "ablation", "n_edges", "faithfulness_pct"]]
 
 
 def smallest_circuit(graph: Graph, data, pairs, scores, curve: pd.DataFrame, threshold: float = 80.0,
-                     ablation: str = "counterfactual", refine: int = 6, mean_ref=None) -> tuple[int, pd.DataFrame]:
-    """The fewest top-scored edges whose mean faithfulness over ``pairs`` reaches ``threshold``:
-    the first size of ``curve`` that does, narrowed by bisection (``refine`` more sizes, all
-    pairs each) between it and the size before. Returns ``(n, curve with the new sizes)``."""
-    mean = curve[curve.ablation == ablation].groupby("n_edges").faithfulness_pct.mean().sort_index()
+                     refine: int = 6, mean_ref=None) -> tuple[int, pd.DataFrame]:
+    """The fewest top-scored edges whose mean faithfulness over ``pairs`` (counterfactual
+    ablation) reaches ``threshold``: the first size of ``curve`` that does, narrowed by bisection
+    (``refine`` more sizes, all pairs each) between it and the size before; with ``mean_ref`` the
+    size found is also judged under mean ablation. Returns ``(n, curve with the new rows)``."""
+    cf = curve[curve.ablation == "counterfactual"]
+    mean = cf.groupby("n_edges").faithfulness_pct.mean().sort_index()
     above = mean[mean >= threshold]
     if above.empty:
         return -1, curve
@@ -284,12 +281,15 @@ def smallest_circuit(graph: Graph, data, pairs, scores, curve: pd.DataFrame, thr
         if hi - lo <= 1:
             break
         mid = (lo + hi) // 2
-        new = faithfulness_curve(graph, data, pairs, scores, [mid], mean_ref=mean_ref, progress=False)
+        new = faithfulness_curve(graph, data, pairs, scores, [mid], progress=False)
         curve = pd.concat([curve, new], ignore_index=True)
-        if new[new.ablation == ablation].faithfulness_pct.mean() >= threshold:
+        if new.faithfulness_pct.mean() >= threshold:
             hi = mid
         else:
             lo = mid
+    if mean_ref is not None and hi not in set(curve[curve.ablation == "mean"].n_edges):
+        new = faithfulness_curve(graph, data, pairs, scores, [hi], mean_ref=mean_ref, progress=False)
+        curve = pd.concat([curve, new[new.ablation == "mean"]], ignore_index=True)
     return hi, curve.sort_values(["ablation", "pair", "n_edges"], kind="stable").reset_index(drop=True)
 
 
