@@ -4,11 +4,13 @@ import torch
 
 from utils.ablation import (
     ablate_embedding_tokens,
+    ablated_logits,
     before_after,
     component_ablation,
     n_top,
     random_ablation_deltas,
     random_token_sets,
+    reference_means,
     top_fraction_ablation,
     top_vs_random,
     zero_tubelets,
@@ -127,3 +129,34 @@ def test_top_vs_random_ranks_the_top_set_among_the_draws(toy_hooked, toy_pair):
         assert r.share_random_lower == pytest.approx(float((rand <= top).mean()))
         assert r.rank == 1 + int((rand < top).sum())
         assert r.random_median == pytest.approx(float(np.median(rand)), abs=1e-6)
+
+
+def test_component_ablation_of_some_layers_is_those_rows_of_all_layers(tiny_hooked, tiny_pixels):
+    """``layers`` keeps the rows of those layers (same numbers); precomputed ``reference``
+    means equal ``reference_pixels``; the means are those of single-clip runs."""
+    px = tiny_pixels[:1]
+    full = component_ablation(tiny_hooked, px, 1, how="mean", reference_pixels=tiny_pixels, heads=True)
+    part = component_ablation(tiny_hooked, px, 1, how="mean", reference_pixels=tiny_pixels, heads=True, layers=[2])
+    assert (part.layer == 2).all() and len(part) == 2 + 3
+    want = full[full.layer == 2].reset_index(drop=True)
+    np.testing.assert_allclose(part.target_logit, want.target_logit, rtol=0, atol=1e-6)
+    names = ["blocks.2.hook_mlp_out", "blocks.0.attn.hook_z"]
+    means = reference_means(tiny_hooked, tiny_pixels, names, shared=(px,))
+    for n in names:
+        single = torch.stack([tiny_hooked.run(tiny_pixels[i : i + 1], names={n})[n][0] for i in range(2)])
+        torch.testing.assert_close(means[n], single.mean(0), rtol=1e-6, atol=1e-6)
+    again = component_ablation(tiny_hooked, px, 1, how="mean", layers=[2], heads=True,
+                               reference=reference_means(tiny_hooked, tiny_pixels, [
+                                   "blocks.2.hook_attn_out", "blocks.2.hook_mlp_out", "blocks.2.attn.hook_z"]))
+    np.testing.assert_allclose(again.target_logit, part.target_logit, rtol=0, atol=0)
+
+
+def test_ablated_logits_are_a_plain_run_and_random_draws_one_at_a_time_agree(tiny_hooked, tiny_pixels):
+    """``ablated_logits`` is the run of the zeroed pixels (shared through ``utils.memo``);
+    draws one at a time (paper scale's default) equal batched draws."""
+    h, px = tiny_hooked, tiny_pixels[:1]
+    got = ablated_logits(h, px, [3, 1], "corrected")
+    torch.testing.assert_close(got, h.run(zero_tubelets(h, px, [1, 3], "corrected")).logits[0], rtol=0, atol=0)
+    one = random_ablation_deltas(h, px, 1, 3, n_draws=6, seed=2, batch=1)
+    many = random_ablation_deltas(h, px, 1, 3, n_draws=6, seed=2, batch=6)
+    np.testing.assert_allclose(one, many, rtol=0, atol=1e-5)

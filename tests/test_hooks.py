@@ -331,3 +331,56 @@ def test_the_fused_gelu_is_taken_and_is_the_models_own_mlp(toy, toy_pair):
         with torch.no_grad():
             want = blk.mlp(blk.layernorm_after(run[f"blocks.{i}.hook_resid_mid"]))
         torch.testing.assert_close(run[f"blocks.{i}.hook_mlp_out"], want, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("which", ["tiny", "toy"])
+def test_a_logits_only_run_computes_the_last_block_for_the_readout_only(which, request):
+    """A run that asks for nothing of the last block runs it for the CLS row only
+    (``readout_block``): the logits are the full block's, from pixels, from the last resid_pre
+    or resid_mid, and with autograd; asking for a last-block site takes the full block."""
+    hooked = request.getfixturevalue(f"{which}_hooked")
+    px = request.getfixturevalue("tiny_pixels") if which == "tiny" else torch.cat(request.getfixturevalue("toy_pair"))
+    last = hooked.n_layers - 1
+    names = {f"blocks.{last}.hook_resid_pre", f"blocks.{last}.hook_resid_mid", f"blocks.{last}.hook_resid_post"}
+    full = hooked.run(px, names=names)
+    assert hooked.readout_only() and not hooked.readout_only(names)
+    assert not hooked.readout_only(hooks={"ln_final.hook_normalized": None})
+    torch.testing.assert_close(hooked.run(px).logits, full.logits, rtol=1e-5, atol=1e-5)
+    for site in ("hook_resid_pre", "hook_resid_mid"):
+        start = (f"blocks.{last}.{site}", full[f"blocks.{last}.{site}"])
+        torch.testing.assert_close(hooked.run(start=start).logits, full.logits, rtol=1e-5, atol=1e-5)
+    x = full[f"blocks.{last}.hook_resid_pre"].clone().requires_grad_(True)
+    grads = []
+    for asked in ((), {f"blocks.{last}.hook_resid_post"}):  # the CLS-only block, then the full one
+        out = hooked.run(start=(f"blocks.{last}.hook_resid_pre", x), names=asked, grad=True)
+        grads.append(torch.autograd.grad(out.logits[:, 1].sum(), x)[0])
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-6)
+
+
+def test_clean_run_is_the_plain_run_shared_through_memo(tiny_pixels):
+    """``clean_run`` gives bitwise what ``run`` gives for the names asked, runs a clip once per
+    model and input (later calls are memo hits), and runs full attention patterns afresh."""
+    from conftest import tiny_loaded
+
+    from utils import memo
+    from utils.hooks import clean_run, shared_names
+
+    hooked = HookedViViT(tiny_loaded(seed=7))  # weights of its own: so are its memo entries
+    px = tiny_pixels[:1]
+    names = {"hook_embed", "blocks.0.attn.hook_z", "blocks.1.hook_resid_mid", "blocks.2.attn.hook_pattern_cls"}
+    want = hooked.run(px, names=names)
+    before = dict(memo.stats)
+    got = clean_run(hooked, px, names)
+    again = clean_run(hooked, px, {"blocks.2.hook_resid_post"})
+    assert memo.stats["misses"] == before["misses"] + 1 and memo.stats["hits"] == before["hits"] + 1
+    assert set(got.cache) == names and torch.equal(got.logits, want.logits)
+    for n in names:
+        assert torch.equal(got[n], want[n]), n
+    assert torch.equal(again["blocks.2.hook_resid_post"], hooked.run(px, names={"blocks.2.hook_resid_post"})[
+        "blocks.2.hook_resid_post"])
+    with torch.inference_mode():
+        got[next(iter(names))].zero_()  # a caller's edit stays its own
+    assert torch.equal(clean_run(hooked, px, names)[next(iter(names))], want[next(iter(names))])
+    assert "blocks.0.attn.hook_pattern" not in shared_names(hooked)
+    full = clean_run(hooked, px, {"blocks.0.attn.hook_pattern"})
+    assert full["blocks.0.attn.hook_pattern"].shape == (1, 3, hooked.n_tokens, hooked.n_tokens)

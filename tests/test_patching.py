@@ -232,3 +232,22 @@ def test_paper_values_line_up_with_table3():
     df = pd.DataFrame({"layer": [0, 4, 4, 10], "component": ["mlp", "attention", "mlp", "mlp"]})
     got = paper_values(df, paper.TABLE3)
     assert math.isnan(got[0]) and got[1:] == [54.41, 60.17, 43.39]  # paper.md, Table 3
+
+
+@pytest.mark.parametrize("batch_size", [1, 4])
+def test_logits_only_patches_give_the_same_logits(tiny_hooked, tiny_pixels, batch_size):
+    """``logits_only`` (the last block for the CLS row only, unless a patch sits inside it)
+    returns the logits of the full patched runs: whole components at every layer, heads and
+    positions (applied by hooks) at the last layer too."""
+    L = tiny_hooked.n_layers
+    src = tiny_hooked.run(tiny_pixels[:1], names=set(tiny_hooked.hook_names()) - {
+        f"blocks.{i}.attn.hook_pattern" for i in range(L)})
+    tgt = tiny_hooked.run(tiny_pixels[1:], names=needed_target_names(tiny_hooked))
+    patches = component_patches(tiny_hooked, src.cache)
+    patches += [Patch(f"blocks.{L - 1}.attn.hook_z", src[f"blocks.{L - 1}.attn.hook_z"][0], heads=[1]),
+                Patch(f"blocks.{L - 1}.hook_resid_pre", src[f"blocks.{L - 1}.hook_resid_pre"][0], positions=[0, 2]),
+                Patch(f"blocks.{L - 1}.hook_resid_post", src[f"blocks.{L - 1}.hook_resid_post"][0])]
+    acts, full = run_patches(tiny_hooked, tgt.cache, patches, batch_size=batch_size)
+    none, fast = run_patches(tiny_hooked, tgt.cache, patches, batch_size=batch_size, logits_only=True)
+    assert none is None and acts.shape[0] == len(patches)
+    torch.testing.assert_close(fast, full, rtol=1e-5, atol=1e-5)

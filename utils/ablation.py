@@ -22,9 +22,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from utils import memo
 from utils.attribution import notebook_token_score, token_dla, token_dla_names
-from utils.hooks import HookedViViT
-from utils.patching import Patch, needed_target_names, run_patches
+from utils.hooks import HookedViViT, clean_run
+from utils.patching import Patch, auto_batch_size, needed_target_names, run_patches
 from utils.stats import empirical_quantile
 
 MODES = ("faithful", "corrected")
@@ -88,12 +89,12 @@ def top_fraction_ablation(hooked: HookedViViT, pixel_values: torch.Tensor, targe
     W_target, as the author; ``dla``: per-token DLA through the last layer's attention).
 
     ``run``: the clean run of ``pixel_values`` caching ``ablation_names`` (reused across modes
-    instead of recomputed). Returns ``tokens`` (chosen token indices), ``n_ablated``,
-    ``logits_before``, ``logits_after``, ``run`` and ``table`` (top-k before/after, with mode
-    and n_ablated columns).
+    instead of recomputed; default: ``utils.hooks.clean_run``). Returns ``tokens`` (chosen token
+    indices), ``n_ablated``, ``logits_before``, ``logits_after``, ``run`` and ``table`` (top-k
+    before/after, with mode and n_ablated columns).
     """
     if run is None:
-        run = hooked.run(pixel_values, names=ablation_names(hooked))
+        run = clean_run(hooked, pixel_values, ablation_names(hooked))
     if score == "notebook":
         s = notebook_token_score(hooked, run, target)  # (patches,)
     elif score == "dla":
@@ -102,13 +103,22 @@ def top_fraction_ablation(hooked: HookedViViT, pixel_values: torch.Tensor, targe
         raise ValueError(f"score must be 'notebook' or 'dla', got {score!r}")
     n = n_top(s.numel(), fraction)
     tokens = (torch.topk(s, n).indices + hooked.n_prefix).tolist()  # patch index -> token (CLS is token 0)
-    after = hooked.run(zero_tubelets(hooked, pixel_values, tokens, mode)).logits[0]
+    after = ablated_logits(hooked, pixel_values, tokens, mode)
     table = before_after(run.logits[0], after, hooked.loaded.id2label, k, include=target)
     table.insert(0, "mode", mode)
     table.insert(1, "score", score)
     table.insert(2, "n_ablated", n)
     return {"tokens": tokens, "n_ablated": n, "logits_before": run.logits[0],
             "logits_after": after, "table": table, "run": run}
+
+
+def ablated_logits(hooked: HookedViViT, pixel_values: torch.Tensor, tokens, mode: str) -> torch.Tensor:
+    """Logits ``(classes,)`` of ``pixel_values (1, frame, 3, H, W)`` with ``tokens`` zeroed
+    (``zero_tubelets``), shared between the notebooks of one kernel (``utils.memo``): notebook
+    06's top-10% and random ablations reuse those of notebook 05."""
+    key = ("ablated_logits", memo.model_fingerprint(hooked.model), str(hooked.device),
+           memo.tensor_fingerprint(pixel_values), mode, tuple(sorted(int(t) for t in tokens)))
+    return memo.memoized(key, lambda: hooked.run(zero_tubelets(hooked, pixel_values, tokens, mode)).logits[0])
 
 
 def ablation_names(hooked: HookedViViT) -> set[str]:
@@ -132,14 +142,20 @@ def random_token_sets(hooked: HookedViViT, n: int, n_draws: int, seed: int) -> l
 
 def random_ablation_deltas(hooked: HookedViViT, pixel_values: torch.Tensor, target: int, n: int,
                            n_draws: int = 20, mode: str = "corrected", seed: int = 0,
-                           logit_before: float | None = None, batch: int = 10) -> np.ndarray:
+                           logit_before: float | None = None, batch: int | None = None) -> np.ndarray:
     """``(n_draws,)`` change of the target logit when ``n`` random patches are zeroed (``mode``
     as ``zero_tubelets``), one independent draw of tokens each; the null against which a
-    scored selection of ``n`` patches is judged. Draws run ``batch`` at a time."""
+    scored selection of ``n`` patches is judged. Draws run ``batch`` at a time (default: 10 for
+    small models; one at a time at paper scale, where a batch is no faster per clip on a CPU
+    and a draw that notebook 05 ran already, its random control, is reused: ``ablated_logits``)."""
     if logit_before is None:
         logit_before = float(hooked.run(pixel_values).logits[0, target])
     deltas = []
     sets = random_token_sets(hooked, n, n_draws, seed)
+    batch = batch or (10 if auto_batch_size(hooked) > 1 else 1)
+    if batch == 1:
+        return np.array([float(ablated_logits(hooked, pixel_values, toks, mode)[target]) - logit_before
+                         for toks in sets], dtype=np.float32)
     for i in range(0, n_draws, batch):
         px = torch.cat([zero_tubelets(hooked, pixel_values, toks, mode) for toks in sets[i : i + batch]])
         deltas.append(hooked.run(px).logits[:, target].detach().cpu().numpy() - logit_before)  # (chunk,)
@@ -193,45 +209,75 @@ def ablate_embedding_tokens(hooked: HookedViViT, pixel_values: torch.Tensor, tok
     return hooked.run(pixel_values, hooks={"hook_embed": fn}).logits[0]
 
 
+def component_names(hooked: HookedViViT, heads: bool = False, layers=None) -> list[str]:
+    """The sites ``component_ablation`` replaces: every component's output (and, with ``heads``,
+    every per-head ``hook_z``) of ``layers`` (default: all)."""
+    layers = range(hooked.n_layers) if layers is None else layers
+    names = [f"blocks.{i}.{s}" for i in layers for s in hooked.components.values()]
+    if heads:
+        names += [f"blocks.{i}.{s}" for i in layers for s in hooked.head_sites.values()]
+    return names
+
+
+def reference_means(hooked: HookedViViT, reference_pixels: torch.Tensor, names,
+                    shared: tuple[torch.Tensor, ...] = ()) -> dict[str, torch.Tensor]:
+    """Mean of each activation in ``names`` over the runs of ``reference_pixels (runs, frame, 3,
+    H, W)``, position by position. Runs go one clip at a time (memory stays that of one run);
+    a clip equal to one of ``shared`` takes its clean run from ``utils.hooks.clean_run``
+    (notebook 05: the canonical pair, whose runs the notebook has anyway)."""
+    names = list(names)
+    total: dict[str, torch.Tensor] = {}
+    for i in range(len(reference_pixels)):
+        px = reference_pixels[i : i + 1]
+        use_shared = any(px.shape == s.shape and torch.equal(px, s.to(px.device)) for s in shared)
+        run = clean_run(hooked, px, names) if use_shared else hooked.run(px, names=names)
+        for n in names:
+            total[n] = run[n][0].clone() if n not in total else total[n].add_(run[n][0])
+    return {n: t / len(reference_pixels) for n, t in total.items()}
+
+
 def component_ablation(hooked: HookedViViT, pixel_values: torch.Tensor, target: int,
                        how: str = "zero", reference_pixels: torch.Tensor | None = None,
-                       heads: bool = False, batch_size: int | None = None) -> pd.DataFrame:
+                       heads: bool = False, batch_size: int | None = None, layers=None,
+                       reference: dict[str, torch.Tensor] | None = None) -> pd.DataFrame:
     """Change in the target logit when each layer's attention output or MLP output (or, with
     ``heads``, each head's ``hook_z``) is replaced by zeros or by its mean over the reference
-    runs ``reference_pixels (runs, frame, 3, H, W)`` (position by position).
+    runs ``reference_pixels (runs, frame, 3, H, W)`` (position by position, ``reference_means``;
+    or ``reference``, those means computed already). ``layers``: the layers ablated (default:
+    all). The clean run comes from ``utils.hooks.clean_run``; the ablated runs compute logits
+    only (``run_patches(logits_only=True)``).
 
     Columns: ``layer``, ``component`` (attention / mlp / head), ``head``, ``how``,
     ``target_logit``, ``delta_target_logit``.
     """
-    L = hooked.n_layers
+    layers = list(range(hooked.n_layers) if layers is None else layers)
     sites = list(hooked.components.items())  # (component, output hook); TimeSformer: two attention steps
     head_sites = list(hooked.head_sites.items())  # (component, its per-head hook_z)
-    names = [f"blocks.{i}.{s}" for i in range(L) for _, s in sites]
-    if heads:
-        names += [f"blocks.{i}.{s}" for i in range(L) for _, s in head_sites]
+    names = component_names(hooked, heads, layers)
     if how == "mean":
-        if reference_pixels is None:
-            raise ValueError("mean ablation needs reference_pixels (runs to average over)")
-        ref = hooked.run(reference_pixels, names=names).cache
-        value = {n: ref[n].mean(0) for n in names}
+        if reference is None:
+            if reference_pixels is None:
+                raise ValueError("mean ablation needs reference_pixels (runs to average over)")
+            reference = reference_means(hooked, reference_pixels, names)
+        value = reference
     elif how == "zero":
         value = None
     else:
         raise ValueError(f"how must be 'zero' or 'mean', got {how!r}")
-    run = hooked.run(pixel_values, names=needed_target_names(hooked) + names)
+    run = clean_run(hooked, pixel_values, needed_target_names(hooked) + names)
 
     def const(name):
         return torch.zeros_like(run[name][0]) if value is None else value[name]
 
     patches = [Patch(f"blocks.{i}.{s}", const(f"blocks.{i}.{s}"),
                      label={"layer": i, "component": c, "head": -1})
-               for i in range(L) for c, s in sites]
+               for i in layers for c, s in sites]
     if heads:  # component "head" (ViViT, VideoMAE) or "<attention step> head" (TimeSformer)
         multi = len(head_sites) > 1
         patches += [Patch(f"blocks.{i}.{site}", const(f"blocks.{i}.{site}"), heads=[h],
                           label={"layer": i, "component": f"{comp} head" if multi else "head", "head": h})
-                    for i in range(L) for comp, site in head_sites for h in range(hooked.n_heads)]
-    _, logits = run_patches(hooked, run.cache, patches, batch_size=batch_size)
+                    for i in layers for comp, site in head_sites for h in range(hooked.n_heads)]
+    _, logits = run_patches(hooked, run.cache, patches, batch_size=batch_size, logits_only=True)
     base = float(run.logits[0, target])
     rows = [{**p.label, "how": how, "target_logit": float(lg[target]),
              "delta_target_logit": float(lg[target]) - base}

@@ -14,7 +14,16 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
-from utils.ablation import MODES, before_after, component_ablation, random_tokens, top_fraction_ablation, zero_tubelets
+from utils.ablation import (
+    MODES,
+    ablated_logits,
+    before_after,
+    component_ablation,
+    component_names,
+    random_tokens,
+    reference_means,
+    top_fraction_ablation,
+)
 from utils.hooks import HookedViViT
 
 CONTROL = "random control"  # the mode name of the random-patch control
@@ -32,8 +41,8 @@ def token_ablation_table(hooked: HookedViViT, pixel_values: torch.Tensor, target
         clean = res["run"]
         parts.append(res["table"])
     n = res["n_ablated"]
-    px = zero_tubelets(hooked, pixel_values, random_tokens(hooked, n, control_seed), "corrected")
-    ctrl = before_after(res["logits_before"], hooked.run(px).logits[0], hooked.loaded.id2label, k, include=target)
+    after = ablated_logits(hooked, pixel_values, random_tokens(hooked, n, control_seed), "corrected")
+    ctrl = before_after(res["logits_before"], after, hooked.loaded.id2label, k, include=target)
     ctrl.insert(0, "mode", CONTROL)
     ctrl.insert(1, "score", "random")
     ctrl.insert(2, "n_ablated", n)
@@ -41,12 +50,16 @@ def token_ablation_table(hooked: HookedViViT, pixel_values: torch.Tensor, target
 
 
 def component_ablation_table(hooked: HookedViViT, pixels_by_run: dict[str, torch.Tensor], target: int,
-                             reference_pixels: torch.Tensor, heads: bool = False) -> pd.DataFrame:
+                             reference_pixels: torch.Tensor, heads: bool = False, layers=None) -> pd.DataFrame:
     """``utils.ablation.component_ablation`` of every run in ``pixels_by_run`` (name ->
-    ``(1, frame, 3, H, W)``), zero- then mean-ablated (means over ``reference_pixels``), with a
-    ``run`` column; per-head rows (``heads``) for the mean ablation only."""
-    parts = [component_ablation(hooked, px, target, how=how, heads=heads and how == "mean",
-                                reference_pixels=reference_pixels if how == "mean" else None).assign(run=name)
+    ``(1, frame, 3, H, W)``), zero- then mean-ablated (means over ``reference_pixels``, computed
+    once; a reference clip that is one of ``pixels_by_run`` reuses its clean run), with a
+    ``run`` column; per-head rows (``heads``) for the mean ablation only. ``layers``: the
+    layers ablated (default: all)."""
+    means = reference_means(hooked, reference_pixels, component_names(hooked, heads, layers),
+                            shared=tuple(pixels_by_run.values()))
+    parts = [component_ablation(hooked, px, target, how=how, heads=heads and how == "mean", layers=layers,
+                                reference=means if how == "mean" else None).assign(run=name)
              for name, px in pixels_by_run.items() for how in ("zero", "mean")]
     return pd.concat(parts, ignore_index=True)
 

@@ -21,6 +21,26 @@ from utils.io import ensure_writable_dir
 from utils.models import LoadedModel, load_model
 
 
+def paper_scale_cpu(hooked: HookedViViT) -> bool:
+    """A model of ViViT-B's size (thousands of tokens: 3137 x 768 for ViViT-B) on a CPU, where
+    one forward pass takes ~16 s on 2 cores: the notebooks' costly extras default to lighter
+    settings there (``auto_setting``); toy profiles and GPUs get the full ones."""
+    return hooked.device.type == "cpu" and hooked.n_tokens * hooked.d_model > 512 * 512
+
+
+def auto_setting(name: str, value, full, light, hooked: HookedViViT, what: str = ""):
+    """A notebook parameter whose ``-1`` means automatic: ``full``, or ``light`` for a paper-scale
+    model on a CPU (``paper_scale_cpu``), never silently: a reduced setting is printed with how to
+    get the full one. Any other value is taken as given."""
+    if value != -1:
+        return value
+    if paper_scale_cpu(hooked) and light != full:
+        print(f"{name} = {light}{f' ({what})' if what else ''}: reduced because this {hooked.n_tokens}-token "
+              f"model runs on a CPU; for the full version set the parameter {name} = {full} (or run on a GPU)")
+        return light
+    return full
+
+
 class Analysis(NamedTuple):
     loaded: LoadedModel  # the model, its processor, target class and device
     hooked: HookedViViT  # named, patchable activations

@@ -612,15 +612,30 @@ def _shape_model(profile: str, target, device, preprocess) -> LoadedModel:
         "timesformer-shape": (timesformer_shape_config, timesformer_hub_processor),
         "videomae-shape": (videomae_shape_config, videomae_hub_processor),
     }[profile]
+    from transformers.initialization import no_init_weights
+
+    from utils import memo
+
     cfg = config()
-    torch.manual_seed(0)
-    model = MODEL_CLASSES[cfg.model_type](cfg).eval()
-    base = getattr(model, cfg.model_type)
-    with torch.no_grad():
-        for name in ("position_embeddings", "cls_token", "time_embeddings"):
-            param = getattr(base.embeddings, name, None)
-            if isinstance(param, torch.nn.Parameter):  # VideoMAE's sin-cos table is a fixed buffer
-                param.normal_(0.0, 0.02)
+
+    def draw() -> tuple[dict, torch.Tensor]:
+        torch.manual_seed(0)
+        model = MODEL_CLASSES[cfg.model_type](cfg).eval()
+        base = getattr(model, cfg.model_type)
+        with torch.no_grad():
+            for name in ("position_embeddings", "cls_token", "time_embeddings"):
+                param = getattr(base.embeddings, name, None)
+                if isinstance(param, torch.nn.Parameter):  # VideoMAE's sin-cos table is a fixed buffer
+                    param.normal_(0.0, 0.02)
+        return model.state_dict(), torch.get_rng_state()
+
+    # Drawing ViViT-B's 86M weights takes seconds; the notebooks of one kernel (utils.memo) get a
+    # copy of the first draw, and the global torch RNG is left as the draw leaves it.
+    state, rng = memo.memoized(("shape_model_weights", profile, cfg.to_json_string()), draw)
+    torch.set_rng_state(rng)
+    with no_init_weights():
+        model = MODEL_CLASSES[cfg.model_type](cfg).eval()
+    model.load_state_dict(state, assign=True)
     model.config._attn_implementation = "eager"
     return finish(model, processor(), profile, target, device, preprocess, untrained=True,
                   source=f"random init, torch seed 0 ({SHAPE_CHECKPOINTS[profile]}'s configuration)")

@@ -130,6 +130,19 @@ def recovery(patched: torch.Tensor, target: torch.Tensor, source: torch.Tensor) 
     }
 
 
+def readout_recovery(hooked: HookedViViT, patched: torch.Tensor, target: torch.Tensor,
+                     source: torch.Tensor) -> torch.Tensor:
+    """``recovery_readout_pct``: the projection measure on what the classifier reads
+    (``hooked.readout_tokens``: the CLS token, or VideoMAE's token mean) instead of every token,
+    ``100 (r_patched - r_target) . (r_source - r_target) / ||r_source - r_target||^2`` for
+    final residuals ``(batch, tokens, d_model)`` (``target``, ``source``: one run each) -> ``(batch,)``.
+    Linear in the residual: the metric ``utils.atp`` differentiates."""
+    r_t, r_s = hooked.readout_tokens(target[None].double()), hooked.readout_tokens(source[None].double())
+    d_full = (r_s - r_t)[0]
+    d_patch = hooked.readout_tokens(patched.double()) - r_t
+    return 100 * (d_patch @ d_full) / (d_full @ d_full)
+
+
 class _Done:
     """A batch row whose patch has been applied (later layers run it unpatched)."""
 
@@ -192,12 +205,15 @@ def needed_target_names(hooked: HookedViViT, read: str | None = None) -> list[st
 
 
 def run_patches(hooked: HookedViViT, target_cache: dict, patches: Sequence[Patch],
-                read: str | None = None, batch_size: int | None = None, progress: bool = False):
+                read: str | None = None, batch_size: int | None = None, progress: bool = False,
+                logits_only: bool = False):
     """Run every patch on the target run, reusing its cached prefix, in batches.
 
     ``target_cache`` holds the target's ``resid_pre`` and ``resid_mid`` of every layer
     (``needed_target_names``). Returns ``(read activations (patch, tokens, d_model), logits
-    (patch, classes))`` in the order of ``patches``.
+    (patch, classes))`` in the order of ``patches``; with ``logits_only`` the activations are
+    ``None`` and the last block runs for the readout's rows only where the adapter allows it
+    (``HookedViViT.readout_only``: the CLS query instead of every token).
     """
     L = hooked.n_layers
     hooked.check_eval()
@@ -206,6 +222,7 @@ def run_patches(hooked: HookedViViT, target_cache: dict, patches: Sequence[Patch
     read_layer, read_site = parse_name(read)
     if read_site != "hook_resid_post" or read_layer is None:
         raise ValueError(f"read must be a blocks.N.hook_resid_post activation, not {read}")
+    short = logits_only and hooked.readout_only()  # the last block for the readout's rows only
     order = sorted(range(len(patches)), key=lambda i: patches[i].layer)
     outs: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
     chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
@@ -221,19 +238,27 @@ def run_patches(hooked: HookedViViT, target_cache: dict, patches: Sequence[Patch
                     if patches[i].layer == layer:
                         stage, start, hooked_patch = _entry(patches[i], target_cache)
                         stages[stage].append((patches[i], start, hooked_patch))
+                # last block, logits only, no patch to apply inside it: the readout's rows only
+                cut = short and layer == L - 1 and not any(h for st in ("pre", "mid") for _, _, h in stages[st])
                 if stages["pre"]:
                     x = _cat(x, torch.stack([s for _, s, _ in stages["pre"]]))
                     rows += [p for p, _, _ in stages["pre"]]
                 if x is not None:
-                    x = hooked.block(layer, x, _row_hooks(rows, {p.hook for p in rows}))
+                    x = (hooked.adapter.readout_block(layer, x) if cut
+                         else hooked.block(layer, x, _row_hooks(rows, {p.hook for p in rows})))
                 if stages["mid"]:
-                    mid_rows = [p if h else None for p, _, h in stages["mid"]]
-                    new = hooked.block(layer, torch.stack([s for _, s, _ in stages["mid"]]),
-                                       _row_hooks(mid_rows, {p.hook for p in mid_rows if p}), start_at_mid=True)
+                    mid = torch.stack([s for _, s, _ in stages["mid"]])
+                    if cut:
+                        new = hooked.adapter.readout_block(layer, mid, start_at_mid=True)
+                    else:
+                        mid_rows = [p if h else None for p, _, h in stages["mid"]]
+                        new = hooked.block(layer, mid, _row_hooks(mid_rows, {p.hook for p in mid_rows if p}),
+                                           start_at_mid=True)
                     x = _cat(x, new)
                     rows += [p for p, _, _ in stages["mid"]]
                 if stages["post"]:
-                    x = _cat(x, torch.stack([s for _, s, _ in stages["post"]]))
+                    post = torch.stack([s for _, s, _ in stages["post"]])
+                    x = _cat(x, hooked.readout_state(post) if cut else post)
                     rows += [p for p, _, _ in stages["post"]]
                 for r in range(len(rows)):  # rows never apply a patch twice
                     rows[r] = _Done(rows[r]) if not isinstance(rows[r], _Done) else rows[r]
@@ -245,7 +270,9 @@ def run_patches(hooked: HookedViViT, target_cache: dict, patches: Sequence[Patch
             index = {id(r.patch): k for k, r in enumerate(rows)}
             for i in chunk:
                 k = index[id(patches[i])]
-                outs[i] = (read_val[k], logits[k])
+                outs[i] = (None if logits_only else read_val[k], logits[k])
+    if logits_only:
+        return None, torch.stack([outs[i][1] for i in range(len(patches))])
     acts = torch.stack([outs[i][0] for i in range(len(patches))])
     logits = torch.stack([outs[i][1] for i in range(len(patches))])
     return acts, logits
@@ -348,6 +375,7 @@ def patch_table(hooked: HookedViViT, source_pixels: torch.Tensor, target_pixels:
             **recovery(act, tgt[read][0], src[read][0]),
             "delta_target_logit": float(lg[target_class] - tgt.logits[0, target_class]),
             "target_logit_patched": float(lg[target_class]),
+            "recovery_readout_pct": float(readout_recovery(hooked, act[None], tgt[read][0], src[read][0])[0]),
         })
     return pd.DataFrame(rows)
 
@@ -365,7 +393,7 @@ def component_sweep(hooked: HookedViViT, source_pixels, target_pixels, target_cl
 
     Columns: ``layer``, ``component`` (attention / mlp), ``recovery_notebook_pct``,
     ``recovery_eq2_pct``, ``recovery_projection_pct``, ``delta_target_logit``,
-    ``target_logit_patched``.
+    ``target_logit_patched``, ``recovery_readout_pct`` (``readout_recovery``).
     """
     return patch_table(
         hooked, source_pixels, target_pixels, target_class,

@@ -87,6 +87,23 @@ class VivitAdapter(Adapter):
     def readout_tokens(self, resid: torch.Tensor) -> torch.Tensor:
         return resid[:, 0]
 
+    readout_rows = slice(0, 1)  # the CLS token
+
+    def readout_block(self, layer: int, x: torch.Tensor, start_at_mid: bool = False) -> torch.Tensor:
+        """The block for the CLS row only: keys and values of every token, the CLS query, then
+        the CLS row's output projection and MLP (``(batch, 1, d_model)``)."""
+        if not start_at_mid:
+            blk = self.blocks[layer]
+            att = blk.attention
+            h = blk.layernorm_before(x)
+            q = self._heads(att.q_proj(h[:, :1]))
+            k, v = self._heads(att.k_proj(h)), self._heads(att.v_proj(h))
+            z = F.scaled_dot_product_attention(q, k, v, scale=att.scaling)  # (batch, head, 1, d_head)
+            x = x[:, :1] + att.o_proj(z.transpose(1, 2).reshape(x.shape[0], 1, self.d_model))
+        else:
+            x = x[:, :1]
+        return x + self.mlp(layer, x)
+
     def W_O(self, layer: int, component: str = "attention") -> torch.Tensor:
         w = self.blocks[layer].attention.o_proj.weight  # (d_model, head * d_head)
         return w.T.reshape(self.n_heads, self.d_head, self.d_model)
