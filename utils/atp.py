@@ -104,11 +104,13 @@ def _start(hooked: HookedViViT, layer: int, target_cache: dict | None, target_pi
     return {"pixel_values": target_pixels}
 
 
-def gradients(hooked: HookedViViT, sites: Sequence[str], metric: Metric, target_pixels: Tensor | None = None,
-              target_cache: dict | None = None) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-    """One forward and one backward pass of the target run: ``(activations, dM/d activation)``
-    at every site in ``sites`` (one run each, no batch dim). With ``target_cache`` holding the
+def gradients(hooked: HookedViViT, sites: Sequence[str], metric: Metric | Sequence[Metric],
+              target_pixels: Tensor | None = None, target_cache: dict | None = None):
+    """One forward pass of the target run and one backward pass per metric: ``(activations,
+    dM/d activation)`` at every site in ``sites`` (one run each, no batch dim); with several
+    metrics the gradients are a list, one dict per metric. With ``target_cache`` holding the
     ``resid_pre`` of the earliest layer among ``sites``, the run starts there."""
+    metrics = [metric] if isinstance(metric, Metric) else list(metric)
     layers = [parse_name(s)[0] for s in sites]
     first = min((la for la in layers if la is not None), default=0)
     if any(la is None for la in layers):
@@ -116,12 +118,13 @@ def gradients(hooked: HookedViViT, sites: Sequence[str], metric: Metric, target_
     final = final_site(hooked)
     run = hooked.run(names=set(sites) | {final}, grad=True, **_start(hooked, first, target_cache, target_pixels))
     acts = [run[s] for s in sites]
-    grads = torch.autograd.grad(metric(run[final]).sum(), acts, allow_unused=True)
-    out_a, out_g = {}, {}
-    for s, a, g in zip(sites, acts, grads, strict=True):
-        out_a[s] = a[0].detach()
-        out_g[s] = torch.zeros_like(out_a[s]) if g is None else g[0].detach()
-    return out_a, out_g
+    out_a = {s: a[0].detach() for s, a in zip(sites, acts, strict=True)}
+    out_g = []
+    for i, m in enumerate(metrics):
+        grads = torch.autograd.grad(m(run[final]).sum(), acts, allow_unused=True, retain_graph=i < len(metrics) - 1)
+        out_g.append({s: torch.zeros_like(out_a[s]) if g is None else g[0].detach()
+                      for s, g in zip(sites, grads, strict=True)})
+    return out_a, (out_g[0] if isinstance(metric, Metric) else out_g)
 
 
 def _site_rows(p: Patch, act: Tensor, grad: Tensor) -> Tensor:
@@ -132,13 +135,16 @@ def _site_rows(p: Patch, act: Tensor, grad: Tensor) -> Tensor:
     return (diff.double() * grad.double()).sum()
 
 
-def atp(hooked: HookedViViT, patches: Sequence[Patch], metric: Metric, target_pixels: Tensor | None = None,
-        target_cache: dict | None = None) -> Tensor:
+def atp(hooked: HookedViViT, patches: Sequence[Patch], metric: Metric | Sequence[Metric],
+        target_pixels: Tensor | None = None, target_cache: dict | None = None) -> Tensor | list[Tensor]:
     """First-order estimate of each patch's effect on ``metric`` (``(patch,)``, float64), from
-    one gradient run of the target (``gradients``). The patches carry the source values."""
+    one gradient run of the target (``gradients``); several metrics share the forward pass and
+    give a list. The patches carry the source values."""
     sites = sorted({p.hook for p in patches})
     acts, grads = gradients(hooked, sites, metric, target_pixels, target_cache)
-    return torch.stack([_site_rows(p, acts[p.hook], grads[p.hook]) for p in patches])
+    one = isinstance(metric, Metric)
+    out = [torch.stack([_site_rows(p, acts[p.hook], g[p.hook]) for p in patches]) for g in ([grads] if one else grads)]
+    return out[0] if one else out
 
 
 def exact(hooked: HookedViViT, patches: Sequence[Patch], metric: Metric, target_cache: dict,

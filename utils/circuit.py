@@ -271,12 +271,14 @@ def faithfulness(graph: Graph, clean_pixels: Tensor, reference: Tensor, counterf
     with torch.inference_mode():
         full = float(metric(clean_resid.to(h.device)).double())
         empty = float(metric(counterfactual_resid.to(h.device)).double()) if counterfactual else None
-        keeps = [top_edges(scores, graph, n) for n in sizes]
+        run = [n for n in sizes if n < graph.n_edges]  # every edge kept: the clean run itself
+        keeps = [top_edges(scores, graph, n) for n in run]
         keeps = torch.stack(keeps + ([torch.zeros_like(graph.valid)] if empty is None else []))
         v = torch.cat([metric(circuit_run(graph, clean_pixels, reference, keeps[i:i + batch])).double().cpu()
                        for i in range(0, len(keeps), batch)]).numpy()
     if empty is None:
         empty, v = float(v[-1]), v[:-1]
+    v = np.array([full if n >= graph.n_edges else v[run.index(n)] for n in sizes])
     return pd.DataFrame({"n_edges": sizes, "metric": v, "faithfulness_pct": 100 * (v - empty) / (full - empty),
                          "metric_empty": empty, "metric_full": full})
 

@@ -64,21 +64,28 @@ def _name(clip_id: str) -> str:
     return clip_id.rsplit("_", 1)[0]
 
 
-def _runs(hooked: HookedViViT, pixels: dict, src: str, tgt: str):
+def _clean_runs(hooked: HookedViViT, pixels: dict) -> dict:
+    """Each clip's run caching what a source (its node activations) and a target (its prefix)
+    needs: one run per clip serves both directions."""
     L = hooked.n_layers
     sites = {f"blocks.{i}.{s}" for i in range(L)
              for s in (*hooked.components.values(), *hooked.head_sites.values(), "hook_resid_pre")}
-    final = atp.final_site(hooked)
-    s = hooked.run(pixels[src], names=sites | {final})
-    t = hooked.run(pixels[tgt], names=sites | set(needed_target_names(hooked)))
-    return s, t
+    names = sites | set(needed_target_names(hooked))
+    return {k: hooked.run(v, names=names) for k, v in pixels.items()}
+
+
+def _runs(hooked: HookedViViT, pixels: dict, src: str, tgt: str):
+    runs = _clean_runs(hooked, {k: pixels[k] for k in (src, tgt)})
+    return runs[src], runs[tgt]
 
 
 def _estimates(hooked, patches, s, t, target: int) -> dict[str, np.ndarray]:
+    """AtP of ``patches`` on both metrics (one forward pass of the target, a backward each)."""
     final = atp.final_site(hooked)
     metrics = {"readout": atp.readout_projection(hooked, s[final], t[final]),
                "logit": atp.target_logit(hooked, target, t[final])}
-    return {k: atp.atp(hooked, patches, m, target_cache=t.cache).numpy() for k, m in metrics.items()}
+    est = atp.atp(hooked, patches, list(metrics.values()), target_cache=t.cache)
+    return {k: e.numpy() for k, e in zip(metrics, est, strict=True)}
 
 
 def _tidy(exact: pd.DataFrame, est: dict, node_type: str, **tag) -> pd.DataFrame:
@@ -99,8 +106,9 @@ def component_validation(hooked: HookedViViT, data, pairs: list[tuple[str, str]]
         px = {"strike": data.pixels(s_id), "gutter": data.pixels(g_id)}
         kind = "canonical" if s_id == CANONICAL_STRIKE else "matched"
         exact = analyse_pair(hooked, px, target, _name(s_id), kind)["patching"]
+        runs = _clean_runs(hooked, px)
         for direction, (src, tgt) in DIRECTIONS.items():
-            s, t = _runs(hooked, px, src, tgt)
+            s, t = runs[src], runs[tgt]
             patches = component_patches(hooked, s.cache)
             ex = exact[exact.direction == direction].reset_index(drop=True)
             assert [(p.label["layer"], p.label["component"]) for p in patches] == list(zip(ex.layer, ex.component,
