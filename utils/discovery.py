@@ -19,7 +19,7 @@ from matplotlib.lines import Line2D
 from scipy.stats import spearmanr
 from tqdm.auto import tqdm
 
-from utils import atp
+from utils import atp, memo
 from utils.circuit import Graph, edge_scores, faithfulness, top_edges
 from utils.context import paper_scale_cpu
 from utils.data import CANONICAL_STRIKE
@@ -250,22 +250,36 @@ def discovery_scores(graph: Graph, data, pairs: list[tuple[str, str]], progress:
     return total / len(pairs)
 
 
+def _pair_state(graph: Graph, data, s_id: str, g_id: str):
+    """A pair's clean (strike) final residual, counterfactual (gutter) final residual and the
+    counterfactual sender outputs, computed once per kernel (``utils.memo``): the circuit search
+    asks for them at every step."""
+    h = graph.hooked
+    final = atp.final_site(h)
+    key = ("circuit_pair_state", memo.model_fingerprint(h.model), str(h.device),
+           memo.tensor_fingerprint(data.pixels(s_id)), memo.tensor_fingerprint(data.pixels(g_id)))
+
+    def compute():
+        cf = h.run(data.pixels(g_id), names=graph.cache_names() | {final})
+        clean_final = h.run(data.pixels(s_id), names={final})[final]
+        return clean_final, cf[final], graph.sender_outputs(cf.cache)[0]
+
+    return memo.memoized(key, compute)
+
+
 def faithfulness_curve(graph: Graph, data, pairs: list[tuple[str, str]], scores: torch.Tensor, sizes: list[int],
                        mean_ref: torch.Tensor | None = None, batch: int = 8, progress: bool = True) -> pd.DataFrame:
     """Faithfulness (percent) of the top-``n`` circuit for each ``n`` in ``sizes`` on every pair
     (strike clean; dropped edges carry the pair's gutter run, and, with ``mean_ref``, separately
     the mean sender outputs). Columns: ``pair``, ``ablation``, ``n_edges``, ``faithfulness_pct``."""
-    h = graph.hooked
-    final = atp.final_site(h)
     rows = []
     for s_id, g_id in tqdm(pairs, desc="circuit runs", disable=not progress):
-        cf = h.run(data.pixels(g_id), names=graph.cache_names() | {final})
-        clean_final = h.run(data.pixels(s_id), names={final})[final]
-        refs = {"counterfactual": graph.sender_outputs(cf.cache)[0]}
+        clean_final, cf_final, cf_out = _pair_state(graph, data, s_id, g_id)
+        refs = {"counterfactual": cf_out}
         if mean_ref is not None:
             refs["mean"] = mean_ref
         for ablation, ref in refs.items():
-            f = faithfulness(graph, data.pixels(s_id), ref, cf[final], clean_final, scores, sizes, batch,
+            f = faithfulness(graph, data.pixels(s_id), ref, cf_final, clean_final, scores, sizes, batch,
                              counterfactual=ablation == "counterfactual")
             rows.append(f[["n_edges", "faithfulness_pct"]].assign(pair=_name(s_id), ablation=ablation))
     return pd.concat(rows, ignore_index=True)[["pair", "ablation", "n_edges", "faithfulness_pct"]]
