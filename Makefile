@@ -19,7 +19,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export MPLBACKEND := agg
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: help figures test lint toy-model bench lock clean
+.PHONY: help figures test test-extended lint toy-model bench lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -39,6 +39,9 @@ figures: $(STAMP) ## run notebooks 00.. for PROFILE (default toy) -> figures/PRO
 test: $(STAMP) ## lint, unit tests and every notebook (offline: HF_HUB_OFFLINE=1)
 	$(PY) -m ruff check utils tests notebooks
 	HF_HUB_OFFLINE=1 $(PY) -m pytest
+
+test-extended: $(STAMP) ## notebooks 00-08 for toy-timesformer and toy-videomae (about 3 minutes; CI runs it too)
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -m extended
 
 lint: $(STAMP) ## ruff only (the package, the tests and the notebooks)
 	$(PY) -m ruff check utils tests notebooks

@@ -202,7 +202,7 @@ def test_a_fresh_toy_run_holds_the_recorded_numbers(toy_outputs):
     assert got == pytest.approx(RECORDED, abs=FLOAT_ATOL), f"update RECORDED to:\n{pformat(got)}"
 
 
-@pytest.mark.slow
+@pytest.mark.extended
 @pytest.mark.parametrize("profile", ["toy-timesformer", "toy-videomae"])
 def test_every_notebook_runs_for_the_other_architectures(profile, tmp_path):
     """Notebooks 00-08 run unchanged on TimeSformer (two attention steps) and VideoMAE (no CLS),
