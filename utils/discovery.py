@@ -44,8 +44,9 @@ LABEL_COLUMNS = ["layer", "component", "site", "head", "time_step", "row", "col"
 def setting(name: str, value, full, light, profile: str, hooked: HookedViViT, what: str = ""):
     """A notebook 08 parameter whose ``-1`` means automatic, never silently: ``full`` under the
     ``toy`` profile (and on a GPU), 0 for a paper-scale model on a CPU (``utils.context``),
-    ``light`` otherwise (the other toy models: their ``make figures`` stays within its budget).
-    A reduced value is printed with how to get the full one; any other value is taken as given."""
+    ``light`` otherwise (the other toy models on a CPU, whose ``make figures`` must stay within 3
+    minutes; notebook 08 passes 0 there). A reduced value is printed with how to get the full
+    one; any other value is taken as given."""
     if value != -1:
         return value
     if paper_scale_cpu(hooked):
