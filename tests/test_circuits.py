@@ -70,6 +70,10 @@ def test_atp_from_a_cached_prefix_equals_atp_from_the_pixels(setup):
     a = atp.atp(hooked, patches, metric, target_pixels=target)
     b = atp.atp(hooked, patches, metric, target_cache=tgt.cache)
     assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
+    final = atp.final_site(hooked)  # the metric defined from the gradient run's own final residual
+    c = atp.atp(hooked, patches, lambda t_final: atp.readout_projection(hooked, src[final], t_final),
+                target_pixels=target)
+    assert torch.allclose(a, c, rtol=1e-5, atol=1e-6)
 
 
 def test_integrated_gradients_approach_exact_patching_as_steps_grow(setup):

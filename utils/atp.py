@@ -109,14 +109,18 @@ def gradients(hooked: HookedViViT, sites: Sequence[str], metric: Metric | Sequen
     """One forward pass of the target run and one backward pass per metric: ``(activations,
     dM/d activation)`` at every site in ``sites`` (one run each, no batch dim); with several
     metrics the gradients are a list, one dict per metric. With ``target_cache`` holding the
-    ``resid_pre`` of the earliest layer among ``sites``, the run starts there."""
-    metrics = [metric] if isinstance(metric, Metric) else list(metric)
+    ``resid_pre`` of the earliest layer among ``sites``, the run starts there. ``metric`` may also
+    be a function of the target's final residual that returns the metric(s): the target then needs
+    no run of its own to define them."""
     layers = [parse_name(s)[0] for s in sites]
     first = min((la for la in layers if la is not None), default=0)
     if any(la is None for la in layers):
         first, target_cache = 0, None
     final = final_site(hooked)
     run = hooked.run(names=set(sites) | {final}, grad=True, **_start(hooked, first, target_cache, target_pixels))
+    if callable(metric) and not isinstance(metric, Metric):  # a metric made from this run's own final residual
+        metric = metric(run[final].detach())
+    metrics = [metric] if isinstance(metric, Metric) else list(metric)
     acts = [run[s] for s in sites]
     out_a = {s: a[0].detach() for s, a in zip(sites, acts, strict=True)}
     out_g = []
@@ -142,7 +146,7 @@ def atp(hooked: HookedViViT, patches: Sequence[Patch], metric: Metric | Sequence
     give a list. The patches carry the source values."""
     sites = sorted({p.hook for p in patches})
     acts, grads = gradients(hooked, sites, metric, target_pixels, target_cache)
-    one = isinstance(metric, Metric)
+    one = isinstance(grads, dict)
     out = [torch.stack([_site_rows(p, acts[p.hook], g[p.hook]) for p in patches]) for g in ([grads] if one else grads)]
     return out[0] if one else out
 
