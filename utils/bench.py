@@ -52,6 +52,24 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _timed(cases: dict, device, label: str) -> tuple[dict, dict]:
+    """Run each case ``name: (fn, reps)`` interleaved, ``reps`` times; returns ``(median wall
+    time per case, last result per case)``."""
+    times = {k: [] for k in cases}
+    results = {}
+    for rep in range(max(r for _, r in cases.values())):
+        for name, (fn, reps) in cases.items():
+            if rep >= reps:
+                continue
+            _sync(device)
+            t = time.perf_counter()
+            results[name] = fn()
+            _sync(device)
+            times[name].append(time.perf_counter() - t)
+            print(f"  {label} {name}: {times[name][-1]:.2f}s", flush=True)
+    return {k: statistics.median(v) for k, v in times.items()}, results
+
+
 def _pair(loaded):
     from utils.data import CANONICAL_SEED
     from utils.synthetic import render_pair
@@ -80,19 +98,9 @@ def bench_sweep(profile: str, reps: int, batch_size: int, device: str = "cpu") -
         src = hooked.run(strike, names=src_names)
         return naive_patches(hooked, gutter, component_patches(hooked, src.cache))
 
-    times = {"naive": [], "ours": []}
-    results = {}
-    for _ in range(reps):
-        for name, fn in (("naive", naive), ("ours", ours)):
-            _sync(loaded.device)
-            t = time.perf_counter()
-            results[name] = fn()
-            _sync(loaded.device)
-            times[name].append(time.perf_counter() - t)
-            print(f"  {profile} sweep {name}: {times[name][-1]:.2f}s", flush=True)
+    med, results = _timed({"naive": (naive, reps), "ours": (ours, reps)}, loaded.device, f"{profile} sweep")
     a, b = results["ours"][0], results["naive"][0]
     rel = float((a - b).abs().max() / b.abs().max())
-    med = {k: statistics.median(v) for k, v in times.items()}
     return {"case": f"patching sweep, {profile} ({hooked.n_tokens} tokens, {2 * L} patches)",
             "measure": "wall time (s)", "naive": med["naive"], "ours": med["ours"],
             "ratio": med["ours"] / med["naive"], "target": "<= 0.6", "runs": reps,
@@ -127,25 +135,13 @@ def bench_atp(profile: str, reps: int, exact_reps: int, device: str = "cpu") -> 
         metric = atp.readout_projection(hooked, src[final], tgt[final])
         return atp.exact(hooked, head_patches(hooked, src.cache), metric, tgt.cache)
 
-    times = {"naive": [], "ours": []}
-    results = {}
-    for rep in range(max(reps, exact_reps)):
-        for name, fn in (("naive", naive), ("ours", ours)):
-            if rep >= (exact_reps if name == "naive" else reps):
-                continue
-            _sync(loaded.device)
-            t = time.perf_counter()
-            results[name] = fn()
-            _sync(loaded.device)
-            times[name].append(time.perf_counter() - t)
-            print(f"  {profile} heads {'exact' if name == 'naive' else 'AtP'}: {times[name][-1]:.2f}s", flush=True)
+    med, results = _timed({"naive": (naive, exact_reps), "ours": (ours, reps)}, loaded.device, f"{profile} heads")
     rho = spearmanr(results["naive"].numpy(), results["ours"].numpy()).statistic
-    med = {k: statistics.median(v) for k, v in times.items()}
     n = len(results["ours"])
     return {"case": f"every head's effect, {profile} ({n} heads): AtP vs exact patching",
             "measure": "wall time (s)", "naive": med["naive"], "ours": med["ours"],
             "ratio": med["ours"] / med["naive"], "target": "<= 0.05", "runs": min(reps, exact_reps),
-            "note": f"AtP {len(times['ours'])} runs, exact {len(times['naive'])}; Spearman rho AtP vs exact "
+            "note": f"AtP {reps} runs, exact {exact_reps}; Spearman rho AtP vs exact "
                     f"{rho:.3f} (readout metric, strike into gutter)"}
 
 
