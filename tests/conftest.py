@@ -65,3 +65,15 @@ def toy_pair(toy):
 
     s, g = render_pair(CANONICAL_SEED)
     return toy.preprocess(s), toy.preprocess(g)
+
+
+@pytest.fixture(scope="session")
+def toy_outputs(tmp_path_factory):
+    """A fresh toy ``make figures`` (every notebook) into temporary folders: the figures folder;
+    its data folder (clips, tensors, the findings' inputs) is ``toy_outputs.parent.parent / "data" / "toy"``."""
+    from utils import paths
+    from utils.runner import run_all
+
+    root = tmp_path_factory.mktemp("run")
+    return run_all(sorted(paths.NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb")), "toy", html=False,
+                   figures_root=root / "figures", data_root=root / "data", build_root=root / "build")

@@ -196,3 +196,18 @@ def test_top_edges_keeps_the_largest_existing_edges(graph_setup):
     kept = scores.abs()[keep].min()
     assert (scores.abs()[graph.valid & ~keep] <= kept).all()
     assert circuit.top_edges(scores, graph, 10**9).sum() == graph.n_edges
+
+
+def test_top_edges_ignore_float_noise_and_break_ties_by_edge_index(graph_setup):
+    """Scores equal up to float noise (and exact zeros) are ties: the same edges are kept whatever
+    the noise, the lowest edge indices first, so another CPU keeps the same circuit."""
+    _, graph, *_ = graph_setup
+    gen = torch.Generator().manual_seed(1)
+    scores = torch.zeros(graph.valid.shape, dtype=torch.float64)
+    existing = torch.nonzero(graph.valid.flatten()).flatten()
+    scores.view(-1)[existing[:5]] = torch.tensor([5.0, -4.0, 3.0, 2.0, 1.0], dtype=torch.float64)
+    noisy = scores + 1e-9 * torch.randn(scores.shape, generator=gen, dtype=torch.float64)  # far below 1e-4 * 5
+    for n in (3, 5, 12):
+        keep, keep_noisy = circuit.top_edges(scores, graph, n), circuit.top_edges(noisy, graph, n)
+        assert torch.equal(keep, keep_noisy), n
+        assert torch.equal(torch.nonzero(keep.flatten()).flatten(), existing[:n].sort().values)

@@ -164,3 +164,43 @@ def test_readme_claims_table_is_the_committed_findings():
     06 rewrites the findings, run `python -m utils.findings` to update the README."""
     assert F.readme_current_block(paths.REPO_ROOT / "README.md") == F.readme_block(), (
         "README's claims table differs from figures/toy/findings.md: run `.venv/bin/python -m utils.findings`")
+
+
+# ---------------------------------------------------------------------------- robustness
+def test_perturbed_inputs_move_every_float_column_and_nothing_else():
+    inputs = {"deltas": pd.DataFrame({"pair": ["a", "b"], "layer": [0, 1], "norm": [1.0, 2.0]}),
+              "probes": {"summary": pd.DataFrame({"p_best": [0.5]}), "n": 3}, "n_layers": 12}
+    moved = F.perturb_inputs(inputs, lambda name, col: {"deltas": 0.1, "probes.summary": 0.01}[name], shift=1.0)
+    assert moved["deltas"].norm.tolist() == pytest.approx([1.1, 2.1])
+    assert moved["deltas"].layer.tolist() == [0, 1] and moved["deltas"].pair.tolist() == ["a", "b"]
+    assert moved["probes"]["summary"].p_best.item() == pytest.approx(0.51) and moved["probes"]["n"] == 3
+    assert inputs["deltas"].norm.tolist() == [1.0, 2.0]  # a copy
+    noisy = F.perturb_inputs(inputs, lambda name, col: 0.1, rng=np.random.default_rng(0))
+    assert 0 < np.abs(noisy["deltas"].norm - inputs["deltas"].norm).max() <= 0.1
+    assert set(F.input_frames(inputs)) == {"deltas", "probes.summary"}
+
+
+@pytest.mark.slow
+def test_no_verdict_flips_within_the_measured_spread(toy_outputs):
+    """The verdicts of a fresh toy run stay the same when every float the claims table reads moves
+    by its measured spread across emulated machines (``tests/tolerances.csv``, rows of kind
+    ``input``: SAFETY x the spread, and at least float32 rounding of the column's largest value),
+    in 20 random draws and shifted all up or all down."""
+    from utils.reproducibility import load_tolerances
+
+    inputs = F.load_inputs(toy_outputs.parent.parent / "data" / "toy")
+    tol = load_tolerances(kind="input")
+    assert tol, "tests/tolerances.csv holds no findings-input rows: run python -m utils.reproducibility measure"
+    frames = F.input_frames(inputs)
+
+    def scale(name, col):
+        top = float(frames[name][col].abs().max()) if len(frames[name]) else 0.0
+        return max(tol.get((f"findings_inputs:{name}", col), 0.0), 1e-6 * (top if np.isfinite(top) else 0.0))
+
+    want = F.claims_table(**inputs).verdict.tolist()
+    rng = np.random.default_rng(0)
+    draws = [F.perturb_inputs(inputs, scale, rng=rng) for _ in range(20)]
+    draws += [F.perturb_inputs(inputs, scale, shift=s) for s in (-1.0, 1.0)]
+    for k, moved in enumerate(draws):
+        got = F.claims_table(**moved).verdict.tolist()
+        assert got == want, f"draw {k}: verdicts {got} != {want}"

@@ -129,3 +129,123 @@ def test_grouped_probe_by_pair_with_time_steps():
     assert len(out) == 3 * 2 * 10 and set(out.columns) == {"layer", "time_step", "pair", "accuracy"}
     acc = out.groupby(["layer", "time_step"]).accuracy.mean()
     assert acc.idxmax() == (2, 0) and acc.max() > 0.9
+
+
+# ----------------------------------------------------------------------------- the paired probe
+
+
+def _paired_data(pairs=20, layers=12, d=16, signal_layer=None, strength=1.0, seed=0):
+    """Features ``(pair, 2, layer, d)`` (strike at index 0) of matched-like pairs: a large per-pair
+    look shared by both clips, clip noise, and (at ``signal_layer``) a direction along which the
+    strike clip sits ``strength`` higher than its gutter clip."""
+    rng = np.random.default_rng(seed)
+    look = rng.normal(0, 5, (pairs, 1, layers, d))
+    x = look + rng.normal(0, 1, (pairs, 2, layers, d))
+    if signal_layer is not None:
+        direction = rng.normal(0, 1, d)
+        x[:, 0, signal_layer] += strength * direction / np.linalg.norm(direction)
+    return x
+
+
+def _direct_paired_correct(features, signs):
+    """Reference: a loop over permutations, sites and held-out pairs, as the definition reads."""
+    diff = features[:, 0] - features[:, 1]  # (pair, layer, d)
+    out = np.zeros((len(signs), diff.shape[1], len(diff)), bool)
+    for p, s in enumerate(signs):
+        flipped = s[:, None, None] * diff
+        for site in range(diff.shape[1]):
+            for i in range(len(diff)):
+                direction = np.delete(flipped[:, site], i, axis=0).mean(0)
+                out[p, site, i] = flipped[i, site] @ direction > 0
+    return out
+
+
+def test_paired_probe_equals_a_direct_leave_one_pair_out_loop(monkeypatch):
+    from utils import probes
+    from utils.probes import pair_sign_flips, paired_differences, paired_held_out_correct
+
+    x = _paired_data(pairs=9, layers=3, d=5, signal_layer=1, strength=1.5, seed=2)
+    signs = np.concatenate([np.ones((1, 9)), pair_sign_flips(9, n_perm=40, seed=1)])
+    ours = paired_held_out_correct(paired_differences(x), signs)
+    np.testing.assert_array_equal(ours, _direct_paired_correct(x, signs))
+    assert 0.1 < ours.mean() < 0.9  # a test of both outcomes, not of a constant
+    monkeypatch.setattr(probes, "PAIRED_CHUNK", 50)  # blocks of 50 // (3 x 9) = 1 permutation
+    np.testing.assert_array_equal(paired_held_out_correct(paired_differences(x), signs), ours)
+
+
+def test_paired_probe_finds_a_planted_direction_at_its_layer():
+    from utils.probes import paired_probe
+
+    x = _paired_data(signal_layer=7, strength=4.0)
+    res = paired_probe(x, n_perm=500)
+    t = res.table
+    assert t.columns[0] == "layer" and len(t) == 12 and (t.n_perm == 500).all()
+    assert t.loc[t.is_best, "layer"].tolist() == [7] and t.loc[7, "accuracy"] == 1.0
+    # accuracy comes in steps of 1/20 and a random sign pattern now and then scores 100% at
+    # some layer (here 2 of 500), so the p-value stops short of 1 / 501
+    assert res.p_best <= 0.01 and t.loc[7, "p_uncorrected"] == pytest.approx(1 / 501)
+    assert (t.drop(index=7).p_value > 0.05).all()
+    assert (t.p_value >= t.p_uncorrected).all()  # the max statistic is never less strict
+    np.testing.assert_allclose(res.null_mean, 0.5, atol=0.05)
+
+
+def test_paired_probe_on_noise_is_not_significant_and_centred_on_chance():
+    """No consistent direction (each pair's difference is noise): over many data sets the best
+    layer's corrected p-value is rarely small (at least as often as a uniform p-value would be:
+    ties of the coarse accuracy make it conservative), while its uncorrected p-value is small
+    far more often."""
+    from utils.probes import paired_probe
+
+    best_p, best_p_uncorrected, null_means, accuracies = [], [], [], []
+    for seed in range(30):
+        res = paired_probe(_paired_data(pairs=16, seed=100 + seed), n_perm=300, seed=seed)
+        best = res.table[res.table.is_best].iloc[0]
+        best_p.append(best.p_value)
+        best_p_uncorrected.append(best.p_uncorrected)
+        null_means.append(res.null_mean)
+        accuracies.append(res.table.accuracy.mean())
+    best_p = np.array(best_p)
+    assert (best_p <= 0.05).mean() <= 0.1
+    assert best_p.mean() > 0.4
+    assert (np.array(best_p_uncorrected) <= 0.05).mean() > 2 * max((best_p <= 0.05).mean(), 0.1)
+    np.testing.assert_allclose(np.mean(null_means, 0), 0.5, atol=0.02)
+    assert np.mean(accuracies) == pytest.approx(0.5, abs=0.05)
+
+
+def test_paired_probe_flips_every_site_alike():
+    """The same sign flips at every site: with the same features at every site, every site has
+    the same null, so the max over sites is each site's own null and the two p-values agree."""
+    from utils.probes import paired_probe
+
+    one = _paired_data(pairs=14, layers=1, d=8, signal_layer=0, strength=1.0, seed=4)
+    res = paired_probe(np.repeat(one, 4, axis=2), n_perm=300)
+    for site in range(1, 4):
+        np.testing.assert_array_equal(res.null[:, site], res.null[:, 0])
+    np.testing.assert_array_equal(res.table.p_value, res.table.p_uncorrected)
+
+
+def test_paired_probe_by_pair_and_with_time_steps():
+    from utils.probes import paired_probe, paired_probe_by_pair
+    from utils.stats import summarise
+
+    x = _paired_data(pairs=12, layers=6, d=8, signal_layer=4, strength=6.0, seed=3)
+    x = x.reshape(12, 2, 3, 2, 8)  # (pair, clip, layer, time step, d): the signal at layer 2, step 0
+    names = ("layer", "time_step")
+    by_pair = paired_probe_by_pair(x, site_names=names)
+    assert len(by_pair) == 3 * 2 * 12 and set(by_pair.columns) == {"layer", "time_step", "pair", "accuracy"}
+    acc = by_pair.groupby(["layer", "time_step"]).accuracy.mean()
+    assert acc.idxmax() == (2, 0) and acc.max() == 1.0
+    table = paired_probe(x, n_perm=100, site_names=names).table
+    np.testing.assert_allclose(table.set_index(list(names)).accuracy, acc)
+    assert len(summarise(by_pair, list(names), "accuracy")) == 6  # one row per pair: a CI over pairs
+
+
+def test_paired_probe_refuses_bad_shapes():
+    from utils.probes import paired_probe
+
+    with pytest.raises(ValueError, match=r"\(pair, 2, \*sites, d\)"):
+        paired_probe(np.zeros((5, 3, 2, 4)))
+    with pytest.raises(ValueError, match="two pairs"):
+        paired_probe(np.zeros((1, 2, 2, 4)))
+    res = paired_probe(np.zeros((5, 2, 2, 4)), n_perm=20)  # no difference at all: ties count as wrong
+    assert (res.table.accuracy == 0).all() and (res.table.p_value == 1).all()

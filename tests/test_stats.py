@@ -5,6 +5,7 @@ import pytest
 from utils.stats import (
     bootstrap_ci,
     empirical_quantile,
+    holm,
     paired_difference,
     per_unit,
     permutation_p_value,
@@ -97,3 +98,42 @@ def test_permutation_p_value_and_quantile():
     assert permutation_p_value(-1.0, null) == 1.0
     assert empirical_quantile(0.495, null) == pytest.approx(0.5)
     assert empirical_quantile(-1, null) == 0.0
+
+
+def test_holm_by_hand():
+    # p = 0.01, 0.04, 0.03, 0.005 (m = 4). Sorted: 0.005, 0.01, 0.03, 0.04, times 4, 3, 2, 1:
+    # 0.02, 0.03, 0.06, 0.04; running maximum: 0.02, 0.03, 0.06, 0.06; back in input order:
+    np.testing.assert_allclose(holm([0.01, 0.04, 0.03, 0.005]), [0.03, 0.06, 0.06, 0.02])
+
+
+def test_holm_known_values():
+    """Values R's ``p.adjust(p, "holm")`` and statsmodels' ``multipletests(p, method="holm")``
+    give (worked out here by the same rule)."""
+    # 5 x 0.01, 4 x 0.02, 3 x 0.03, then the running maximum holds 0.09 over 2 x 0.04 and 1 x 0.05
+    np.testing.assert_allclose(holm([0.01, 0.02, 0.03, 0.04, 0.05]), [0.05, 0.08, 0.09, 0.09, 0.09])
+    np.testing.assert_allclose(holm([0.3, 0.5, 0.02]), [0.6, 0.6, 0.06])  # 3 x 0.02, 2 x 0.3, max(0.6, 0.5)
+    np.testing.assert_allclose(holm([0.6, 0.7]), [1.0, 1.0])  # 2 x 0.6 = 1.2, capped at 1
+    np.testing.assert_allclose(holm([0.01, 0.01, 0.5]), [0.03, 0.03, 0.5])  # ties share a value
+    np.testing.assert_allclose(holm([0.04]), [0.04])  # one test: nothing to correct
+    assert holm([]).shape == (0,)
+
+
+def test_holm_passes_nans_keeps_shape_order_and_index():
+    adjusted = holm([0.01, np.nan, 0.04, 0.03, 0.005])
+    assert np.isnan(adjusted[1])  # and the NaN is not a test: m = 4, as in the worked example
+    np.testing.assert_allclose(adjusted[[0, 2, 3, 4]], [0.03, 0.06, 0.06, 0.02])
+    grid = holm(np.array([[0.01, 0.04], [0.03, 0.005]]))
+    np.testing.assert_allclose(grid, [[0.03, 0.06], [0.06, 0.02]])
+    series = holm(pd.Series([0.04, 0.01], index=["probe", "patching"], name="p_value"))
+    assert series.index.tolist() == ["probe", "patching"] and series.name == "p_value"
+    np.testing.assert_allclose(series.values, [0.04, 0.02])
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        holm([0.5, 1.2])
+
+
+def test_holm_between_raw_and_bonferroni_and_monotone():
+    p = np.random.default_rng(0).uniform(0, 0.2, 40)
+    adjusted = holm(p)
+    assert (adjusted >= p).all() and (adjusted <= np.minimum(1, len(p) * p) + 1e-15).all()
+    order = np.argsort(p)
+    assert (np.diff(adjusted[order]) >= 0).all()  # a smaller raw p-value never gets a larger adjusted one

@@ -60,3 +60,123 @@ def test_bad_arguments():
         render_clip("bowling", 0, "spare")
     with pytest.raises(ValueError, match="bowling only"):
         render_clip("juggling", 0, "strike")
+
+
+# ----------------------------------------------------------------------------- null pairs
+
+# sha256 (first 16 hex digits) of clips rendered before null pairs were added: adding them must
+# not move a single pixel of an existing clip (every cached activation and trained model rests on them)
+_CLIP_HASHES = {
+    ("bowling", 0, "strike"): "6cb3f7dee8d7fbc9",
+    ("bowling", 0, "gutter"): "5b6e745874e2d979",
+    ("bowling", 0, "partial"): "dc9b56d929f6c1d9",
+    ("bowling", 42, "strike"): "a218d6c692d3cd33",
+    ("bowling", 42, "gutter"): "bd4642d819002162",
+    ("bowling", 12345, "partial"): "01004f41fbe0bdd7",
+    ("billiards", 3, None): "2831b183ee70d5f0",
+    ("curling", 3, None): "d8d5e05b06e3b59d",
+}
+
+
+@pytest.mark.parametrize("key", list(_CLIP_HASHES), ids=lambda k: "-".join(map(str, k)))
+def test_existing_clips_are_bitwise_unchanged(key):
+    import hashlib
+
+    action, seed, outcome = key
+    digest = hashlib.sha256(render_clip(action, seed, outcome).tobytes()).hexdigest()[:16]
+    assert digest == _CLIP_HASHES[key]
+
+
+NULL_SEEDS = range(20)  # seeds over which null and outcome pairs are size-matched
+
+
+@pytest.fixture(scope="module")
+def pair_sizes():
+    """``pair_pixel_difference`` of each seed's strike/gutter pair and of its two null pairs."""
+    from utils.synthetic import pair_pixel_difference, render_null_pair
+
+    sizes = {"outcome": [], "strike": [], "gutter": []}
+    for seed in NULL_SEEDS:
+        strike, gutter = render_pair(seed)
+        sizes["outcome"].append(pair_pixel_difference(strike, gutter))
+        for outcome, first in (("strike", strike), ("gutter", gutter)):
+            a, b = render_null_pair(seed, outcome)
+            np.testing.assert_array_equal(a, first)  # the first clip is the seed's own
+            sizes[outcome].append(pair_pixel_difference(a, b))
+    return {k: np.array(v) for k, v in sizes.items()}
+
+
+@pytest.mark.parametrize("outcome", ["strike", "gutter"])
+@pytest.mark.parametrize("seed", [0, 42, 12345])
+def test_null_pair_identical_until_divergence_then_different(seed, outcome):
+    from utils.synthetic import render_null_pair
+
+    a, b = render_null_pair(seed, outcome)
+    div = bowling_divergence_frame(16)
+    assert a.shape == b.shape == (16, 96, 96, 3) and b.dtype == np.uint8
+    np.testing.assert_array_equal(a[:div], b[:div])
+    assert not np.array_equal(a[div], b[div]), "the paths part at the divergence frame"
+    np.testing.assert_array_equal(b, render_null_pair(seed, outcome)[1])  # deterministic
+
+
+@pytest.mark.parametrize("seed", [0, 42, 12345])
+def test_null_pair_keeps_the_outcome(seed):
+    """By the last frame the ball has left the picture, so it shows the pins alone: two gutter
+    balls leave the very same standing pins; two strikes each leave a deck unlike the gutter's."""
+    from utils.synthetic import pair_pixel_difference, render_null_pair
+
+    strike, gutter = render_pair(seed)
+    g1, g2 = render_null_pair(seed, "gutter")
+    np.testing.assert_array_equal(g2[-1], gutter[-1])
+    for clip in render_null_pair(seed, "strike"):
+        assert pair_pixel_difference(clip[-1:], gutter[-1:], start=0) > 1.0
+    assert pair_pixel_difference(strike[-1:], gutter[-1:], start=0) > 1.0
+
+
+def test_null_paths_have_the_outcome_and_pins_fall_in_time():
+    from utils import synthetic as syn
+
+    rng = np.random.default_rng(0)
+    for side in (-1.0, 1.0):
+        strike = syn._other_ball_path(rng, "strike", side)
+        gutter = syn._other_ball_path(rng, "gutter", side)
+        assert strike.hits.all() and not gutter.hits.any()
+        assert -side * strike.u_end > 0 and abs(strike.u_end) < 1  # the other pocket, on the lane
+        assert gutter.u_end == pytest.approx(-1.15 * side)  # the other gutter
+    # the latest pin of a second strike lies down (1.5 frames after it is hit) before the last
+    # frame: latest impact (0.68 of the clip, as _bowling draws it), then the slowest pin wave
+    n = 16
+    latest_pin = 3 * syn.NULL_ROW_DELAY[1] + 0.8 * (3 * syn._PIN_DU + syn.NULL_POCKET[1])
+    assert 0.68 * (n - 1) + latest_pin + 1.5 < n - 1
+    with pytest.raises(ValueError, match="null pair"):
+        syn.render_null_pair(0, "partial")
+
+
+def test_null_strike_pairs_differ_as_much_as_outcome_pairs(pair_sizes):
+    """Size-matched control: two strikes differ by about as many pixel levels as strike and
+    gutter (within 25% on average over seeds)."""
+    outcome, null_strike = pair_sizes["outcome"].mean(), pair_sizes["strike"].mean()
+    assert (pair_sizes["outcome"] > 0).all() and (pair_sizes["strike"] > 0).all()
+    assert null_strike == pytest.approx(outcome, rel=0.25), (null_strike, outcome)
+
+
+def test_null_gutter_pairs_differ_by_the_ball_alone(pair_sizes):
+    """A gutter path can only move the ball (the pins stand in both clips), while most of a
+    strike/gutter difference is the pins: null gutter pairs are far smaller. Use null strike
+    pairs where a size-matched control is needed."""
+    assert (pair_sizes["gutter"] > 0).all()
+    assert pair_sizes["gutter"].mean() < 0.5 * pair_sizes["outcome"].mean()
+
+
+def test_pair_pixel_difference():
+    from utils.synthetic import pair_pixel_difference
+
+    a = np.zeros((16, 4, 4, 3), np.uint8)
+    b = a.copy()
+    div = bowling_divergence_frame(16)
+    b[div:] = 200  # a uint8 subtraction would wrap around
+    assert pair_pixel_difference(a, b) == pytest.approx(200.0)
+    assert pair_pixel_difference(b, a) == pytest.approx(200.0)
+    assert pair_pixel_difference(a, b, start=0) == pytest.approx(200.0 * (16 - div) / 16)
+    with pytest.raises(ValueError, match="shape"):
+        pair_pixel_difference(a, b[:, :2])

@@ -38,6 +38,7 @@ import torch
 
 from utils.atp import final_site, readout_projection
 from utils.hooks import HookedViViT
+from utils.stats import top_indices
 
 Tensor = torch.Tensor
 
@@ -250,12 +251,17 @@ def mean_reference(graph: Graph, pixels: Tensor, batch: int = 8) -> Tensor:
 
 
 def top_edges(scores: Tensor, graph: Graph, n: int) -> Tensor:
-    """``(sender, receiver)`` bool: the ``n`` existing edges of largest ``|score|``."""
-    flat = scores.abs().masked_fill(~graph.valid, -1).flatten()
-    keep = torch.zeros_like(flat, dtype=torch.bool)
+    """``(sender, receiver)`` bool: the ``n`` existing edges of largest ``|score|``. Scores that agree
+    to ``utils.stats.RANK_RESOLUTION`` of the largest are ties, broken by edge index: every machine
+    keeps the same edges (``torch.topk`` would order near-ties, and the many exact zeros, by float
+    noise and by its own kernel's choice)."""
+    valid = graph.valid.flatten().cpu()
+    existing = torch.nonzero(valid).flatten()  # (edge,) flat indices of the existing edges
+    keep = torch.zeros_like(valid, dtype=torch.bool)
     if n > 0:
-        keep[torch.topk(flat, min(n, graph.n_edges)).indices] = True
-    return keep.view_as(scores) & graph.valid
+        magnitude = scores.flatten().cpu()[existing].abs().double().numpy()
+        keep[existing[torch.from_numpy(top_indices(magnitude, min(n, len(existing))))]] = True
+    return keep.view_as(scores).to(graph.valid.device) & graph.valid
 
 
 def faithfulness(graph: Graph, clean_pixels: Tensor, reference: Tensor, counterfactual_resid: Tensor,

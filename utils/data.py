@@ -257,6 +257,7 @@ class Prepared:
     ids: list[str]
     frames: torch.Tensor  # uint8 (clip, frame, H, W, 3), at model resolution
     pixel_values: torch.Tensor  # float32 (clip, frame, 3, H, W)
+    folder: Path | None = None  # where notebook 00 wrote them (data/<profile> unless data_dir says otherwise)
 
     def index(self, clip_id: str) -> int:
         return self.ids.index(clip_id)
@@ -307,4 +308,4 @@ def load_prepared(data_dir: str | Path) -> Prepared:
                 f"{f} is missing: run notebook 00_data_prep first (make figures does)")
     manifest = json.loads(manifest_file.read_text())
     t = torch.load(tensor_file)
-    return Prepared(manifest, list(t["ids"]), t["frames"], t["pixel_values"])
+    return Prepared(manifest, list(t["ids"]), t["frames"], t["pixel_values"], data_dir)

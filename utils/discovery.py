@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 import torch
 from matplotlib.lines import Line2D
-from scipy.stats import spearmanr
 from tqdm.auto import tqdm
 
 from utils import atp, memo
@@ -34,7 +33,7 @@ from utils.patching import (
     time_step_patches,
 )
 from utils.plotting import COMPONENT_COLOURS
-from utils.stats import summarise
+from utils.stats import spearman, summarise, top_indices
 
 EXACT_COLUMNS = {"readout": "recovery_readout_pct", "logit": "delta_target_logit"}
 NODE_TYPES = ("component", "head", "time_step", "position")
@@ -147,8 +146,8 @@ def fine_validation(hooked: HookedViViT, data, pairs: list[tuple[str, str]], tar
 def top_overlap(exact: np.ndarray, estimate: np.ndarray, k: int) -> float:
     """Share of the ``k`` nodes of largest ``|exact|`` that are among the ``k`` of largest ``|estimate|``."""
     k = min(k, len(exact))
-    a = set(np.argsort(-np.abs(exact), kind="stable")[:k])
-    b = set(np.argsort(-np.abs(estimate), kind="stable")[:k])
+    a = set(top_indices(np.abs(exact), k))
+    b = set(top_indices(np.abs(estimate), k))
     return len(a & b) / k
 
 
@@ -162,7 +161,7 @@ def agreement(validation: pd.DataFrame, top_k: int = 10, estimate: str = "atp") 
             ex, es = d[f"exact_{metric}"].to_numpy(), d[f"{estimate}_{metric}"].to_numpy()
             scale = np.abs(ex).max()
             per_pair.append({"node_type": node_type, "direction": direction, "metric": metric, "pair": pair,
-                             "n_nodes": len(d), "spearman": spearmanr(ex, es).statistic,
+                             "n_nodes": len(d), "spearman": spearman(ex, es),
                              "top_k_overlap": top_overlap(ex, es, top_k),
                              "median_rel_error": np.median(np.abs(es - ex)) / scale if scale > 0 else np.nan})
     per_pair = pd.DataFrame(per_pair)
@@ -230,7 +229,7 @@ def ig_convergence(hooked: HookedViViT, data, pair: tuple[str, str], target: int
             e = torch.cat(est[m]).numpy()
             table[f"ig_m{m}"] = e
             summary.append({"node_type": node_type, "m": m, "estimator": "AtP" if m == 0 else f"IG, m = {m}",
-                            "spearman": spearmanr(ex, e).statistic,
+                            "spearman": spearman(ex, e),
                             "median_rel_error": np.median(np.abs(e - ex)) / scale,
                             "max_error_whole_site": np.max(np.abs(np.array(whole_est[m]) - whole))})
         nodes.append(table.assign(node_type=node_type))
@@ -392,7 +391,7 @@ def atp_scatter_figure(validation: pd.DataFrame, metric: str = "readout"):
         sc = ax.scatter(x, y, c=d.layer, cmap="viridis", s=10, alpha=0.7, vmin=0, vmax=validation.layer.max())
         lim = [min(x.min(), y.min()), max(x.max(), y.max())]
         ax.plot(lim, lim, "k--", lw=0.8)
-        rho = spearmanr(x, y).statistic
+        rho = spearman(x, y)
         ax.set_title(f"{node_type.replace('_', ' ')}s (n = {len(d)})\nSpearman ρ = {rho:.2f}", fontsize=9)
         ax.set_xlabel("exact patching effect")
     axes[0].set_ylabel("AtP estimate")

@@ -283,6 +283,61 @@ def claims_table(pred: pd.DataFrame, deltas: pd.DataFrame, patching: pd.DataFram
     return table
 
 
+# ---------------------------------------------------------------------------- robustness
+INPUTS_FILE = "findings_inputs.pkl"  # claims_table's inputs, beside the prepared clips (data/<profile>/)
+
+
+def save_inputs(folder: str | Path, **inputs) -> Path:
+    """Keep ``claims_table``'s keyword inputs (DataFrames, dicts of DataFrames, numbers) in
+    ``folder/INPUTS_FILE``, so that the verdicts can be recomputed, and perturbed, without the model."""
+    from utils.io import atomic_path
+
+    path = Path(folder) / INPUTS_FILE
+    with atomic_path(path) as tmp:
+        pd.to_pickle(inputs, tmp)
+    return path
+
+
+def load_inputs(folder: str | Path) -> dict:
+    """What ``save_inputs`` kept (a pickle this project wrote itself)."""
+    return pd.read_pickle(Path(folder) / INPUTS_FILE)
+
+
+def input_frames(inputs: dict) -> dict[str, pd.DataFrame]:
+    """Every DataFrame among the inputs, by name (``probes`` holds several: ``probes.summary``, ...)."""
+    out = {}
+    for key, value in inputs.items():
+        if isinstance(value, pd.DataFrame):
+            out[key] = value
+        elif isinstance(value, dict):
+            out.update({f"{key}.{k}": v for k, v in value.items() if isinstance(v, pd.DataFrame)})
+    return out
+
+
+def perturb_inputs(inputs: dict, scale, rng=None, shift: float = 0.0) -> dict:
+    """A copy of ``inputs`` with every float column moved, cell by cell, by uniform noise in
+    ``[-s, s]`` drawn from ``rng`` or, without ``rng``, all by ``shift * s``; ``s = scale(frame
+    name, column)`` (frame names as ``input_frames`` gives them)."""
+
+    def moved(name: str, df: pd.DataFrame) -> pd.DataFrame:
+        df = df.copy()
+        for col in df.columns:
+            if pd.api.types.is_float_dtype(df[col]):
+                s = float(scale(name, col))
+                df[col] = df[col] + (rng.uniform(-s, s, len(df)) if rng is not None else shift * s)
+        return df
+
+    out = {}
+    for key, value in inputs.items():
+        if isinstance(value, pd.DataFrame):
+            out[key] = moved(key, value)
+        elif isinstance(value, dict):
+            out[key] = {k: moved(f"{key}.{k}", v) if isinstance(v, pd.DataFrame) else v for k, v in value.items()}
+        else:
+            out[key] = value
+    return out
+
+
 # ---------------------------------------------------------------------------- notebook 07
 ACROSS_START = "<!-- across:start -->"  # README markers around the generated across-architectures findings
 ACROSS_END = "<!-- across:end -->"

@@ -71,13 +71,43 @@ def save_table(df: pd.DataFrame, out_dir: str | Path, name: str, caption: str = 
     return files
 
 
-def save_figure(fig, out_dir: str | Path, name: str) -> dict[str, Path]:
-    """Save a matplotlib figure as ``name.png`` (README) and ``name.pdf`` (papers)."""
+class SavedFigure(dict):
+    """What ``save_figure`` returns: ``{"png": path, "pdf": path}``. As the last expression of a
+    notebook cell it shows nothing more (the figure itself is already shown inline)."""
+
+    def _ipython_display_(self):
+        pass
+
+
+def show_inline(png: Path) -> bool:
+    """Show a saved PNG as the cell's output when running in an IPython kernel (Jupyter, nbconvert,
+    papermill); a plain Python process shows nothing. The PNG's bytes are shown, not the live
+    figure, so what a student sees is exactly the file the README links, whatever the backend."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import Image, display
+    except ImportError:  # pragma: no cover - IPython ships with jupyter, a dependency
+        return False
+    if get_ipython() is None:
+        return False
+    display(Image(data=Path(png).read_bytes(), format="png"))
+    return True
+
+
+def save_figure(fig, out_dir: str | Path, name: str, show: bool = True) -> SavedFigure:
+    """Save a matplotlib figure as ``name.png`` (README) and ``name.pdf`` (papers); in a notebook,
+    show the PNG inline (``show_inline``) and close the figure, so that it appears once, where it
+    was saved, under every backend (``agg`` in ``make figures``, inline in Jupyter)."""
     out_dir = Path(out_dir)
-    files = {}
+    files = SavedFigure()
     for ext, kwargs in (("png", {"dpi": 130, "metadata": {"Software": None}}),
                         ("pdf", {"metadata": {"CreationDate": None, "Producer": None}})):
         with atomic_path(out_dir / f"{name}.{ext}") as tmp:
             fig.savefig(tmp, format=ext, bbox_inches="tight", **kwargs)
         files[ext] = out_dir / f"{name}.{ext}"
+    if show:
+        show_inline(files["png"])
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)  # the inline backend would otherwise draw it a second time at the end of the cell
     return files

@@ -6,13 +6,10 @@ Figures of the untrained ``paper-shape`` model carry a red banner saying so.
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import seaborn as sns  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt  # the backend comes from outside: agg in `make figures`, inline in Jupyter
+import numpy as np
+import seaborn as sns
+import torch
 
 STRIKE = "#009E73"  # bluish green: the strike run everywhere
 GUTTER = "#D55E00"  # vermillion: the gutter run everywhere

@@ -45,8 +45,18 @@ N_PERM = 1000  # label permutations of the permutation test
 PERM_SEED = 0  # seed of the sign flips: reruns give identical p-values
 
 
+LOGISTIC_TOL = 1e-10  # lbfgs stops at the optimum, not wherever a loose tolerance happens to cut it off
+LOGISTIC_MAX_ITER = 20_000  # enough for LOGISTIC_TOL on every toy and paper-scale layer
+
+
 def _probe(C: float = 1.0):
-    return make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000))
+    """The paper's probe: standardised features, L2-regularised logistic regression (scikit-learn's
+    defaults but for the solver's tolerance). With the default ``tol=1e-4`` lbfgs stops short of
+    the optimum at a point that depends on the float path of the machine, and the probe's test
+    accuracy moved by a held-out token between CPUs; at ``LOGISTIC_TOL`` every machine reaches
+    the same (unique, strictly convex) optimum up to rounding, and the fit is faster (fewer
+    line-search restarts)."""
+    return make_pipeline(StandardScaler(), LogisticRegression(C=C, tol=LOGISTIC_TOL, max_iter=LOGISTIC_MAX_ITER))
 
 
 def folds(groups: np.ndarray, n_splits: int = 5) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -221,7 +231,7 @@ def two_vector_probe(cls_a: np.ndarray, cls_b: np.ndarray, C: float = 1.0) -> pd
     for layer in range(cls_a.shape[0]):
         x = np.stack([cls_a[layer], cls_b[layer]])
         y = np.array([1, 0])
-        model = LogisticRegression(C=C, max_iter=2000).fit(x, y)
+        model = LogisticRegression(C=C, tol=LOGISTIC_TOL, max_iter=LOGISTIC_MAX_ITER).fit(x, y)
         rows.append({"layer": layer, "accuracy": float(model.score(x, y))})
     return pd.DataFrame(rows)
 
@@ -232,9 +242,118 @@ def token_split_probe(tokens_a: np.ndarray, tokens_b: np.ndarray, seed: int = 42
     videos labelled by video, random 70/30 token split; held-out token accuracy per layer."""
     rows = []
     for layer in range(tokens_a.shape[0]):
-        x = np.concatenate([tokens_a[layer], tokens_b[layer]])
+        x = np.concatenate([tokens_a[layer], tokens_b[layer]]).astype(np.float64)
         y = np.r_[np.ones(len(tokens_a[layer])), np.zeros(len(tokens_b[layer]))]
         xtr, xte, ytr, yte = train_test_split(x, y, test_size=test_size, random_state=seed,
                                               stratify=y)
         rows.append({"layer": layer, "accuracy": float(_probe(C).fit(xtr, ytr).score(xte, yte))})
     return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- the paired probe
+#
+# The primary probe test over matched pairs. The two clips of a pair differ only in the outcome,
+# so each pair contributes one difference vector d_i = strike_i - gutter_i (per site), and the
+# probe needs no fitted weights at all: its direction for pair i is the mean difference of the
+# *other* pairs (leave one pair out), and it gets pair i right when the strike clip projects
+# higher than the gutter clip, d_i . direction > 0. Under "no outcome information" the two clips
+# of a pair are exchangeable, so each d_i is as likely as -d_i: the null flips the sign of each
+# pair's difference at random (the same flips at every site) and takes the maximum accuracy over
+# sites, as ``permutation_test`` does.
+#
+# With signs s_j = +-1 and the Gram matrix G_ij = d_i . d_j of one site, pair i's score is
+#     s_i d_i . sum_{j != i} s_j d_j = s_i sum_{j != i} G_ij s_j,
+# so one product of G (diagonal zeroed: pair i never enters its own direction) with the sign
+# matrix scores every pair under every permutation at once. The 1 / (pairs - 1) of the mean
+# does not change a sign and is left out.
+
+PAIRED_CHUNK = 2**24  # permutations x sites x pairs scored per block (bounds memory to ~130 MB)
+
+
+def paired_differences(features: np.ndarray) -> np.ndarray:
+    """``features`` ``(pair, 2, *sites, d)`` (index 0 along the second axis: the strike clip,
+    1: the gutter clip) -> ``(pair, site, d)`` strike-minus-gutter differences, sites flattened
+    in C order (as ``_site_index`` lists them)."""
+    features = np.asarray(features, dtype=np.float64)
+    if features.ndim < 3 or features.shape[1] != 2:
+        raise ValueError(f"features must be (pair, 2, *sites, d) with strike at index 0 and gutter at 1, "
+                         f"got shape {features.shape}")
+    if len(features) < 2:
+        raise ValueError("a leave-one-pair-out direction needs at least two pairs")
+    diff = features[:, 0] - features[:, 1]  # (pair, *sites, d)
+    return diff.reshape(len(diff), -1, diff.shape[-1])
+
+
+def paired_held_out_correct(differences: np.ndarray, signs: np.ndarray) -> np.ndarray:
+    """Whether each pair is classified right by the mean difference of the other pairs.
+
+    ``differences`` ``(pair, site, d)`` (strike minus gutter), ``signs`` ``(labelling, pair)``
+    in {-1, +1} (-1: the pair's strike and gutter swapped). Returns ``(labelling, site, pair)``
+    booleans: ``s_i d_i . sum_{j != i} s_j d_j > 0`` (a tie, e.g. no difference at all,
+    counts as wrong).
+    """
+    d = np.asarray(differences, dtype=np.float64).transpose(1, 0, 2)  # (site, pair, d)
+    signs = np.atleast_2d(np.asarray(signs, dtype=np.float64))  # (labelling, pair)
+    n_site, n_pair, _ = d.shape
+    gram = d @ d.transpose(0, 2, 1)  # (site, pair, pair): G_ij = d_i . d_j
+    gram[:, np.arange(n_pair), np.arange(n_pair)] = 0.0  # pair i is left out of its own direction
+    correct = np.empty((len(signs), n_site, n_pair), dtype=bool)
+    step = max(1, PAIRED_CHUNK // (n_site * n_pair))
+    for start in range(0, len(signs), step):
+        s = signs[start: start + step]  # (chunk, pair)
+        others = np.einsum("kij,pj->pki", gram, s)  # (chunk, site, pair): d_i . sum_{j != i} s_j d_j
+        correct[start: start + step] = s[:, None, :] * others > 0
+    return correct
+
+
+def pair_sign_flips(n_pairs: int, n_perm: int = N_PERM, seed: int = PERM_SEED) -> np.ndarray:
+    """``(n_perm, n_pairs)`` signs in {-1, +1}: each pair's strike and gutter swapped (-1) with
+    probability 1/2, one fair coin per pair and permutation (the coins of ``within_pair_flips``)."""
+    flip = np.random.default_rng(seed).random((n_perm, n_pairs)) < 0.5  # (perm, pair)
+    return np.where(flip, -1.0, 1.0)
+
+
+def paired_probe_by_pair(features: np.ndarray, site_names: tuple[str, ...] = ("layer",)) -> pd.DataFrame:
+    """Held-out correctness per pair and site of the paired probe: the ``site_names`` columns
+    (default ``layer``), ``pair`` (index along the first axis) and ``accuracy`` (1.0 if the
+    strike clip projects higher than the gutter clip along the other pairs' mean difference,
+    else 0.0); average over pairs (``utils.stats.summarise``) for an accuracy with a CI.
+    ``features`` ``(pair, 2, *sites, d)``, strike at index 0 of the second axis."""
+    features = np.asarray(features)
+    sites = _site_index(features.shape[2:-1], site_names)
+    correct = paired_held_out_correct(paired_differences(features), np.ones((1, len(features))))[0]  # (site, pair)
+    out = sites.loc[sites.index.repeat(len(features))].reset_index(drop=True)
+    out["pair"] = np.tile(np.arange(len(features)), len(sites))
+    out["accuracy"] = correct.reshape(-1).astype(float)
+    return out
+
+
+def paired_probe(features: np.ndarray, n_perm: int = N_PERM, seed: int = PERM_SEED,
+                 site_names: tuple[str, ...] = ("layer",)) -> PermutationResult:
+    """The paired probe at every site and its max-over-sites sign-flip p-value.
+
+    ``features`` ``(pair, 2, *sites, d)``: index 0 along the second axis is the strike clip,
+    1 the gutter clip of the same pair (e.g. ``(pair, 2, layer, d_model)`` CLS vectors). For
+    each site, pair i's direction is the mean strike-minus-gutter difference of the other pairs
+    and pair i counts as right when its own difference projects positively on it. The result's
+    ``table`` has one row per site with ``accuracy`` (share of pairs right), ``p_value``
+    (corrected for the choice among sites: ``(1 + #{permutations whose best site reaches this
+    accuracy}) / (1 + n_perm)``), ``p_uncorrected`` (against the site's own null), ``null_mean``,
+    ``null_q95``, ``is_best`` and ``n_perm``; ``null`` is ``(n_perm, site)``. The null flips
+    the sign of each pair's difference at random, the same flips at every site.
+    """
+    differences = paired_differences(features)  # (pair, site, d)
+    sites = _site_index(np.shape(features)[2:-1], site_names)
+    signs = np.concatenate([np.ones((1, len(differences))), pair_sign_flips(len(differences), n_perm, seed)])
+    acc = paired_held_out_correct(differences, signs).mean(-1)  # (1 + perm, site)
+    observed, null = acc[0], acc[1:]
+    null_max = null.max(1)  # (perm,)
+    table = sites.copy()
+    table["accuracy"] = observed
+    table["p_value"] = [permutation_p_value(a, null_max) for a in observed]
+    table["p_uncorrected"] = [permutation_p_value(a, null[:, i]) for i, a in enumerate(observed)]
+    table["null_mean"] = null.mean(0)
+    table["null_q95"] = np.quantile(null, 0.95, axis=0)
+    table["is_best"] = observed == observed.max()
+    table["n_perm"] = n_perm
+    return PermutationResult(table, null)

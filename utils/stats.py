@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+RANK_RESOLUTION = 1e-4  # rank statistics: values closer than this share of the largest |value| are ties
 N_BOOT = 2000  # bootstrap resamples
 SEED = 0  # bootstrap seed: reruns give identical intervals
 LEVEL = 0.95  # confidence level of every interval
@@ -102,3 +103,59 @@ def permutation_p_value(observed: float, null) -> float:
     """One-sided p-value ``(1 + #{null >= observed}) / (1 + n)`` (Phipson & Smyth 2010: never 0)."""
     null = np.asarray(null, dtype=float)
     return float((1 + (null >= observed).sum()) / (1 + len(null)))
+
+
+def holm(p_values):
+    """Holm-Bonferroni step-down adjusted p-values (Holm 1979), for one family of tests.
+
+    With the m p-values sorted, p_(1) <= ... <= p_(m), the k-th adjusted value is
+    ``min(1, max_{j <= k} (m - j + 1) p_(j))``: monotone in the raw p-values, never below its
+    raw value nor above Bonferroni's ``min(1, m p)``; rejecting every adjusted p-value <= alpha
+    controls the family-wise error rate at alpha. ``p_values`` of any shape (a list, an array
+    or a pandas Series) -> adjusted values in the same order and shape (a Series keeps its
+    index). NaNs pass through and do not count as tests (m = the number of non-NaN values, as
+    R's ``p.adjust``); ties get the same adjusted value.
+    """
+    series = p_values if isinstance(p_values, pd.Series) else None
+    p = np.asarray(p_values, dtype=float)
+    finite = ~np.isnan(p)
+    if ((p[finite] < 0) | (p[finite] > 1)).any():
+        raise ValueError(f"p-values must lie in [0, 1], got {p[finite][(p[finite] < 0) | (p[finite] > 1)]}")
+    raw = p[finite]  # (m,)
+    order = np.argsort(raw, kind="stable")
+    m = len(raw)
+    stepped = np.maximum.accumulate((m - np.arange(m)) * raw[order])  # (m,) in ascending raw order
+    adjusted = np.full(p.shape, np.nan)
+    sorted_back = np.empty(m)
+    sorted_back[order] = np.minimum(stepped, 1.0)
+    adjusted[finite] = sorted_back
+    if series is not None:
+        return pd.Series(adjusted, index=series.index, name=series.name)
+    return adjusted
+
+
+def quantize(values, resolution: float = RANK_RESOLUTION) -> np.ndarray:
+    """``values`` rounded to a grid of ``resolution * max |values|`` (NaNs kept): what float noise
+    cannot reorder. Ranking the rounded values makes effects that differ by less than that (often
+    exact zeros and float noise around them) explicit ties, instead of an order that the CPU's
+    summation order decides."""
+    v = np.asarray(values, dtype=np.float64)
+    top = np.nanmax(np.abs(v)) if np.isfinite(v).any() else 0.0
+    if not np.isfinite(top) or top == 0:
+        return v
+    step = resolution * top
+    return np.round(v / step) * step
+
+
+def spearman(x, y, resolution: float = RANK_RESOLUTION) -> float:
+    """Spearman's rank correlation of ``x`` and ``y`` after ``quantize`` (ties get their mean rank)."""
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(quantize(x, resolution), quantize(y, resolution)).statistic)
+
+
+def top_indices(values, k: int, resolution: float = RANK_RESOLUTION) -> np.ndarray:
+    """Indices of the ``k`` largest ``values`` after ``quantize``; ties go to the lower index, so
+    every machine picks the same set."""
+    q = quantize(values, resolution)
+    return np.lexsort((np.arange(len(q)), -q))[:k]

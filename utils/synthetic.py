@@ -11,6 +11,13 @@ their frames are identical, pixel for pixel, until the frame at which the ball's
 diverges (``bowling_divergence_frame``). Whatever differs between the two runs of a model
 is caused by the outcome alone - a control the paper's two unrelated Kinetics clips lack.
 
+The null pair is the control's control. ``render_null_pair(seed, "strike")`` (or ``"gutter"``)
+renders two clips of one seed with the *same* outcome, identical until the same divergence
+frame, whose balls then take two different paths (two strikes through opposite pockets, or two
+gutter balls in opposite gutters). A model that tells a null pair apart as well as a
+strike/gutter pair is telling paths apart, not outcomes. ``pair_pixel_difference`` measures
+how far the two clips of any pair differ, so that null and outcome pairs can be size-matched.
+
 Shapes: a clip is ``uint8 (frame, row, col, 3)``, RGB.
 """
 
@@ -22,9 +29,17 @@ import numpy as np
 
 ACTIONS: tuple[str, ...] = ("bowling", "billiards", "juggling", "dribbling", "pendulum", "curling")
 OUTCOMES: tuple[str, ...] = ("strike", "gutter", "partial")
+NULL_OUTCOMES: tuple[str, ...] = ("strike", "gutter")  # outcomes a null pair can share
 
 DEFAULT_NUM_FRAMES = 16  # frames per clip, as the toy model expects
 DEFAULT_SIZE = 96  # pixels per side, as the toy model expects
+# a null pair's second ball path (``render_null_pair``), drawn from its own stream; tuned so that a
+# null strike pair differs in pixels about as much as the seed's strike/gutter pair
+NULL_PATH_STREAM = 1  # extra seed key of the stream that draws a null pair's second ball path
+NULL_POCKET = (0.05, 0.25)  # |u| of a second strike's pocket, across the head pin from the seed's (0.15)
+NULL_ROW_DELAY = (0.1, 0.3)  # frames per pin row of a second strike's pin wave (the seed's: 0.5)
+NULL_FALL_SPEED = (1.2, 2.0)  # fall speed factors of a second strike's pins (the seed's: 0.6 to 1.4)
+NULL_GUTTER_DROP = (1.5, 4.0)  # frames a second gutter ball takes to drop into its gutter (the seed's: 2.5)
 
 
 # ----------------------------------------------------------------------------- drawing
@@ -211,7 +226,60 @@ def bowling_divergence_frame(num_frames: int = DEFAULT_NUM_FRAMES) -> int:
     return int(round(0.3 * num_frames)) + 1
 
 
-def _bowling(rng: np.random.Generator, look: Look, num_frames: int, outcome: str) -> np.ndarray:
+@dataclass(frozen=True)
+class _BallPath:
+    """Where a bowling ball goes after the divergence frame, and what it does to the pins."""
+
+    u_end: float  # lane coordinate across (u) the ball reaches: pocket (strike) or gutter
+    hits: np.ndarray  # (10,) bool: which pins fall
+    fall_dir: np.ndarray  # (10,) per-pin fall direction in [-1, 1] (sideways share)
+    fall_speed: np.ndarray  # (10,) per-pin fall speed factor
+    drop_frames: float = 2.5  # frames a gutter ball takes to drop into the gutter
+    row_delay: float = 0.5  # frames the pin wave takes from one pin row to the next
+
+
+def _seed_ball_path(outcome: str, side: float, partial_hits: np.ndarray, fall_dir: np.ndarray,
+                    fall_speed: np.ndarray) -> _BallPath:
+    """The path ``render_clip`` draws for ``outcome`` from the seed's own stream."""
+    if outcome == "strike":
+        return _BallPath(0.15 * side, np.ones(10, bool), fall_dir, fall_speed)
+    if outcome == "gutter":
+        return _BallPath(1.15 * side, np.zeros(10, bool), fall_dir, fall_speed)
+    if outcome == "partial":
+        hits = (side * _PINS[:, 0] > 0.2) | partial_hits & (side * _PINS[:, 0] > -0.1)
+        return _BallPath(0.6 * side, hits, fall_dir, fall_speed)
+    raise ValueError(f"unknown bowling outcome {outcome!r}; choose one of {OUTCOMES}")
+
+
+def _other_ball_path(path_rng: np.random.Generator, outcome: str, side: float) -> _BallPath:
+    """A second path with the same ``outcome`` ("strike" or "gutter"), drawn from ``path_rng``
+    (a stream separate from the seed's): the ball heads for the *other* side of the lane
+    (the other pocket, or the other gutter), so the two paths part from the divergence frame.
+
+    A second strike comes through the other pocket and hits harder: the pins go down together
+    (a quicker pin wave) and fly faster, each its own way (fall directions drawn afresh); every
+    pin still lies down well before the last frame. A second gutter ball drops into the other
+    gutter at its own pace. A gutter path can only move the ball (no pin falls in either clip),
+    so a null gutter pair differs far less than a strike/gutter pair, whose difference is mostly
+    the pins; see ``tests/test_synthetic.py`` for the sizes."""
+    if outcome == "strike":
+        pocket = path_rng.uniform(*NULL_POCKET)
+        fall_dir = path_rng.uniform(-1, 1, 10)
+        fall_speed = path_rng.uniform(*NULL_FALL_SPEED, 10)
+        row_delay = path_rng.uniform(*NULL_ROW_DELAY)
+        return _BallPath(-side * pocket, np.ones(10, bool), fall_dir, fall_speed, row_delay=row_delay)
+    if outcome == "gutter":
+        drop = path_rng.uniform(*NULL_GUTTER_DROP)
+        return _BallPath(-side * 1.15, np.zeros(10, bool), np.zeros(10), np.ones(10), drop_frames=drop)
+    raise ValueError(f"a null pair's outcome is one of {NULL_OUTCOMES}, got {outcome!r}")
+
+
+def _bowling(rng: np.random.Generator, look: Look, num_frames: int, outcome: str,
+             path_rng: np.random.Generator | None = None) -> np.ndarray:
+    """A bowling clip. Every nuisance factor comes from ``rng`` (the seed's stream), drawn in
+    the same order whatever the outcome; the ball's path after the divergence frame is the
+    seed's own for ``outcome``, or, given ``path_rng``, another path with the same outcome
+    (``_other_ball_path``)."""
     lane = _Lane(look)
     wood = np.array([0.78, 0.6, 0.38], np.float32) * rng.uniform(0.85, 1.1, 3)
     gutter = _colour(rng, 0.15, 0.35)
@@ -234,15 +302,10 @@ def _bowling(rng: np.random.Generator, look: Look, num_frames: int, outcome: str
     v_pin = _PINS[0, 1]
     speed = v_pin / t_hit  # lane units per frame
     u_div = u0 + drift * t_div
-    if outcome == "strike":
-        u_end, hits = 0.15 * side, np.ones(10, bool)
-    elif outcome == "gutter":
-        u_end, hits = 1.15 * side, np.zeros(10, bool)
-    elif outcome == "partial":
-        u_end = 0.6 * side
-        hits = (side * _PINS[:, 0] > 0.2) | partial_hits & (side * _PINS[:, 0] > -0.1)
-    else:
-        raise ValueError(f"unknown bowling outcome {outcome!r}; choose one of {OUTCOMES}")
+    path = _seed_ball_path(outcome, side, partial_hits, fall_dir, fall_speed)
+    if path_rng is not None:
+        path = _other_ball_path(path_rng, outcome, side)
+    u_end, hits, fall_dir, fall_speed = path.u_end, path.hits, path.fall_dir, path.fall_speed
 
     frames = []
     for t in range(num_frames):
@@ -250,7 +313,7 @@ def _bowling(rng: np.random.Generator, look: Look, num_frames: int, outcome: str
         # pins: those hit start to fall once the ball (or the pin wave) reaches them
         pins = []
         for i, (pu, pv) in enumerate(_PINS):
-            delay = (pv - v_pin) / _PIN_DV * 0.5 + abs(pu - u_end) * 0.8
+            delay = (pv - v_pin) / _PIN_DV * path.row_delay + abs(pu - u_end) * 0.8
             tau = t - (t_hit + delay) if hits[i] else -1.0
             if tau <= 0:
                 pins.append((pv, pu, 0.0, 0.0))
@@ -265,7 +328,7 @@ def _bowling(rng: np.random.Generator, look: Look, num_frames: int, outcome: str
         else:
             frac = min((t - t_div) / max(t_hit - t_div, 1e-3), 1.0)
             if outcome == "gutter":
-                frac = min((t - t_div) / 2.5, 1.0)  # drops into the gutter within a few frames
+                frac = min((t - t_div) / path.drop_frames, 1.0)  # drops into the gutter within a few frames
             u = u_div + (u_end - u_div) * frac
         vb = speed * t
         if outcome == "strike" and t > t_hit:
@@ -437,6 +500,12 @@ _RENDERERS = {
 }
 
 
+def _seed_stream(seed: int, action: str) -> np.random.Generator:
+    """The stream every nuisance factor of a clip is drawn from. It is keyed by action (not
+    outcome), so that the clips of a matched or null pair share it."""
+    return np.random.default_rng([int(seed), ACTIONS.index(action)])
+
+
 def render_clip(
     action: str,
     seed: int,
@@ -455,8 +524,7 @@ def render_clip(
         raise ValueError(f"outcome applies to bowling only, got action={action!r}")
     if num_frames < 4 or size < 16:
         raise ValueError(f"need num_frames >= 4 and size >= 16, got {num_frames}, {size}")
-    # the seed stream is keyed by action (not outcome), so matched pairs share it
-    rng = np.random.default_rng([int(seed), ACTIONS.index(action)])
+    rng = _seed_stream(seed, action)
     look = _look(rng, size)
     if action == "bowling":
         return _bowling(rng, look, num_frames, outcome or "strike")
@@ -469,3 +537,33 @@ def render_pair(seed: int, num_frames: int = DEFAULT_NUM_FRAMES, size: int = DEF
         render_clip("bowling", seed, "strike", num_frames, size),
         render_clip("bowling", seed, "gutter", num_frames, size),
     )
+
+
+def render_null_pair(seed: int, outcome: str, num_frames: int = DEFAULT_NUM_FRAMES, size: int = DEFAULT_SIZE):
+    """A null pair: two bowling clips with the *same* ``outcome`` ("strike" or "gutter").
+
+    The first clip is ``render_clip("bowling", seed, outcome)``; the second shares every
+    nuisance factor of ``seed`` (look, lane, camera, speed, sensor noise) and so every frame
+    before ``bowling_divergence_frame``, after which its ball takes another path with the same
+    outcome, drawn from a stream separate from the seed's (``NULL_PATH_STREAM``): the other
+    pocket for a strike, the other gutter for a gutter ball. Whatever a model tells apart
+    between the two clips is not the outcome. Returns two ``uint8 (num_frames, size, size, 3)``.
+    """
+    if outcome not in NULL_OUTCOMES:
+        raise ValueError(f"a null pair's outcome is one of {NULL_OUTCOMES}, got {outcome!r}")
+    first = render_clip("bowling", seed, outcome, num_frames, size)  # also checks the arguments
+    rng = _seed_stream(seed, "bowling")
+    path_rng = np.random.default_rng([int(seed), ACTIONS.index("bowling"), NULL_PATH_STREAM])
+    second = _bowling(rng, _look(rng, size), num_frames, outcome, path_rng=path_rng)
+    return first, second
+
+
+def pair_pixel_difference(clip_a: np.ndarray, clip_b: np.ndarray, start: int | None = None) -> float:
+    """Size of the difference between two clips ``uint8 (frame, row, col, 3)``: the mean
+    absolute difference in pixel levels (0..255) over every pixel and channel of the frames
+    from ``start`` on (default ``bowling_divergence_frame``: the frames where a pair may differ)."""
+    if clip_a.shape != clip_b.shape:
+        raise ValueError(f"clips differ in shape: {clip_a.shape} vs {clip_b.shape}")
+    start = bowling_divergence_frame(len(clip_a)) if start is None else start
+    diff = clip_a[start:].astype(np.int16) - clip_b[start:].astype(np.int16)  # (frame, row, col, 3)
+    return float(np.abs(diff).mean())
