@@ -55,4 +55,7 @@ def test_the_readme_states_the_measured_spread():
 
 def test_only_environments_this_cpu_can_run_are_measured(monkeypatch):
     monkeypatch.setattr(R, "cpu_flags", lambda: {"avx", "avx2"})
+    monkeypatch.setattr(R, "native_capability", lambda: "DEFAULT")
     assert R.runnable(["native", "isa-avx2", "isa-avx512", "1-thread"]) == ["native", "isa-avx2", "1-thread"]
+    monkeypatch.setattr(R, "native_capability", lambda: "AVX2")  # avx2 is then the native run itself
+    assert R.runnable(["native", "isa-avx2", "isa-default"]) == ["native", "isa-default"]

@@ -38,12 +38,12 @@ from utils import paths
 FLOOR = 2e-4  # two units of the CSVs' 4th decimal: the rounding of two runs can differ by one each way
 SAFETY = 4.0  # tolerance = SAFETY x the largest spread measured (other CPUs may move further than ours)
 TOLERANCES_CSV = paths.REPO_ROOT / "tests" / "tolerances.csv"  # written by `measure`, read by the tests
-ENVIRONMENTS = {  # emulated machines: environment variables set for one toy run each
-    "native": {},  # this machine as it is (its best vector ISA, all its cores)
-    "isa-default": {"ATEN_CPU_CAPABILITY": "default"},  # PyTorch's kernels without AVX
+ENVIRONMENTS = {  # emulated machines: environment variables set for one toy run each (in this order)
+    "native": {},  # this machine as it is (its best vector ISA, all its cores): the reference run
+    "1-thread": {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"},
     "isa-avx2": {"ATEN_CPU_CAPABILITY": "avx2"},
     "isa-avx512": {"ATEN_CPU_CAPABILITY": "avx512"},
-    "1-thread": {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"},
+    "isa-default": {"ATEN_CPU_CAPABILITY": "default"},  # PyTorch's kernels without AVX
     # an older x86 machine: every library on its SSE kernels (PyTorch, MKL, oneDNN, OpenBLAS, NumPy)
     "sse-machine": {"ATEN_CPU_CAPABILITY": "default", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2",
                     "DNNL_MAX_CPU_ISA": "SSE41", "OPENBLAS_CORETYPE": "Nehalem",
@@ -67,14 +67,26 @@ def runnable(names) -> list[str]:
     """The environments worth a run on this CPU: an ISA the CPU lacks falls back to what it has
     (and may not be safe to ask for), so it is left out, and said so."""
     flags = cpu_flags()
+    native = native_capability()
     out = []
     for name in names:
         need = ISA_FLAGS.get(name)
         if need and need not in flags:
             print(f"skipping {name}: this CPU has no {need}")
             continue
+        if need and ENVIRONMENTS[name].get("ATEN_CPU_CAPABILITY", "").upper() == native:
+            print(f"skipping {name}: it is this CPU's own choice ({native}), the native run")
+            continue
         out.append(name)
     return out
+
+
+def native_capability() -> str:
+    """The vector ISA PyTorch picks on this CPU by itself (``AVX2``, ``AVX512``, ``DEFAULT``, ...)."""
+    env = {k: v for k, v in os.environ.items() if k != "ATEN_CPU_CAPABILITY"}
+    code = "import torch; print(torch.backends.cpu.get_cpu_capability())"
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          check=True).stdout.strip().upper()
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
