@@ -9,7 +9,7 @@ PAIRS ?=# number of matched pairs (default: each notebook's own)
 PAIRS_CSV ?=# a CSV of your own video pairs: pair_id,strike_path,gutter_path[,matched]
 TARGET ?= bowling# the analysed class: a class name or an index
 DEVICE ?= auto# auto (a CUDA GPU when available) | cpu | cuda
-ARCH ?= vivit# make toy-model: vivit | timesformer | videomae
+ARCH ?= vivit# make toy-model: vivit | timesformer | videomae | outcome (the positive control)
 PREPROCESS ?= checkpoint# checkpoint (the checkpoint's own processor; hub ViViT: [-3, 1]) | original ([-1, 1])
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -46,7 +46,7 @@ test-extended: $(STAMP) ## notebooks 00-08 for toy-timesformer and toy-videomae 
 lint: $(STAMP) ## ruff only (the package, the tests and the notebooks)
 	$(PY) -m ruff check utils tests notebooks
 
-toy-model: $(STAMP) ## retrain a toy model from scratch (fixed seed): ARCH=vivit (default) | timesformer | videomae
+toy-model: $(STAMP) ## retrain a toy model from scratch (fixed seed): ARCH=vivit (default) | timesformer | videomae | outcome
 	$(PY) -m utils.train --arch "$(ARCH)"
 
 bench: $(STAMP) ## benchmarks at paper scale and on the toy model -> benchmarks/results.md

@@ -164,3 +164,18 @@ def test_paper_profile_offline_says_how_to_fix(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelLoadError, match="hf download google/vivit-b-16x2-kinetics400"):
         load_model("paper")
+
+
+def test_a_checkpoint_names_its_own_analysed_class():
+    """The positive control has no 'bowling' class: the generic default target means the class its
+    config.json names (``default_target``), while any explicit class name or index still wins."""
+    from utils.models import resolve_target
+
+    id2label = {0: "bowling strike", 1: "bowling gutter", 2: "juggling"}
+    assert resolve_target(id2label, "bowling", default="bowling strike") == 0
+    assert resolve_target(id2label, None, default="bowling gutter") == 1
+    assert resolve_target(id2label, "bowling gutter", default="bowling strike") == 1
+    assert resolve_target(id2label, 2, default="bowling strike") == 2
+    with pytest.raises(ModelLoadError, match="no class of that name"):
+        resolve_target(id2label, "bowling")  # without a default the generic name does not resolve
+    assert resolve_target({0: "bowling", 1: "x"}, "bowling", default="x") == 0  # a real 'bowling' class wins

@@ -279,3 +279,26 @@ def test_an_interactive_run_shows_every_figure_and_writes_the_same_tables(toy_ou
     assert tables
     for table in tables:
         assert table.read_bytes() == (toy_outputs / table.name).read_bytes(), table.name
+
+
+@pytest.mark.slow
+def test_a_changed_formula_fails_the_regression(toy_outputs, tmp_path):
+    """The tolerances are tight enough to catch a small real change: recomputed from the fresh run's
+    clips, Fig. 5's table passes the comparison with the committed one; with the delta averaged over
+    the patch tokens only (the CLS token left out of the mean: about 0.3% of the value) it fails."""
+    from utils.context import open_analysis
+    from utils.data import CANONICAL_GUTTER, CANONICAL_STRIKE
+    from utils.deltas import delta_names, delta_norms
+    from utils.hooks import clean_run
+    from utils.io import save_table
+
+    fresh_data = toy_outputs.parent.parent / "data" / "toy"
+    _, hooked, _, data = open_analysis("toy", str(tmp_path / "scratch"), str(fresh_data))
+    runs = [clean_run(hooked, data.pixels(c), delta_names(hooked)) for c in (CANONICAL_STRIKE, CANONICAL_GUTTER)]
+    table = delta_norms(hooked, *runs)
+    committed = paths.FIGURES_DIR / "toy" / "fig5_delta_norms.csv"
+    save_table(table, tmp_path / "same", "fig5_delta_norms")
+    assert table_mismatches(committed, tmp_path / "same" / "fig5_delta_norms.csv") == []
+    changed = table.assign(mean_token_norm=table.patch_mean_norm)  # the deliberate change of the formula
+    save_table(changed, tmp_path / "changed", "fig5_delta_norms")
+    assert table_mismatches(committed, tmp_path / "changed" / "fig5_delta_norms.csv")

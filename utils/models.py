@@ -77,7 +77,7 @@ from utils.toy_models import sample_frame_indices
 
 PAPER_CHECKPOINT = "google/vivit-b-16x2-kinetics400"  # the paper's model on the hub
 PAPER_TARGET_INDEX = 31  # "bowling" in Kinetics-400 (the author's notebook hard-codes it)
-PROFILES = ("toy", "paper", "paper-shape", "toy-timesformer", "toy-videomae", "timesformer-shape",
+PROFILES = ("toy", "paper", "paper-shape", "toy-timesformer", "toy-videomae", "toy-outcome", "timesformer-shape",
             "videomae-shape")
 MODEL_CLASSES = {  # config.json's model_type -> the HF classifier this repository analyses
     "vivit": VivitForVideoClassification,
@@ -88,6 +88,7 @@ TOY_DIRS = {  # profile -> shipped checkpoint folder
     "toy": paths.TOY_MODEL_DIR,
     "toy-timesformer": paths.MODELS_DIR / "toy-timesformer",
     "toy-videomae": paths.MODELS_DIR / "toy-videomae",
+    "toy-outcome": paths.MODELS_DIR / "toy-outcome",  # the positive control: strike and gutter are classes
 }
 SHAPE_CHECKPOINTS = {  # untrained profile -> the public checkpoint whose configuration it copies
     "paper-shape": PAPER_CHECKPOINT,
@@ -425,12 +426,19 @@ def name_classes(config) -> str:
     return "checkpoint"
 
 
-def resolve_target(id2label: dict[int, str], target: str | int | None, where: str = "the model") -> int:
+def resolve_target(id2label: dict[int, str], target: str | int | None, where: str = "the model",
+                   default: str | None = None) -> int:
     """The index of the analysed class: a class name (case and ``_``/space insensitive) or an index.
 
+    ``default``: the checkpoint's own analysed class (``config.default_target``; the positive
+    control's is ``bowling strike``), taken when no target is given or the target is the
+    generic ``DEFAULT_TARGET`` that the checkpoint has no class for.
     Raises ModelLoadError listing the nearest class names when it cannot be found.
     """
     target = DEFAULT_TARGET if target is None or str(target).strip() == "" else target
+    names = {re.sub(r"[\s_]+", " ", str(v).strip().lower()) for v in id2label.values()}
+    if default and str(target).strip().lower() == DEFAULT_TARGET and DEFAULT_TARGET not in names:
+        target = default
     n = len(id2label)
     text = str(target).strip()
     if isinstance(target, int) or re.fullmatch(r"-?\d+", text):
@@ -505,7 +513,8 @@ def finish(model, processor, profile: str, target, device, preprocess, **kwargs)
     dev = resolve_device(device)
     labels_source = name_classes(model.config)
     id2label = {int(k): v for k, v in model.config.id2label.items()}
-    index = resolve_target(id2label, target, where=kwargs.get("source") or profile)
+    index = resolve_target(id2label, target, where=kwargs.get("source") or profile,
+                           default=getattr(model.config, "default_target", None))
     if mode == "original":
         processor = original_range_processor(processor)
     model = model.to(dev).eval()

@@ -229,7 +229,7 @@ def preflight(profile: str, strike_video: str, gutter_video: str, roots: list[Pa
         config = profile_config(profile)
         name_classes(config)
         resolve_target({int(k): v for k, v in config.id2label.items()}, target_class,
-                       where=f"the model of PROFILE={profile}")
+                       where=f"the model of PROFILE={profile}", default=getattr(config, "default_target", None))
     except ModelLoadError as err:
         raise SystemExit(f"error: {err}") from None
     if bool(strike_video) != bool(gutter_video):

@@ -6,12 +6,21 @@ Three architectures share one recipe (world, clip seeds, torch seed, optimiser, 
 
 The model learns only to name the action of a clip (``utils.synthetic.ACTIONS``). Bowling
 clips mix the outcomes strike / gutter / partial evenly; the outcome is never a label.
+
+The positive control, ``outcome`` (``data/models/toy-outcome``), is the same ViViT, recipe and
+clip seeds with the outcome made part of the task: bowling is split into the classes
+``bowling strike`` and ``bowling gutter`` (``OUTCOME_CLASSES``). Partial outcomes (some pins
+down) are left out of its training set: a partial is neither the success nor the failure the
+paper contrasts, and labelling it either way would teach a pin-count threshold rather than the
+strike/gutter contrast the analyses probe (its bowling class holds as many clips, half strike,
+half gutter). In this model an outcome circuit exists by construction.
 Train, validation and test clips come from disjoint seed ranges (``SEEDS``), so every
 held-out number is measured on clips the model never saw.
 
     python -m utils.train                      # toy ViViT -> data/models/toy-vivit
     python -m utils.train --arch timesformer   # -> data/models/toy-timesformer
     python -m utils.train --arch videomae      # -> data/models/toy-videomae
+    python -m utils.train --arch outcome       # the positive control -> data/models/toy-outcome
 """
 
 from __future__ import annotations
@@ -48,6 +57,20 @@ LR = 1e-3  # peak learning rate (AdamW), cosine decay after WARMUP steps
 WARMUP = 50
 WEIGHT_DECAY = 0.05
 EVAL_EVERY = 50  # steps between validation passes
+OUTCOME_CLASSES = ("bowling strike", "bowling gutter", *ACTIONS[1:])  # the positive control's classes
+assert ACTIONS[0] == "bowling"
+
+
+def action_label(action: str, outcome: str | None) -> int:
+    """The action-only task: the class is the action, whatever the outcome."""
+    return ACTIONS.index(action)
+
+
+def outcome_label(action: str, outcome: str | None) -> int:
+    """The positive control's task: bowling strike (0), bowling gutter (1), then the other actions."""
+    if action == "bowling":
+        return OUTCOME_CLASSES.index(f"bowling {outcome}")
+    return OUTCOME_CLASSES.index(action)
 
 
 @dataclass(frozen=True)
@@ -65,10 +88,18 @@ class Arch:
     intro: str  # model card: what the model is, the comparison table and the preprocessing
     steps_note: str = ""  # model card: why the step count differs from the toy ViViT's
     log_extra: dict = field(default_factory=dict)  # extra training_log.json fields
+    classes: tuple[str, ...] = ACTIONS  # class names, index order
+    label_of: Callable = action_label  # (action, outcome) -> class index
+    train_outcomes: tuple[str, ...] = OUTCOMES  # the bowling outcomes of the training set
+    config_extra: dict = field(default_factory=dict)  # extra config.json fields
 
     @property
     def out_dir(self) -> Path:
         return paths.TOY_MODEL_DIR if self.name == "vivit" else paths.MODELS_DIR / f"toy-{self.name}"
+
+    def own_class(self, outcome: str) -> int:
+        """The class a bowling clip of ``outcome`` belongs to."""
+        return self.label_of("bowling", outcome)
 
     @property
     def retrain(self) -> str:
@@ -98,6 +129,20 @@ _NEW_PROCESSOR = """Preprocessing (`preprocessor_config.json`, a `VideoMAEImageP
 has): resize to 96 x 96 (a no-op on the synthetic clips), no crop, `x / 255` then normalise
 with mean 0.5 and std 0.5, i.e. `x / 127.5 - 1` as the toy ViViT. `utils.toy_models.fast_preprocess`
 is the training-time equivalent (`tests/test_toy_models.py` checks they agree)."""
+
+
+def _outcome_intro() -> str:
+    return f"""The positive control: the toy ViViT (same architecture, recipe, torch seed and clip seeds as
+`toy-vivit`) trained with the outcome as part of the task. Bowling is split into two classes,
+`bowling strike` and `bowling gutter`, so the model must tell the outcomes apart: an outcome
+circuit exists in it by construction, and a method that finds nothing here has no verdict to
+give on the action-only models. The natural metric is the logit difference between the two
+bowling classes.
+
+Classes ({len(OUTCOME_CLASSES)}): {", ".join(OUTCOME_CLASSES)}. Partial outcomes (some pins
+down) are left out of training: a partial is neither the success nor the failure the paper
+contrasts, and labelling it either way would teach a pin-count threshold instead of the
+strike/gutter contrast."""
 
 
 def _timesformer_intro() -> str:
@@ -187,6 +232,22 @@ ARCHS = {
         sdpa=True,
         intro=_vivit_intro(),
     ),
+    "outcome": Arch(
+        name="outcome",
+        title="ViViT (outcome task, positive control)",
+        model_class=VivitForVideoClassification,
+        config=toy_config,
+        processor=toy_processor,
+        preprocess=fast_preprocess,
+        steps=STEPS,
+        sdpa=True,
+        intro=_outcome_intro(),
+        classes=OUTCOME_CLASSES,
+        label_of=outcome_label,
+        train_outcomes=("strike", "gutter"),
+        config_extra={"default_target": "bowling strike", "contrast_class": "bowling gutter"},
+        log_extra={"task": "outcome: bowling strike vs bowling gutter"},
+    ),
     # TimeSformer's attention is hand-written in transformers (no SDPA path)
     "timesformer": _new_arch("timesformer", "TimeSformer", _timesformer_intro(), 250, sdpa=False),
     "videomae": _new_arch("videomae", "VideoMAE", _videomae_intro(), 250, sdpa=True),
@@ -198,8 +259,9 @@ def _render(job):
     return render_clip(action, seed, outcome)
 
 
-def dataset(split: str, outcomes=OUTCOMES) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
-    """Render one split: clips uint8 (clip, frame, row, col, 3), labels, bowling outcomes."""
+def dataset(split: str, outcomes=OUTCOMES, label_of: Callable = action_label
+            ) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
+    """Render one split: clips uint8 (clip, frame, row, col, 3), labels (``label_of``), bowling outcomes."""
     jobs = []
     for _label, action in enumerate(ACTIONS):
         for i, seed in enumerate(SEEDS[split]):
@@ -207,7 +269,7 @@ def dataset(split: str, outcomes=OUTCOMES) -> tuple[np.ndarray, np.ndarray, list
             jobs.append((action, seed, outcome))
     with Pool(2) as pool:
         clips = pool.map(_render, jobs, chunksize=16)
-    labels = np.array([ACTIONS.index(a) for a, _, _ in jobs])
+    labels = np.array([label_of(a, o) for a, _, o in jobs])
     return np.stack(clips), labels, [o for _, _, o in jobs]
 
 
@@ -221,16 +283,20 @@ def predict(model, clips: np.ndarray, batch: int = 64, preprocess=fast_preproces
     return np.concatenate(preds)
 
 
-def held_out_report(model, clips, labels, outcomes, preprocess=fast_preprocess) -> dict:
-    """Accuracy overall, per action, and share of bowling clips of each outcome named bowling."""
+def held_out_report(model, clips, labels, outcomes, preprocess=fast_preprocess, spec: Arch | None = None) -> dict:
+    """Accuracy overall, per class, and the share of bowling clips of each outcome put into
+    their own class (``bowling`` for the action-only models, ``bowling <outcome>`` for the
+    positive control)."""
+    spec = spec or ARCHS["vivit"]
     pred = predict(model, clips, preprocess=preprocess)
     report = {"accuracy": float((pred == labels).mean()), "n": int(len(labels))}
     report["per_action"] = {
-        a: float((pred[labels == k] == k).mean()) for k, a in enumerate(ACTIONS)
+        a: float((pred[labels == k] == k).mean()) for k, a in enumerate(spec.classes) if (labels == k).any()
     }
     outcomes = np.array([o or "" for o in outcomes])
     report["bowling_by_outcome"] = {
-        o: float((pred[outcomes == o] == 0).mean()) for o in OUTCOMES if (outcomes == o).any()
+        o: float((pred[outcomes == o] == spec.own_class(o)).mean())
+        for o in OUTCOMES if (outcomes == o).any() and o in spec.train_outcomes
     }
     return report
 
@@ -250,11 +316,13 @@ def train(
     torch.set_num_threads(threads or max(1, torch.get_num_threads()))
     t0 = time.time()
     print("rendering clips ...", flush=True)
-    x_train, y_train, _ = dataset("train")
-    x_val, y_val, o_val = dataset("val")
+    x_train, y_train, _ = dataset("train", spec.train_outcomes, spec.label_of)
+    x_val, y_val, o_val = dataset("val", spec.train_outcomes, spec.label_of)
     print(f"  {len(x_train)} train, {len(x_val)} val clips in {time.time() - t0:.0f}s", flush=True)
 
-    config = spec.config(len(ACTIONS), dict(enumerate(ACTIONS)))
+    config = spec.config(len(spec.classes), dict(enumerate(spec.classes)))
+    for key, value in spec.config_extra.items():
+        setattr(config, key, value)
     if spec.sdpa:
         config._attn_implementation = "sdpa"  # fast for training; analyses use eager
     model = spec.model_class(config)
@@ -295,7 +363,7 @@ def train(
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         if (step + 1) % EVAL_EVERY == 0 or step == 0 or step + 1 == steps:
-            val = held_out_report(model, x_val, y_val, o_val, spec.preprocess)
+            val = held_out_report(model, x_val, y_val, o_val, spec.preprocess, spec)
             curve.append({"step": step + 1, "train_loss": loss.item(), "val_accuracy": val["accuracy"]})
             print(
                 f"step {step + 1:4d}/{steps}  loss {loss.item():.4f}  val acc {val['accuracy']:.3f}"
@@ -313,8 +381,8 @@ def train(
     train_seconds = done_seconds + time.time() - t_train
 
     print("evaluating on the held-out test seeds ...", flush=True)
-    x_test, y_test, o_test = dataset("test", outcomes=("strike", "gutter"))
-    test = held_out_report(model, x_test, y_test, o_test, spec.preprocess)
+    x_test, y_test, o_test = dataset("test", ("strike", "gutter"), spec.label_of)
+    test = held_out_report(model, x_test, y_test, o_test, spec.preprocess, spec)
     print(json.dumps(test, indent=1), flush=True)
 
     model.config._attn_implementation = "eager"
@@ -384,14 +452,21 @@ def model_card(log: dict, arch: str = "vivit") -> str:
     s = log["seeds"]
     params = f"\n\n{log['num_parameters']:,} parameters." if "num_parameters" in log else ""
     steps_note = ("\n\n" + spec.steps_note.format(steps=log["steps"])) if spec.steps_note else ""
+    if spec.label_of is action_label:
+        recipe = ("- Bowling clips in training cycle through the outcomes strike / gutter / partial (one third\n"
+                  "  each); the outcome is never a label or an input.")
+        own, unit = "classified as bowling (%)", "action"
+    else:
+        recipe = (f"- Bowling clips in training alternate strike / gutter ({', '.join(spec.train_outcomes)}), "
+                  "labelled by\n  outcome; partial outcomes are left out.")
+        own, unit = "classified into its own class (%)", "class"
     return f"""# {spec.out_dir.name}
 
 {spec.intro}
 
 ## Data recipe
 - Actions: {", ".join(ACTIONS)}; every clip is `render_clip(action, seed)`.
-- Bowling clips in training cycle through the outcomes strike / gutter / partial (one third
-  each); the outcome is never a label or an input.
+{recipe}
 - Seeds: train {s["train"][0]}..{s["train"][1] - 1} ({s["train"][1] - s["train"][0]} clips per action),
   validation {s["val"][0]}..{s["val"][1] - 1}, test {s["test"][0]}..{s["test"][1] - 1}: disjoint ranges.
 
@@ -406,11 +481,11 @@ on {log["machine"]}. Retrain with `{spec.retrain}`.{params}{steps_note}
 ## Held-out accuracy (test seeds, never seen in training)
 Overall: **{100 * test["accuracy"]:.1f}%** of {test["n"]} clips (bowling clips: half strike, half gutter).
 
-| action | accuracy (%) |
+| {unit} | accuracy (%) |
 |---|---|
 {rows}
 
-| bowling outcome | classified as bowling (%) |
+| bowling outcome | {own} |
 |---|---|
 {outc}
 
