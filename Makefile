@@ -19,10 +19,10 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export MPLBACKEND := agg
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: help figures test test-extended lint toy-model bench lock clean
+.PHONY: help figures test test-extended test-notebooks lint toy-model bench lock clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
 
 $(STAMP): pyproject.toml constraints.txt
 	@echo "== setting up $(VENV) (first run only; reruns when pyproject.toml or constraints.txt change)"
@@ -42,6 +42,9 @@ test: $(STAMP) ## lint, unit tests and every notebook (offline: HF_HUB_OFFLINE=1
 
 test-extended: $(STAMP) ## notebooks 00-08 for toy-timesformer and toy-videomae (about 3 minutes; CI runs it too)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -m extended
+
+test-notebooks: $(STAMP) ## every notebook as Jupyter runs it (nbmake: a fresh kernel each, inline figures); writes figures/toy as make figures does
+	env -u MPLBACKEND HF_HUB_OFFLINE=1 $(PY) -m pytest --nbmake notebooks/ -o addopts="" -q
 
 lint: $(STAMP) ## ruff only (the package, the tests and the notebooks)
 	$(PY) -m ruff check utils tests notebooks

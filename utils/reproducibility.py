@@ -116,12 +116,15 @@ def is_float_column(table: pd.DataFrame, col: str) -> bool:
     return pd.api.types.is_float_dtype(table[col])
 
 
-def tabulate(runs: dict[str, Path], committed: Path | None = None) -> pd.DataFrame:
+def tabulate(runs: dict[str, Path], committed: Path | None = None, only_written: bool = False) -> pd.DataFrame:
     """One row per (table, column) of the committed tables: ``kind`` (float or exact), the spread
-    in each run (columns ``spread_<run>``), ``spread`` (the largest) and ``tolerance``."""
+    in each run (columns ``spread_<run>``), ``spread`` (the largest) and ``tolerance``. With
+    ``only_written``, tables that some run did not write (a run of some notebooks) are left out."""
     committed = committed or paths.FIGURES_DIR / "toy"
     rows = []
     for csv in sorted(committed.glob("*.csv")):
+        if only_written and not all((folder / csv.name).exists() for folder in runs.values()):
+            continue
         want = read_table(csv)
         per_run = {}
         for name, folder in runs.items():
@@ -217,13 +220,19 @@ def update_readme(readme: str | Path | None = None) -> bool:
     return True
 
 
-def run_environment(name: str, env: dict, root: Path) -> Path:
-    """``make figures`` (toy) under ``env`` into ``root/name``; returns the figures folder."""
+def notebooks(prefixes=None) -> list[Path]:
+    """The numbered notebooks, all or those whose number is in ``prefixes`` (``["00", "09"]``)."""
+    found = sorted(paths.NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
+    return [nb for nb in found if not prefixes or nb.name[:2] in prefixes]
+
+
+def run_environment(name: str, env: dict, root: Path, prefixes=None) -> Path:
+    """``make figures`` (toy; or the notebooks numbered ``prefixes``) under ``env`` into
+    ``root/name``; returns the figures folder."""
     folder = root / name
     cmd = [sys.executable, "-m", "utils.runner", "--profile", "toy", "--no-html",
            "--figures-root", str(folder / "figures"), "--data-root", str(folder / "data"),
-           "--build-root", str(folder / "build"),
-           *map(str, sorted(paths.NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb")))]
+           "--build-root", str(folder / "build"), *map(str, notebooks(prefixes))]
     print(f"== {name}: {' '.join(f'{k}={v}' for k, v in env.items()) or '(this machine as it is)'}", flush=True)
     subprocess.run(cmd, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1", **env}, cwd=paths.REPO_ROOT)
     return folder / "figures" / "toy"
@@ -235,6 +244,9 @@ def main(argv=None) -> int:
     m = sub.add_parser("measure", help="run the toy pipeline under every environment, then tabulate")
     m.add_argument("--root", type=Path, default=paths.BUILD_DIR / "spread")
     m.add_argument("--only", nargs="*", default=None, help="environment names (default: all)")
+    m.add_argument("--notebooks", nargs="*", default=None,
+                   help="numbers of the notebooks to run (e.g. 00 09: new tables); the rows of the tables they do "
+                   "not write are kept from tests/tolerances.csv")
     t = sub.add_parser("tabulate", help="tabulate runs already made under ROOT/<environment>/figures/toy")
     t.add_argument("root", type=Path)
     sub.add_parser("readme", help="rewrite README.md's spread table from tests/tolerances.csv")
@@ -244,13 +256,18 @@ def main(argv=None) -> int:
         return 0
     if args.cmd == "measure":
         for name in runnable(args.only or ENVIRONMENTS):
-            run_environment(name, ENVIRONMENTS[name], args.root)
+            run_environment(name, ENVIRONMENTS[name], args.root, args.notebooks)
     root = args.root
+    subset = getattr(args, "notebooks", None)
     found = sorted(root.glob("*/figures/toy"), key=lambda p: (p.parent.parent.name != "native", str(p)))
     runs = {p.parent.parent.name: p for p in found}
-    table = tabulate(runs)
+    table = tabulate(runs, only_written=bool(subset))
     inputs = input_spread({k: p.parent.parent / "data" / "toy" for k, p in runs.items()})
     both = pd.concat([table, inputs], ignore_index=True)
+    if subset and TOLERANCES_CSV.is_file():  # keep what this run did not measure
+        old = pd.read_csv(TOLERANCES_CSV, keep_default_na=False, na_values=[""])
+        both = pd.concat([old[~old.table.isin(set(both.table))], both], ignore_index=True)
+        both = both.sort_values(["kind", "table"], kind="stable").reset_index(drop=True)
     both = both[["table", "column", "kind", "spread", "tolerance"] + [c for c in both if c.startswith("spread_")]
                 + (["scale"] if "scale" in both else [])]
     both.to_csv(TOLERANCES_CSV, index=False, float_format="%.6g", lineterminator="\n")
