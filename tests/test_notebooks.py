@@ -113,7 +113,7 @@ def test_toy_tables_satisfy_their_invariants(toy_outputs):
         assert set(t["mode"]) == {"faithful", "corrected", "random control"}
         assert (t.n_ablated == 28).all()  # int(0.1 * 288)
     pred = pd.read_csv(toy_outputs / "table0_predictions.csv")
-    assert len(pred) == 2 * (1 + 20 + 8)  # the canonical pair, 20 matched and 8 unmatched pairs (toy defaults)
+    assert len(pred) == 2 * (1 + 20 + 8 + 20)  # the canonical pair, 20 matched, 8 unmatched, 20 null pairs (toy)
     assert pred[pred.clip_id.str.startswith("canonical")].is_target.all()
     dla = pd.read_csv(toy_outputs / "fig2c_dla.csv")
     lens = pd.read_csv(toy_outputs / "fig2_logit_lens.csv")

@@ -8,10 +8,14 @@
 * ``manifest.json``     the model, its target class (and where its class names come from),
                         the preprocessing and the pixel range it fed; per clip: id, pair, seed,
                         outcome, source, frame count, the sha256 of its MP4 and of its tensor,
-                        and the model's top-5 predictions.
+                        and the model's top-5 predictions; per synthetic pair (``pairs``): name,
+                        kind, clip ids, seed and ``pixel_difference`` (how far its clips differ).
 
 The ``toy`` and ``paper-shape`` profiles render the synthetic world: the canonical pair
-(seed ``CANONICAL_SEED``, held out from every split) and ``n_pairs`` more matched pairs.
+(seed ``CANONICAL_SEED``, held out from every split), ``n_pairs`` more matched pairs, unmatched
+pairs and *null pairs* (``null{i:03d}_a`` / ``_b``: two strikes of seed ``PAIR_SEED_BASE + i``
+whose balls take different paths, ``utils.synthetic.render_null_pair``; clip ``_a`` is the
+strike clip of matched pair ``i``), in that order.
 ``paper`` reads the author's two Kinetics
 clips (or the user's own) with the notebook's seeded frame sampling; a pair CSV
 (``utils.clipsets``) adds your own pairs for notebook 06's statistics, for any profile.
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,13 +39,16 @@ from utils import paths
 from utils.clipsets import PairRow
 from utils.io import atomic_path, ensure_writable_dir, write_text
 from utils.models import LoadedModel
-from utils.synthetic import render_clip
+from utils.synthetic import pair_pixel_difference, render_clip, render_null_pair
 from utils.video import VideoError, probe_timestamps, read_video, write_video
 
 CANONICAL_SEED = 400_042  # the canonical matched pair: a seed no training, validation, test or pair range uses
 CANONICAL_STRIKE, CANONICAL_GUTTER = "canonical_strike", "canonical_gutter"  # clip ids of that pair
 PAIR_SEED_BASE = 300_000  # matched pairs use seeds PAIR_SEED_BASE + i: never used in training
 UNMATCHED_OFFSET = 50_000  # an unmatched pair: gutter clip from seed + offset
+NULL_OUTCOME = "strike"  # the outcome both clips of a prepared null pair share
+PAIR_KINDS = {"canonical": "canonical", "pair": "matched", "unmatched": "unmatched",
+              "null": "null"}  # a synthetic pair's name prefix -> its kind
 PAPER_DATASET = "chereddysaivreddy/kinetics-400"  # the author's clips on the HF hub
 PAPER_FILES = {"strike": "bowling/bowling_plain.mp4", "gutter": "bowling/bowling_gutter.mp4"}
 
@@ -59,28 +67,68 @@ class Clip:
     frames: np.ndarray  # uint8 (frame, H, W, 3)
 
 
-def synthetic_specs(n_pairs: int, unmatched: int = 0) -> list[tuple[int, int, int, str]]:
-    """``(pair, strike seed, gutter seed, name)`` of the canonical pair, ``n_pairs`` matched pairs
-    and ``unmatched`` unmatched pairs (an unmatched pair's gutter clip comes from another seed).
-    No seed lies in a range ``utils.train.SEEDS`` uses (``tests/test_data.py`` checks it)."""
+def synthetic_specs(n_pairs: int, unmatched: int = 0, null_pairs: int = 0) -> list[tuple[int, int, int, str]]:
+    """``(pair, first seed, second seed, name)`` of the canonical pair, ``n_pairs`` matched pairs,
+    ``unmatched`` unmatched pairs (an unmatched pair's gutter clip comes from another seed) and
+    ``null_pairs`` null pairs (both clips from seed ``PAIR_SEED_BASE + i``, the seed of matched
+    pair ``i``), numbered in that order. No seed lies in a range ``utils.train.SEEDS`` uses
+    (``tests/test_data.py`` checks it)."""
     specs = [(-1, CANONICAL_SEED, CANONICAL_SEED, "canonical")]
     specs += [(i, PAIR_SEED_BASE + i, PAIR_SEED_BASE + i, f"pair{i:03d}") for i in range(n_pairs)]
     specs += [(n_pairs + i, PAIR_SEED_BASE + i, PAIR_SEED_BASE + i + UNMATCHED_OFFSET,
                f"unmatched{i:03d}") for i in range(unmatched)]
+    specs += [(n_pairs + unmatched + i, PAIR_SEED_BASE + i, PAIR_SEED_BASE + i, f"null{i:03d}")
+              for i in range(null_pairs)]
     return specs
 
 
-def synthetic_clips(loaded: LoadedModel, n_pairs: int, unmatched: int = 0) -> list[Clip]:
-    """The canonical pair, ``n_pairs`` matched pairs and ``unmatched`` unmatched pairs."""
-    specs = synthetic_specs(n_pairs, unmatched)
+def pair_kind(name: str) -> str:
+    """The kind of a synthetic pair from its name (``PAIR_KINDS``): ``pair007`` -> ``matched``."""
+    prefix = re.match(r"[a-z]+", name)
+    if prefix is None or prefix.group() not in PAIR_KINDS:
+        raise ValueError(f"{name!r} is not a synthetic pair name ({', '.join(PAIR_KINDS)} + number)")
+    return PAIR_KINDS[prefix.group()]
+
+
+def synthetic_clips(loaded: LoadedModel, n_pairs: int, unmatched: int = 0, null_pairs: int = 0) -> list[Clip]:
+    """The canonical pair, ``n_pairs`` matched pairs, ``unmatched`` unmatched pairs and
+    ``null_pairs`` strike null pairs (``null{i:03d}_a`` = ``render_null_pair(seed, "strike")[0]``,
+    the strike clip of matched pair ``i``, and ``null{i:03d}_b``, the same seed's other strike)."""
+    specs = synthetic_specs(n_pairs, unmatched, null_pairs)
     size, T = loaded.image_size, loaded.num_frames
     clips = []
     for pair, s_seed, g_seed, name in tqdm(specs, desc="rendering pairs", leave=False):
+        if pair_kind(name) == "null":
+            both = render_null_pair(s_seed, NULL_OUTCOME, num_frames=T, size=size)
+            for k, (suffix, frames) in enumerate(zip("ab", both, strict=True)):
+                clips.append(Clip(f"{name}_{suffix}", pair, s_seed, NULL_OUTCOME,
+                                  f"synthetic: render_null_pair({s_seed}, '{NULL_OUTCOME}')[{k}]", frames))
+            continue
         for outcome, seed in (("strike", s_seed), ("gutter", g_seed)):
             frames = render_clip("bowling", seed, outcome, num_frames=T, size=size)
             clips.append(Clip(f"{name}_{outcome}", pair, seed, outcome,
                               f"synthetic: render_clip('bowling', {seed}, '{outcome}')", frames))
     return clips
+
+
+def synthetic_pair_sizes(clips: list[Clip]) -> list[dict]:
+    """Per synthetic pair of ``clips`` (two clips with one ``pair`` number, rendered here): its
+    ``name``, ``kind`` (``pair_kind``), ``clips`` (the two ids), ``seed`` (the first clip's) and
+    ``pixel_difference`` (``utils.synthetic.pair_pixel_difference`` of the two clips' uint8 frames:
+    mean absolute difference in pixel levels 0..255 from the divergence frame on)."""
+    by_pair: dict[int, list[Clip]] = {}
+    for clip in clips:
+        if clip.source.startswith("synthetic"):
+            by_pair.setdefault(clip.pair, []).append(clip)
+    sizes = []
+    for members in by_pair.values():
+        if len(members) != 2:
+            continue
+        a, b = members
+        name = a.id.rsplit("_", 1)[0]
+        sizes.append({"name": name, "kind": pair_kind(name), "clips": [a.id, b.id], "seed": a.seed,
+                      "pixel_difference": round(pair_pixel_difference(a.frames, b.frames), 4)})
+    return sizes
 
 
 def read_clip(loaded: LoadedModel, path: str | Path, sampling: str = "paper", seed: int = 42) -> np.ndarray:
@@ -220,7 +268,7 @@ def prepare(loaded: LoadedModel, clips: list[Clip], data_dir: Path, fps: int = 8
                 "preprocess": loaded.preprocess_mode, "pixel_range": [lo, hi],
                 "pixel_range_fed": [round(float(pixel_values.min()), 4), round(float(pixel_values.max()), 4)],
                 "num_frames": loaded.num_frames, "image_size": loaded.image_size,
-                "clips": entries}
+                "clips": entries, "pairs": synthetic_pair_sizes(clips)}
     write_text(data_dir / "manifest.json", json.dumps(manifest, indent=1) + "\n")
     return manifest
 
@@ -273,6 +321,11 @@ class Prepared:
         """(strike id, gutter id) of every pair whose id starts with ``prefix``."""
         names = sorted({i.rsplit("_", 1)[0] for i in self.ids if i.startswith(prefix)})
         return [(f"{n}_strike", f"{n}_gutter") for n in names]
+
+    def null_pairs(self) -> list[tuple[str, str]]:
+        """(first id, second id) of every null pair (``null000_a``, ``null000_b``), in pair order."""
+        names = sorted({i.rsplit("_", 1)[0] for i in self.ids if i.startswith("null")})
+        return [(f"{n}_a", f"{n}_b") for n in names]
 
     def not_target(self) -> list[str]:
         """Ids of clips the model does not classify as the target class."""

@@ -1,0 +1,483 @@
+"""Controls that give every verdict a meaning (notebook 09): do the methods see an outcome, or a
+pixel difference?
+
+**Question.** The toy ViViT (profile ``toy``) is trained only to name actions: a strike and a
+gutter ball are both "bowling". Strike and gutter clips of a matched pair also differ in their
+pixels after the divergence frame (the pins fall or stand). A delta norm, a patching effect or a
+probe that tells the two clips apart may therefore measure how a *pixel difference* propagates
+through the network, not an *outcome concept*. Two controls separate the two readings.
+
+* **Null pairs** (``utils.synthetic.render_null_pair``): two clips of one seed with the *same*
+  outcome (two strikes), identical until the divergence frame, whose balls then take different
+  paths. The first clip of null pair ``i`` is the strike clip of matched ("outcome") pair ``i``,
+  so outcome and null pairs come paired by seed, and a strike null pair differs in its pixels
+  about as much as the outcome pair (``pixel_size_table``). Whatever a method finds in null pairs
+  is a pixel difference without an outcome difference.
+* **A positive control model** (profile ``toy-outcome``): the same ViViT, trained with the
+  classes ``bowling strike`` and ``bowling gutter`` among the other actions, so an outcome
+  representation exists by construction. A method that cannot tell outcome pairs from null
+  pairs in *this* model cannot say anything about outcomes in the action-only one.
+
+**Measures** of one pair ``(a, b)`` of prepared clips (``pair_measures``; nothing but "a vs b"
+is used, so the same numbers exist for outcome and null pairs). With ``r^l`` the residual stream
+after block ``l`` ``(tokens, d_model)``, ``L`` the last block, ``LN`` the final LayerNorm and
+``read`` the readout token (CLS; VideoMAE: the token mean):
+
+* ``delta_final`` = mean_t ||r_a^L[t] - r_b^L[t]||_2 (``utils.deltas.delta_norms``, all tokens);
+* ``delta_growth`` = delta_final / the same after block ``GROWTH_FROM`` = 5 (the paper's
+  "amplification cascade", its Fig. 5);
+* ``readout_delta`` = ||LN(read(r_a^L)) - LN(read(r_b^L))||_2: the difference the classifier reads;
+* ``output_delta`` = |m(a) - m(b)|, with the output metric ``m`` the logit of one class (the
+  action model: the target class, ``bowling``) or the difference of two (the positive control:
+  ``bowling strike`` minus ``bowling gutter``);
+* ``patch_output_effect`` = mean over layers and components (attention, MLP) of |delta target
+  logit| when that component's output of run ``a`` replaces run ``b``'s (the paper's patching,
+  ``strike->gutter``: ``utils.patching.component_sweep``);
+* ``probe_accuracy`` = the paired probe's held-out correctness of the pair, averaged over layers
+  (``utils.probes.paired_probe_by_pair`` on the readout token after every block): pair ``i`` is
+  right at a layer when ``(x_a - x_b) . mean_{j != i}(x_a - x_b)_j > 0``. ``probe_summary`` adds
+  the best layer and its max-over-layers sign-flip p-value (``utils.probes.paired_probe``).
+
+**Contrast** (``contrast``): per model and measure, the mean over seeds ``i`` of
+``measure(outcome pair i) - measure(null pair i)`` with a 95% bootstrap interval over seeds
+(``utils.stats``). A method *detects the outcome* in a model when that interval lies above 0
+(``detects``). Verdict on the action-only model (``rule_outcome_beyond_pixels``): supported when
+the method detects the outcome there *and* in the positive control; not supported when it
+detects it in the positive control only; **inconclusive** whenever it misses the outcome in the
+positive control, since a method blind to a circuit that exists by construction says nothing
+about one that may not.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+
+from utils.across import GROWTH_FROM, clip_run, probe_features_from_runs
+from utils.arch.core import Run
+from utils.deltas import delta_names, delta_norms
+from utils.findings import ALPHA, NOT_SUPPORTED, SUPPORTED
+from utils.hooks import HookedViViT
+from utils.models import TOY_DIRS, LoadedModel, ModelLoadError, profile_config
+from utils.pairs import analyse_pair
+from utils.patching import auto_batch_size, component_sweep, needed_target_names
+from utils.probes import N_PERM, paired_probe, paired_probe_by_pair
+from utils.stats import paired_difference, summarise
+from utils.synthetic import pair_pixel_difference, render_null_pair
+
+ACTION, CONTROL = "action-only", "positive control"  # the two models' roles (the ``model`` column)
+OUTCOME, NULL = "outcome", "null"  # the two pair sets (the ``pairs`` column): strike vs gutter, strike vs strike
+DIRECTION = "strike->gutter"  # patching direction: clip a's components into clip b's run
+INCONCLUSIVE = "inconclusive"  # the method misses the outcome in the positive control
+MEASURES = {  # measure -> (what it is, axis label with its unit)
+    "delta_final": ("residual delta after the last block", "mean token ‖a − b‖₂ (residual units)"),
+    "delta_growth": (f"delta growth, last layer / layer {GROWTH_FROM}", "ratio (x)"),
+    "readout_delta": ("delta of the readout, what the classifier reads", "‖LN(a) − LN(b)‖₂ (LayerNorm units)"),
+    "output_delta": ("output difference |m(a) − m(b)|", "|Δ output metric| (logits)"),
+    "patch_output_effect": ("patching a into b: effect on the target logit",
+                            "mean |Δ target logit| (logits)"),
+    "probe_accuracy": ("paired probe on held-out pairs, mean over layers", "accuracy (share of pairs)"),
+}
+CONDITION_STYLE = {  # pair set -> (marker, face colour, edge colour, legend label)
+    OUTCOME: ("o", "#CC79A7", "#CC79A7", "outcome pairs: strike vs gutter (mean, 95% CI)"),
+    NULL: ("o", "white", "#777777", "null pairs: strike vs strike, same seed (mean, 95% CI)"),
+}
+CONTRAST_COLOUR = "#000000"  # the contrast marker: filled when it detects the outcome, hollow when not
+
+
+# ---------------------------------------------------------------------------- availability
+def skip_reason(profile: str, control_profile: str) -> str | None:
+    """Why notebook 09 cannot run its controls for ``profile`` (None: it can). Cheap checks only
+    (configs, files): the analysed model must be a toy ViViT other than the control itself, and
+    the positive control's checkpoint must exist. ``input_mismatch`` checks the rest once loaded."""
+    if profile == control_profile:
+        return f"the analysed model {profile!r} is the positive control itself; run the controls for `toy`"
+    if profile not in TOY_DIRS:
+        return (f"the controls need a toy ViViT trained on the synthetic world (profile `toy`), whose "
+                f"prepared clips the positive control can read; {profile!r} is not one")
+    try:
+        arch = profile_config(profile).model_type
+        if arch != "vivit":
+            return f"the positive control is a ViViT; {profile!r} is a {arch} (the controls need profile `toy`)"
+        profile_config(control_profile)
+    except ModelLoadError as err:
+        return str(err)
+    if control_profile in TOY_DIRS and not (TOY_DIRS[control_profile] / "model.safetensors").is_file():
+        return (f"the positive control's weights are missing from {TOY_DIRS[control_profile]} "
+                f"(train it with `make toy-model ARCH=outcome`)")
+    return None
+
+
+def input_mismatch(loaded: LoadedModel, control: LoadedModel) -> str | None:
+    """Why the clips prepared for ``loaded`` cannot be fed to ``control`` (None: they can): the
+    two must read the same frames at the same size through the same processor and preprocessing."""
+    facts = {"architecture": (loaded.arch, control.arch), "frames": (loaded.num_frames, control.num_frames),
+             "image size": (loaded.image_size, control.image_size),
+             "preprocess": (loaded.preprocess_mode, control.preprocess_mode),
+             "processor": (loaded.processor.to_dict(), control.processor.to_dict())}
+    differ = [k for k, (a, b) in facts.items() if a != b]
+    if differ:
+        return (f"{control.name} does not read the inputs prepared for {loaded.name} "
+                f"(they differ in: {', '.join(differ)})")
+    return None
+
+
+def output_metric(loaded: LoadedModel, contrast_class: str | None = None) -> int | tuple[int, int]:
+    """The output metric's classes: ``loaded``'s target class alone, or (target, ``contrast_class``)."""
+    if contrast_class is None:
+        return loaded.target_index
+    from utils.models import resolve_target
+
+    return loaded.target_index, resolve_target(loaded.id2label, contrast_class, where=loaded.name)
+
+
+def control_metric(control: LoadedModel, contrast_class: str = "") -> tuple[int, int]:
+    """The positive control's output metric: (its target class, ``contrast_class``), or, with
+    ``contrast_class`` blank, the class its checkpoint names (``config.contrast_class``:
+    ``bowling gutter`` for ``toy-outcome``, whose target is ``bowling strike``)."""
+    contrast_class = contrast_class or getattr(control.config, "contrast_class", "")
+    if not contrast_class:
+        raise ValueError(f"{control.name} names no contrast class (config.contrast_class); pass control_contrast, "
+                         "the class whose logit the positive control's target logit is compared with")
+    return output_metric(control, contrast_class)
+
+
+def metric_values(logits: torch.Tensor, metric: int | tuple[int, int]) -> torch.Tensor:
+    """``(clip, classes)`` logits -> ``(clip,)``: the logit of class ``metric``, or, for a pair of
+    classes ``(c, k)``, the logit difference ``logit_c - logit_k``."""
+    if isinstance(metric, int | np.integer):
+        return logits[:, int(metric)]
+    c, k = metric
+    return logits[:, c] - logits[:, k]
+
+
+# ---------------------------------------------------------------------------- per pair
+class PairMeasures(NamedTuple):
+    table: pd.DataFrame  # one row per pair: pair, seed, a, b, the MEASURES, metric_a/b, top_a/b
+    features: np.ndarray  # (pair, 2, layer, d_model): the readout token after every block (a at index 0)
+
+
+def pair_seeds(data, pairs: list[tuple[str, str]]) -> list[int]:
+    """The seed of each pair's first clip, from notebook 00's manifest (the key that pairs an
+    outcome pair with the null pair of the same seed)."""
+    seeds = {c["id"]: c["seed"] for c in data.manifest["clips"]}
+    missing = [a for a, _ in pairs if seeds.get(a) is None]
+    if missing:
+        raise ValueError(f"no seed recorded for {', '.join(missing[:3])}: controls pair clips by seed "
+                         "(synthetic pairs from notebook 00)")
+    return [int(seeds[a]) for a, _ in pairs]
+
+
+def paired_by_seed(data, outcome_pairs: list[tuple[str, str]], null_pairs: list[tuple[str, str]],
+                   n: int | None = None) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """The outcome and null pairs whose first clips share a seed, in the outcome pairs' order, at
+    most ``n`` of each: position ``i`` of the two lists is one seed (what ``contrast`` pairs)."""
+    null_by_seed = dict(zip(pair_seeds(data, null_pairs), null_pairs, strict=True))
+    both = [(o, null_by_seed[s]) for o, s in zip(outcome_pairs, pair_seeds(data, outcome_pairs), strict=True)
+            if s in null_by_seed][:n]
+    return [o for o, _ in both], [u for _, u in both]
+
+
+def outcome_classification(table: pd.DataFrame, strike: int, gutter: int) -> pd.DataFrame:
+    """How a model with outcome classes labels the clips (a sanity check of the positive control):
+    per pair set, the share of first clips called ``strike`` and of second clips called what they
+    are (``gutter`` in outcome pairs, ``strike`` in null pairs). ``table``: ``pair_measures``
+    tables tagged ``pairs``."""
+    rows = []
+    for pairs, d in table.groupby("pairs", sort=False):
+        second = gutter if pairs == OUTCOME else strike
+        rows.append({"pairs": pairs, "n_pairs": len(d), "first_clip_called_strike": float((d.top_a == strike).mean()),
+                     "second_clip_called_right": float((d.top_b == second).mean())})
+    return pd.DataFrame(rows)
+
+
+def _runs(hooked: HookedViViT, pixels: torch.Tensor, names: set[str], batch: int) -> Run:
+    """Clean runs of ``pixels`` ``(clip, frame, 3, H, W)`` in batches of ``batch``, caching
+    ``names``; logits and cache concatenated over clips (kept on the model's device, where
+    patched runs start from them)."""
+    parts = [hooked.run(pixels[i : i + batch], names=names) for i in range(0, len(pixels), batch)]
+    return Run(torch.cat([p.logits for p in parts]), {k: torch.cat([p.cache[k] for p in parts]) for k in names})
+
+
+def pair_measures(hooked: HookedViViT, data, pairs: list[tuple[str, str]], metric: int | tuple[int, int],
+                  target: int, shared_kind: str | None = None, batch: int = 16) -> PairMeasures:
+    """The module's measures for every pair ``(a, b)`` of prepared clip ids (``data``:
+    ``utils.data.Prepared``), ``metric``: ``metric_values``'s classes, ``target``: the class whose
+    logit patching reads.
+
+    One batched clean run of every clip caches what the deltas, the readout and the probe read.
+    Patching: with ``shared_kind`` each pair goes through ``utils.pairs.analyse_pair`` exactly as
+    notebook 06 calls it (``{"strike": a, "gutter": b}``, that kind, named like the clip ids,
+    with ablation), so ``make figures`` hands over 06's result and the pair costs nothing here;
+    otherwise one ``strike->gutter`` sweep on the batched runs (the same numbers up to float
+    rounding; ``tests/test_controls.py``). Returns the table and the readout features
+    ``(pair, 2, layer, d_model)``.
+    """
+    if not pairs:
+        raise ValueError("pair_measures needs at least one pair")
+    L = hooked.n_layers
+    ids = [c for pair in pairs for c in pair]
+    pixels = torch.cat([data.pixels(c) for c in ids])  # (clip, frame, 3, H, W)
+    names = set(delta_names(hooked))
+    if shared_kind is None:  # what a patched run starts from (b) and what it patches in (a)
+        names |= set(needed_target_names(hooked))
+        names |= {f"blocks.{lay}.{site}" for lay in range(L) for site in hooked.components.values()}
+    run = _runs(hooked, pixels, names, batch)
+    # a toy model runs every patch of a sweep in one batch (measured on 2 cores: 35% faster than 8 at a time)
+    sweep_batch = L * len(hooked.components) if auto_batch_size(hooked) > 1 else 1
+    last = f"blocks.{L - 1}.hook_resid_post"
+    with torch.inference_mode():
+        readout = hooked.final_norm(hooked.readout_tokens(run[last])).double()  # (clip, d_model)
+        metric_of = metric_values(run.logits.double(), metric)  # (clip,)
+        top = run.logits.argmax(-1)  # (clip,)
+    features = probe_features_from_runs(hooked, Run(run.logits.cpu(), {
+        f"blocks.{lay}.hook_resid_post": run[f"blocks.{lay}.hook_resid_post"].cpu() for lay in range(L)}))["readout"]
+    features = features.reshape(len(pairs), 2, *features.shape[1:])  # (pair, 2, layer, d_model)
+    probe = (paired_probe_by_pair(features).groupby("pair").accuracy.mean() if len(pairs) >= 2
+             else pd.Series(np.nan, index=range(len(pairs))))  # (pair,) mean over layers
+    rows = []
+    for k, ((a, b), seed) in enumerate(zip(pairs, pair_seeds(data, pairs), strict=True)):
+        name = a.rsplit("_", 1)[0]
+        ra, rb = clip_run(run, 2 * k), clip_run(run, 2 * k + 1)
+        deltas = delta_norms(hooked, ra, rb).set_index("layer").mean_token_norm
+        if shared_kind is not None:  # notebook 06's call, memoized (utils.memo)
+            sweep = analyse_pair(hooked, {"strike": data.pixels(a), "gutter": data.pixels(b)}, target, name,
+                                 shared_kind, ablation=True)["patching"]
+            sweep = sweep[sweep.direction == DIRECTION]
+        else:
+            sweep = component_sweep(hooked, None, None, target, runs=(ra, rb), batch_size=sweep_batch)
+        rows.append({
+            "pair": name, "seed": seed, "a": a, "b": b,
+            "delta_final": float(deltas[L - 1]),
+            "delta_growth": float(deltas[L - 1] / deltas[GROWTH_FROM]) if deltas[GROWTH_FROM] > 0 else np.nan,
+            "readout_delta": float((readout[2 * k] - readout[2 * k + 1]).norm()),
+            "output_delta": float((metric_of[2 * k] - metric_of[2 * k + 1]).abs()),
+            "patch_output_effect": float(sweep.delta_target_logit.abs().mean()),
+            "probe_accuracy": float(probe.iloc[k]),
+            "metric_a": float(metric_of[2 * k]), "metric_b": float(metric_of[2 * k + 1]),
+            "top_a": int(top[2 * k]), "top_b": int(top[2 * k + 1]),
+        })
+    return PairMeasures(pd.DataFrame(rows), features)
+
+
+def probe_summary(features: np.ndarray, n_perm: int = N_PERM, **tags) -> dict:
+    """The paired probe (``utils.probes.paired_probe``) on ``features`` ``(pair, 2, layer, d)``:
+    its best layer (the lowest among ties), that layer's held-out accuracy, the corrected
+    (max-over-layers) and uncorrected p-values, the null's 95th percentile there, and ``reads``
+    (corrected p < ``ALPHA``); ``tags`` (model, pairs) lead the row."""
+    table = paired_probe(features, n_perm=n_perm).table
+    best = table[table.is_best].sort_values("layer").iloc[0]
+    return {**tags, "n_pairs": len(features), "best_layer": int(best.layer), "accuracy": float(best.accuracy),
+            "p_value": float(best.p_value), "p_uncorrected": float(best.p_uncorrected),
+            "null_q95": float(best.null_q95), "reads": bool(best.p_value < ALPHA), "n_perm": n_perm}
+
+
+# ---------------------------------------------------------------------------- contrasts and verdicts
+def contrast(table: pd.DataFrame, measure: str) -> pd.DataFrame:
+    """Per ``model``: the mean over seeds of ``measure`` on the outcome pair minus the null pair of
+    the same seed, with its 95% bootstrap interval over seeds (``utils.stats.paired_difference``).
+
+    ``table``: one row per (model, ``pairs`` in {outcome, null}, ``seed``). Columns ``model``,
+    ``measure``, ``estimate``, ``ci_low``, ``ci_high``, ``n_seeds`` (seeds with both pairs) and
+    ``share_outcome_gt_null`` (share of seeds whose outcome pair has the larger value)."""
+    out = paired_difference(table, ["model"], "pairs", OUTCOME, NULL, measure, unit="seed")
+    out["measure"] = measure
+    return out
+
+
+def detects(ci_low: float) -> bool:
+    """A method detects the outcome in a model when the contrast's interval lies above 0."""
+    return bool(ci_low > 0)
+
+
+def rule_outcome_beyond_pixels(action_ci_low: float, control_ci_low: float) -> str:
+    """The action-only model represents the outcome beyond the pixel difference, by one method:
+    ``inconclusive`` if the method misses the outcome in the positive control (never "not
+    supported": the method cannot see it where it exists by construction); otherwise supported
+    when it detects the outcome in the action-only model too, not supported when not."""
+    if not detects(control_ci_low):
+        return INCONCLUSIVE
+    return SUPPORTED if detects(action_ci_low) else NOT_SUPPORTED
+
+
+def control_verdict(control_ci_low: float) -> str:
+    """What the positive control says of a method."""
+    return "detects the outcome" if detects(control_ci_low) else "misses the outcome (fails the positive control)"
+
+
+def controls_table(table: pd.DataFrame, measures=tuple(MEASURES)) -> pd.DataFrame:
+    """Table 22: per measure and model (``ACTION``, ``CONTROL``), the outcome-pair and null-pair
+    means with their 95% intervals over pairs, the contrast (outcome - null, paired by seed) with
+    its interval, ``null_over_outcome`` (the ratio of the two means: compare it with the pixel
+    sizes' ratio, ``pixel_size_table``), ``detects`` and ``verdict`` (the action-only row:
+    ``rule_outcome_beyond_pixels``; the control row: ``control_verdict``). ``table``:
+    ``pair_measures`` tables of both models and both pair sets, tagged ``model`` and ``pairs``."""
+    rows = []
+    for measure in measures:
+        levels = summarise(table, ["model", "pairs"], measure, unit="seed").set_index(["model", "pairs"])
+        diffs = contrast(table, measure).set_index("model")
+        for model in (ACTION, CONTROL):
+            if model not in diffs.index:
+                continue
+            d = diffs.loc[model]
+            row = {"measure": measure, "model": model}
+            for pairs in (OUTCOME, NULL):
+                s = levels.loc[(model, pairs)]
+                row |= {pairs: s.estimate, f"{pairs}_ci_low": s.ci_low, f"{pairs}_ci_high": s.ci_high}
+            row |= {"null_over_outcome": row[NULL] / row[OUTCOME] if row[OUTCOME] else np.nan,
+                    "contrast": d.estimate, "contrast_ci_low": d.ci_low, "contrast_ci_high": d.ci_high,
+                    "n_seeds": int(d.n_seeds), "share_outcome_gt_null": d.share_outcome_gt_null,
+                    "detects": detects(d.ci_low)}
+            rows.append(row)
+    out = pd.DataFrame(rows)
+    control_low = out[out.model == CONTROL].set_index("measure").contrast_ci_low
+    out["verdict"] = [control_verdict(r.contrast_ci_low) if r.model == CONTROL
+                      else rule_outcome_beyond_pixels(r.contrast_ci_low, control_low.get(r.measure, np.nan))
+                      for r in out.itertuples()]
+    return out
+
+
+# ---------------------------------------------------------------------------- pixel sizes
+def pair_pixel_sizes(manifest: dict, seeds: list[int], gutter_nulls: bool = True) -> pd.DataFrame:
+    """Per seed: how far the two clips of its matched pair, its strike null pair (both from
+    notebook 00's manifest, ``pairs``) and, with ``gutter_nulls``, its gutter null pair (rendered
+    here, ``render_null_pair(seed, "gutter")`` at the manifest's frame count and size) differ:
+    ``kind`` (matched, strike null, gutter null), ``seed``, ``pixel_difference`` (mean |difference|
+    in levels 0..255 from the divergence frame on, ``utils.synthetic.pair_pixel_difference``)
+    and ``ratio_to_matched`` (that over the matched pair's, same seed)."""
+    recorded = {(p["kind"], p["seed"]): p["pixel_difference"] for p in manifest.get("pairs", [])}
+    rows = []
+    for seed in seeds:
+        sizes = {"matched": recorded.get(("matched", seed)), "strike null": recorded.get(("null", seed))}
+        if gutter_nulls:
+            a, b = render_null_pair(seed, "gutter", num_frames=manifest["num_frames"], size=manifest["image_size"])
+            sizes["gutter null"] = pair_pixel_difference(a, b)
+        for kind, size in sizes.items():
+            if size is None or sizes["matched"] is None:
+                continue
+            rows.append({"kind": kind, "seed": seed, "pixel_difference": float(size),
+                         "ratio_to_matched": float(size) / sizes["matched"]})
+    return pd.DataFrame(rows)
+
+
+def pixel_size_table(sizes: pd.DataFrame) -> pd.DataFrame:
+    """Table 23: per kind of pair, the mean pixel difference and the mean ratio to the matched
+    pair of the same seed, each with its 95% bootstrap interval over seeds. ``sizes``:
+    ``pair_pixel_sizes``."""
+    parts = [summarise(sizes, ["kind"], value, unit="seed") for value in ("pixel_difference", "ratio_to_matched")]
+    wide = parts[0].drop(columns="measure").merge(
+        parts[1].drop(columns=["measure", "n_seeds"]), on="kind", suffixes=("", "_ratio"))
+    wide = wide.rename(columns={"estimate": "pixel_difference", "estimate_ratio": "ratio_to_matched"})
+    order = {"matched": 0, "strike null": 1, "gutter null": 2}
+    return wide.sort_values("kind", key=lambda k: k.map(order)).reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------- figure and words
+def controls_figure(t22: pd.DataFrame, names: dict[str, str], measures=tuple(MEASURES)):
+    """Fig. 19: one panel per measure; for each model (``names``: role -> profile), the outcome
+    pairs, the null pairs and their contrast (outcome - null, paired by seed), each as a mean
+    with its 95% interval over seeds. A filled diamond: the contrast's interval lies above 0."""
+    n = len(measures)
+    cols = min(3, n)
+    rows_n = -(-n // cols)
+    fig, axes = plt.subplots(rows_n, cols, figsize=(5.2 * cols, 3.9 * rows_n), squeeze=False)
+    for ax, measure in zip(axes.flat, measures, strict=False):
+        d = t22[t22.measure == measure].set_index("model")
+        ticks, labels = [], []
+        for g, model in enumerate((ACTION, CONTROL)):
+            if model not in d.index:
+                continue
+            r = d.loc[model]
+            x0 = 4 * g
+            for j, pairs in enumerate((OUTCOME, NULL)):
+                marker, face, edge, _ = CONDITION_STYLE[pairs]
+                ax.errorbar(x0 + j, r[pairs], yerr=[[r[pairs] - r[f"{pairs}_ci_low"]],
+                                                    [r[f"{pairs}_ci_high"] - r[pairs]]],
+                            fmt=marker, ms=7, mfc=face, mec=edge, color=edge, capsize=3)
+            ax.errorbar(x0 + 2, r.contrast, yerr=[[r.contrast - r.contrast_ci_low], [r.contrast_ci_high - r.contrast]],
+                        fmt="D", ms=7, color=CONTRAST_COLOUR, mfc=CONTRAST_COLOUR if r.detects else "white",
+                        capsize=3)
+            ticks += [x0, x0 + 1, x0 + 2]
+            labels += ["outcome", "null", "outcome\n- null"]
+            ax.text(x0 + 1, 1.02, f"{model}\n({names.get(model, model)})", transform=ax.get_xaxis_transform(),
+                    ha="center", va="bottom", fontsize=8)
+        ax.axhline(0, color="k", lw=0.8)
+        ax.axvline(3, color="#bbbbbb", lw=0.8)  # the two models
+        if measure == "probe_accuracy":
+            ax.axhline(0.5, color="grey", ls="--", lw=1)
+            ax.text(-0.6, 0.5, "chance", va="bottom", fontsize=7, color="grey")
+        ax.set_xticks(ticks, labels, fontsize=8)
+        ax.set_xlim(-0.7, 6.7)
+        ax.set_ylabel(MEASURES[measure][1])
+        ax.set_title(f"{measure}: {MEASURES[measure][0]}", fontsize=9, pad=30)
+    for ax in list(axes.flat)[n:]:
+        ax.set_axis_off()
+    handles = [plt.Line2D([], [], ls="", marker=m, ms=7, mfc=f, mec=e, label=lab)
+               for m, f, e, lab in CONDITION_STYLE.values()]
+    handles += [plt.Line2D([], [], ls="", marker="D", ms=7, color=CONTRAST_COLOUR,
+                           label="contrast: outcome - null, paired by seed; filled: 95% CI above 0 (detects)"),
+                plt.Line2D([], [], ls="", marker="D", ms=7, mfc="white", mec=CONTRAST_COLOUR,
+                           label="hollow: CI reaches 0 (does not detect)")]
+    fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=8, bbox_to_anchor=(0.5, -0.06))
+    fig.suptitle("Do the methods see an outcome, or a pixel difference? Outcome pairs vs null pairs, "
+                 "in the action-only model and a positive control", fontweight="bold")
+    fig.tight_layout()
+    return fig
+
+
+def _ci(est, lo, hi) -> str:
+    """``est [95% CI lo, hi]`` with three significant digits (the toy's patching effects are ~1e-3 logits)."""
+    return f"{est:.3g} [95% CI {lo:.3g}, {hi:.3g}]"
+
+
+def what_we_see(t22: pd.DataFrame, t23: pd.DataFrame | None = None, t24: pd.DataFrame | None = None) -> str:
+    """The notebook's "What we see", in Markdown, built from Tables 22-24 alone."""
+    lines = []
+    if t23 is not None and len(t23):
+        s = t23.set_index("kind")
+        parts = [f"{k} pairs {_ci(r.pixel_difference, r.ci_low, r.ci_high)} levels"
+                 + ("" if k == "matched" else f" ({_ci(r.ratio_to_matched, r.ci_low_ratio, r.ci_high_ratio)} "
+                                               "of the matched pair's)")
+                 for k, r in s.iterrows()]
+        lines.append("**Pixel sizes.** The two clips of a pair differ, after the divergence frame, by "
+                     + "; ".join(parts) + ". The strike null pairs are the size-matched control; the gutter null "
+                     "pairs are reported only.")
+    for measure in t22.measure.unique():
+        d = t22[t22.measure == measure].set_index("model")
+        parts = [f"{model}: outcome pairs {_ci(r.outcome, r.outcome_ci_low, r.outcome_ci_high)}, null pairs "
+                 f"{_ci(r.null, r.null_ci_low, r.null_ci_high)}, contrast "
+                 f"{_ci(r.contrast, r.contrast_ci_low, r.contrast_ci_high)} ({r.verdict})"
+                 for model, r in d.iterrows()]
+        what = MEASURES.get(measure, (measure,))[0]
+        lines.append(f"* **{measure}** ({what}): " + "; ".join(parts) + ".")
+    action = t22[t22.model == ACTION]
+    groups = {v: list(action[action.verdict == v].measure) for v in (SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE)}
+    valid = list(t22[(t22.model == CONTROL) & t22.detects].measure)
+    lines.append(
+        f"**So.** {len(valid)} of {t22.measure.nunique()} methods tell outcome pairs from null pairs in the positive "
+        f"control ({', '.join(valid) or 'none'}). In the action-only model, an outcome beyond the pixel difference "
+        f"is seen by {', '.join(groups[SUPPORTED]) or 'none of them'}; not seen by "
+        f"{', '.join(groups[NOT_SUPPORTED]) or 'none'}; inconclusive (the method fails the positive control) for "
+        f"{', '.join(groups[INCONCLUSIVE]) or 'none'}.")
+    if t23 is not None and "strike null" in set(t23.kind):
+        size = t23.set_index("kind").loc["strike null"]
+        sized = ["delta_final", "readout_delta", "output_delta", "patch_output_effect"]  # grow with the difference
+        a = action.set_index("measure").reindex([m for m in sized if m in set(action.measure)])
+        below = [m for m, r in a.iterrows() if r.null_over_outcome < size.ci_low_ratio]
+        ratio = _ci(size.ratio_to_matched, size.ci_low_ratio, size.ci_high_ratio)
+        lines.append(
+            f"**Size.** A strike null pair differs by {ratio} of its outcome pair's pixel difference, so a measure "
+            f"that merely grew with the pixel difference would give null pairs that share of the outcome pairs' value, "
+            f"and a contrast above 0. In the action-only model the null/outcome ratio of the means lies below that "
+            f"interval for {', '.join(below) or 'none of the size-driven measures'} "
+            f"({', '.join(f'{m} {r.null_over_outcome:.2f}' for m, r in a.iterrows())}).")
+    if t24 is not None and len(t24):
+        parts = [f"{r.model}, {r.pairs} pairs: layer {r.best_layer}, {100 * r.accuracy:.0f}% (corrected p = "
+                 f"{r.p_value:.3f})" for r in t24.itertuples()]
+        lines.append("**Paired probe** (best layer, held-out accuracy, max-over-layers sign-flip p): "
+                     + "; ".join(parts) + ".")
+    return "\n\n".join(lines)
