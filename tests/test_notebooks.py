@@ -249,7 +249,7 @@ def with_parameters(source: str, **values) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("index", [0, 3], ids=lambda i: NOTEBOOKS[i].stem)
+@pytest.mark.parametrize("index", [3], ids=lambda i: NOTEBOOKS[i].stem)  # every notebook runs so in make test-notebooks
 def test_an_interactive_run_shows_every_figure_and_writes_the_same_tables(toy_outputs, tmp_path, monkeypatch, index):
     """A notebook as Jupyter runs it (nbconvert's ExecutePreprocessor: a fresh kernel with the inline
     backend, no papermill, no runner, a random hash seed; only the parameters cell edited to write into
