@@ -193,6 +193,22 @@ class PermutationResult:
         return permutation_p_value(self.observed_mean, self.null.mean(1))
 
 
+def _max_null_result(sites: pd.DataFrame, acc: np.ndarray) -> PermutationResult:
+    """``acc`` ``(1 + perm, site)``: the observed accuracy (row 0) and each permutation's, as a
+    ``PermutationResult`` whose p-values are corrected by the maximum over sites (max-T)."""
+    observed, null = acc[0], acc[1:]
+    null_max = null.max(1)  # (perm,)
+    table = sites.copy()
+    table["accuracy"] = observed
+    table["p_value"] = [permutation_p_value(a, null_max) for a in observed]
+    table["p_uncorrected"] = [permutation_p_value(a, null[:, i]) for i, a in enumerate(observed)]
+    table["null_mean"] = null.mean(0)
+    table["null_q95"] = np.quantile(null, 0.95, axis=0)
+    table["is_best"] = observed == observed.max()
+    table["n_perm"] = len(null)
+    return PermutationResult(table, null)
+
+
 def permutation_test(features: np.ndarray, labels: np.ndarray, groups: np.ndarray,
                      n_perm: int = N_PERM, n_splits: int = 5, alpha: float = ALPHA,
                      seed: int = PERM_SEED, site_names: tuple[str, ...] = ("layer",)) -> PermutationResult:
@@ -211,17 +227,7 @@ def permutation_test(features: np.ndarray, labels: np.ndarray, groups: np.ndarra
     x = features.reshape(len(features), len(sites), -1)
     label_sets = np.concatenate([np.asarray(labels)[None], within_pair_flips(labels, groups, n_perm, seed)])
     acc = held_out_correct(x, label_sets, groups, n_splits, alpha).mean(-1)  # (1 + perm, site)
-    observed, null = acc[0], acc[1:]
-    null_max = null.max(1)  # (perm,)
-    table = sites.copy()
-    table["accuracy"] = observed
-    table["p_value"] = [permutation_p_value(a, null_max) for a in observed]
-    table["p_uncorrected"] = [permutation_p_value(a, null[:, i]) for i, a in enumerate(observed)]
-    table["null_mean"] = null.mean(0)
-    table["null_q95"] = np.quantile(null, 0.95, axis=0)
-    table["is_best"] = observed == observed.max()
-    table["n_perm"] = n_perm
-    return PermutationResult(table, null)
+    return _max_null_result(sites, acc)
 
 
 def two_vector_probe(cls_a: np.ndarray, cls_b: np.ndarray, C: float = 1.0) -> pd.DataFrame:
@@ -346,14 +352,4 @@ def paired_probe(features: np.ndarray, n_perm: int = N_PERM, seed: int = PERM_SE
     sites = _site_index(np.shape(features)[2:-1], site_names)
     signs = np.concatenate([np.ones((1, len(differences))), pair_sign_flips(len(differences), n_perm, seed)])
     acc = paired_held_out_correct(differences, signs).mean(-1)  # (1 + perm, site)
-    observed, null = acc[0], acc[1:]
-    null_max = null.max(1)  # (perm,)
-    table = sites.copy()
-    table["accuracy"] = observed
-    table["p_value"] = [permutation_p_value(a, null_max) for a in observed]
-    table["p_uncorrected"] = [permutation_p_value(a, null[:, i]) for i, a in enumerate(observed)]
-    table["null_mean"] = null.mean(0)
-    table["null_q95"] = np.quantile(null, 0.95, axis=0)
-    table["is_best"] = observed == observed.max()
-    table["n_perm"] = n_perm
-    return PermutationResult(table, null)
+    return _max_null_result(sites, acc)

@@ -32,7 +32,7 @@ import platform
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from multiprocessing import Pool
 from pathlib import Path
@@ -232,22 +232,19 @@ ARCHS = {
         sdpa=True,
         intro=_vivit_intro(),
     ),
-    "outcome": Arch(
-        name="outcome",
-        title="ViViT (outcome task, positive control)",
-        model_class=VivitForVideoClassification,
-        config=toy_config,
-        processor=toy_processor,
-        preprocess=fast_preprocess,
-        steps=STEPS,
-        sdpa=True,
-        intro=_outcome_intro(),
-        classes=OUTCOME_CLASSES,
-        label_of=outcome_label,
-        train_outcomes=("strike", "gutter"),
-        config_extra={"default_target": "bowling strike", "contrast_class": "bowling gutter"},
-        log_extra={"task": "outcome: bowling strike vs bowling gutter"},
-    ),
+}
+ARCHS["outcome"] = replace(  # the positive control: the toy ViViT's recipe, the outcome as part of the task
+    ARCHS["vivit"],
+    name="outcome",
+    title="ViViT (outcome task, positive control)",
+    intro=_outcome_intro(),
+    classes=OUTCOME_CLASSES,
+    label_of=outcome_label,
+    train_outcomes=("strike", "gutter"),
+    config_extra={"default_target": "bowling strike", "contrast_class": "bowling gutter"},
+    log_extra={"task": "outcome: bowling strike vs bowling gutter"},
+)
+ARCHS |= {
     # TimeSformer's attention is hand-written in transformers (no SDPA path)
     "timesformer": _new_arch("timesformer", "TimeSformer", _timesformer_intro(), 250, sdpa=False),
     "videomae": _new_arch("videomae", "VideoMAE", _videomae_intro(), 250, sdpa=True),
