@@ -19,7 +19,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export MPLBACKEND := agg
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: help figures test test-extended test-notebooks lint toy-model bench lock clean
+.PHONY: help figures seeds test test-extended test-notebooks lint toy-model bench lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -35,6 +35,11 @@ figures: $(STAMP) ## run notebooks 00.. for PROFILE (default toy) -> figures/PRO
 		--gutter-video "$(GUTTER_VIDEO)" --pairs "$(PAIRS)" --pairs-csv "$(PAIRS_CSV)" \
 		--target "$(TARGET)" --device "$(DEVICE)" --preprocess "$(PREPROCESS)" $(NOTEBOOKS)
 	@if [ "$(PROFILE)" = toy ] && [ -z "$(PAIRS_CSV)$(STRIKE_VIDEO)" ]; then $(PY) -m utils.findings; fi
+
+SEED_PROFILES := toy-seed1 toy-seed2
+SEED_NOTEBOOKS := notebooks/00_data_prep.ipynb notebooks/06_beyond_the_paper.ipynb notebooks/09_controls.ipynb
+seeds: $(STAMP) ## the seed spread: notebooks 00, 06, 09 for the toy ViViTs of torch seeds 1, 2 -> figures/toy-seedN (toy's findings compare with them; about 2 minutes each)
+	for p in $(SEED_PROFILES); do $(PY) -m utils.runner --profile $$p --no-html $(SEED_NOTEBOOKS) || exit 1; done
 
 test: $(STAMP) ## lint, unit tests and every notebook (offline: HF_HUB_OFFLINE=1)
 	$(PY) -m ruff check utils tests notebooks

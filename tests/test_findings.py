@@ -35,6 +35,15 @@ L = 12
     (F.rule_ablation_redundant, (1.0, 0.89), F.NOT_SUPPORTED),
     (F.rule_late, (8.0, 12), F.SUPPORTED),
     (F.rule_late, (7.9, 12), F.NOT_SUPPORTED),
+    (F.rule_holm, (F.SUPPORTED, 0.049), F.SUPPORTED),
+    (F.rule_holm, (F.SUPPORTED, 0.05), "not supported (p >= 0.05 after Holm)"),
+    (F.rule_holm, (F.SUPPORTED, float("nan")), F.SUPPORTED),  # a descriptive rule
+    (F.rule_holm, (F.NOT_SUPPORTED, 0.001), F.NOT_SUPPORTED),
+    (F.rule_controlled, (F.SUPPORTED, True, True), F.SUPPORTED),
+    (F.rule_controlled, (F.SUPPORTED, False, True), "not supported (null pairs show it too)"),
+    (F.rule_controlled, (F.NOT_SUPPORTED, False, True), F.NOT_SUPPORTED),
+    (F.rule_controlled, (F.SUPPORTED, True, False), F.INCONCLUSIVE),
+    (F.rule_controlled, (F.NOT_SUPPORTED, False, False), F.INCONCLUSIVE),  # never "not supported" if blind
 ])
 def test_rules_on_both_sides_of_their_thresholds(rule, args, verdict):
     assert rule(*args) == verdict
@@ -60,9 +69,13 @@ def make_tables(n=12, mlp_ahead=True, probe_p=0.001, share_lower=0.5, rho=0.9, s
                              "accuracy": rng.choice([0.5, 1.0]) if lay == 8 else 0.5}
                             for p in pairs for lay in range(L)])
     summary = pd.DataFrame([{"kind": "matched", "feature": "cls", "n_pairs": n, "best_layer": 8, "best_time_step": -1,
-                             "best_accuracy": 0.75, "p_best": probe_p, "mean_accuracy": 0.52,
-                             "null_mean_accuracy": 0.5, "p_mean_below": 0.9, "p_mean_above": 0.1, "n_perm": 200}])
-    probes = {"by_pair": by_pair, "summary": summary}
+                             "best_accuracy": 0.75, "p_best": 0.5, "mean_accuracy": 0.52,
+                             "null_mean_accuracy": 0.5, "p_mean_below": 0.9, "p_mean_above": 0.1,
+                             "paired_best_layer": 6, "paired_best_time_step": -1, "paired_accuracy": 0.8,
+                             "paired_p_best": probe_p, "n_perm": 200}])
+    paired_by_pair = by_pair.assign(accuracy=[1.0 if (lay == 6 and i % 5) else 0.5
+                                              for i, lay in enumerate(by_pair.layer)])
+    probes = {"by_pair": by_pair, "summary": summary, "paired_by_pair": paired_by_pair}
     ablation = pd.DataFrame([{"pair": p, "run": r, "mode": m, "logit_before": 7.0,
                               "delta_target_logit": -0.1 + rng.normal(0, 0.01), "still_top": True, **tag}
                              for p in pairs for r in ("strike", "gutter") for m in ("faithful", "corrected")])
@@ -90,6 +103,7 @@ def _row(table, start):
 def test_claims_table_verdicts_follow_the_evidence():
     v, t = verdicts()
     assert list(t.columns) == F.COLUMNS and len(t) == 12
+    assert (t["null pairs"].isin(["-", F.NOT_RUN])).all() and F.SEEDS_COLUMN not in t
     assert v["Both outcomes are classified as the action ('bowling')"] == F.SUPPORTED
     assert _row(t, "The model represents").verdict == F.SUPPORTED
     assert _row(t, "Amplification cascade").verdict == F.SUPPORTED
@@ -106,6 +120,7 @@ def test_claims_table_flips_with_the_evidence():
     assert "-5." in _row(t, "MLPs recover more")["toy evidence"]
     assert _row(t, "The model represents").verdict == F.NOT_SUPPORTED
     assert "p = 0.200" in _row(t, "The model represents")["toy evidence"]
+    assert "paired probe" in _row(t, "The model represents")["toy evidence"]
     assert _row(t, "(Ours) The notebook's top-10% score").verdict == F.SUPPORTED
     assert _row(t, "(Ours) Integrated gradients").verdict == F.NOT_SUPPORTED
 
@@ -139,7 +154,7 @@ def test_findings_markdown_round_trip(tmp_path):
     pd.testing.assert_frame_equal(back, t.astype(str))
     block = F.readme_block(tmp_path / "findings.md")
     assert block.startswith(F.README_START) and block.endswith(F.README_END)
-    assert "\n| claim | toy evidence | verdict |\n|---|---|---|\n" in block
+    assert "\n| " + " | ".join(F.COLUMNS) + " |\n" + "|---" * len(F.COLUMNS) + "|\n" in block
     for cell in t.to_numpy().ravel():
         assert f" {cell} |" in block  # word for word
 
@@ -204,3 +219,77 @@ def test_no_verdict_flips_within_the_measured_spread(toy_outputs):
     for k, moved in enumerate(draws):
         got = F.claims_table(**moved).verdict.tolist()
         assert got == want, f"draw {k}: verdicts {got} != {want}"
+
+
+# ---------------------------------------------------------------------------- tests, controls, seeds
+def test_holm_decides_the_tested_claims():
+    """A probe p of 0.03 is significant alone. Among the table's five tests, with the cascade and
+    the distributed claim near p = 0 and MLP-vs-attention and IG near p = 1, it ranks third, so
+    Holm multiplies it by 5 - 3 + 1 = 3: 0.09, and the claim is no longer supported; the raw p
+    stays in brackets."""
+    _, t = verdicts(probe_p=0.03, mlp_ahead=False, rho=0.1)
+    row = _row(t, "The model represents")
+    assert (t["p (Holm)"] != "-").sum() == 5
+    assert row["p (Holm)"] == "0.090 (0.030)"
+    assert row.verdict == "not supported (p >= 0.05 after Holm)"
+    _, t = verdicts(probe_p=0.001, mlp_ahead=False, rho=0.1)
+    assert _row(t, "The model represents").verdict == F.SUPPORTED
+
+
+def controls_table(action_low: dict, control_low: dict):
+    """A made-up Table 22: per measure, the contrast's lower bound in each model (upper bound +1)."""
+    rows = []
+    for measure in ("probe_accuracy", "delta_growth", "patch_output_effect"):
+        for model, low in ((F.ACTION, action_low[measure]), (F.CONTROL, control_low[measure])):
+            rows.append({"measure": measure, "model": model, "outcome": 1.0, "null": 0.5, "contrast": low + 0.5,
+                         "contrast_ci_low": low, "contrast_ci_high": low + 1, "detects": low > 0})
+    return pd.DataFrame(rows)
+
+
+def test_controls_decide_the_outcome_claims():
+    """The cascade is supported on outcome pairs; it stays supported only when the delta's growth
+    tells outcome pairs from null pairs in the analysed model, and is inconclusive when the method
+    cannot tell them apart in the positive control. The claims without a controls measure keep
+    their verdicts."""
+    tables = make_tables()
+    base = dict(zip(*F.claims_table(**tables)[["claim", "verdict"]].to_numpy().T, strict=True))
+    yes = {"probe_accuracy": 0.1, "delta_growth": 0.1, "patch_output_effect": 0.1}
+    no_growth = yes | {"delta_growth": -0.1}
+    t = F.claims_table(**tables, controls=controls_table(yes, yes))
+    assert _row(t, "Amplification cascade").verdict == F.SUPPORTED
+    assert "contrast 0.6 [0.1, 1.1]" in _row(t, "Amplification cascade")["null pairs"]
+    assert "detects" in _row(t, "Amplification cascade")["positive control"]
+    t = F.claims_table(**tables, controls=controls_table(no_growth, yes))
+    assert _row(t, "Amplification cascade").verdict == "not supported (null pairs show it too)"
+    t = F.claims_table(**tables, controls=controls_table(yes, no_growth))
+    assert _row(t, "Amplification cascade").verdict == F.INCONCLUSIVE
+    assert "misses" in _row(t, "Amplification cascade")["positive control"]
+    for claim in ("Both outcomes are classified", "Layer 10 head 8", "(Ours) Integrated gradients"):
+        r = _row(t, claim)
+        assert r.verdict == base[r.claim] and r["null pairs"] == "-"
+
+
+def test_the_seed_column_compares_verdicts_claim_by_claim(tmp_path):
+    _, t = verdicts()
+    for name, flip in (("toy-seed1", False), ("toy-seed2", True)):
+        other = t.copy()
+        if flip:
+            other.loc[other.claim.str.startswith("Amplification"), "verdict"] = F.NOT_SUPPORTED
+        (tmp_path / name).mkdir()
+        other.to_csv(tmp_path / name / "findings.csv", index=False)
+    seeds = F.seed_verdicts(["toy-seed1", "toy-seed2", "toy-seed3"], tmp_path)  # seed3 missing: left out
+    assert list(seeds) == ["toy-seed1", "toy-seed2"]
+    t2 = F.claims_table(**make_tables(), seeds=seeds)
+    assert _row(t2, "Amplification cascade")["other seeds"] == f"differs: toy-seed2 {F.NOT_SUPPORTED}"
+    assert _row(t2, "MLPs recover more")["other seeds"] == "same on all 2 other seeds (toy-seed1, toy-seed2)"
+    assert _row(t2, "Layer 10 head 8")["other seeds"] == "-"
+
+
+@pytest.mark.parametrize("est, lo, hi, paper_value, words", [
+    (1.35, 1.24, 1.47, 3.33, "direction reproduced, size not"),
+    (3.0, 2.5, 3.5, 3.33, "direction and size reproduced"),
+    (1.0, 0.9, 1.1, 3.33, "direction not reproduced"),
+    (0.5, 0.4, 0.6, 3.33, "opposite direction"),
+])
+def test_magnitudes_in_words(est, lo, hi, paper_value, words):
+    assert F.magnitude(est, lo, hi, paper_value, 1.0, "x").startswith(words)

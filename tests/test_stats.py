@@ -137,3 +137,35 @@ def test_holm_between_raw_and_bonferroni_and_monotone():
     assert (adjusted >= p).all() and (adjusted <= np.minimum(1, len(p) * p) + 1e-15).all()
     order = np.argsort(p)
     assert (np.diff(adjusted[order]) >= 0).all()  # a smaller raw p-value never gets a larger adjusted one
+
+
+def test_sign_flip_p_is_exact_for_few_units_and_one_sided():
+    from utils.stats import sign_flip_p
+
+    assert sign_flip_p([1.0, 2.0, 3.0, 4.0]) == pytest.approx(1 / 16)  # only the observed signs reach the mean
+    assert sign_flip_p([1.0, 2.0, 3.0, 4.0], alternative="less") == 1.0
+    assert sign_flip_p([1.2, 1.4, 0.9], null_value=1.0) == pytest.approx(2 / 8)  # +0.2 +0.4 -0.1: also -0.2+0.4+0.1
+    assert sign_flip_p([-1.0, 1.0]) == pytest.approx(3 / 4)  # means 0, 0, 1, -1 reach 0 three times in four
+    assert np.isnan(sign_flip_p([np.nan]))
+    with pytest.raises(ValueError, match="alternative"):
+        sign_flip_p([1.0], alternative="two-sided")
+
+
+def test_sign_flip_p_monte_carlo_for_many_units():
+    from utils.stats import sign_flip_p
+
+    rng = np.random.default_rng(1)
+    assert sign_flip_p(np.full(40, 0.5), n_perm=999) == pytest.approx(1 / 1000)  # never reached by a flip
+    nulls = [sign_flip_p(rng.normal(size=30), n_perm=199, seed=k) for k in range(200)]
+    assert 0.03 < np.mean(np.array(nulls) < 0.05) < 0.09  # about 5% under H0
+
+
+def test_the_paper_reading_of_table3_follows_its_numbers(monkeypatch):
+    from utils import paper
+
+    assert paper.table3_reading().endswith("the MLP recovers more than patching attention at layers 4-9, and "
+                                           "attention recovers more at layer 10.")
+    flipped = dict(paper.TABLE3)
+    flipped[(10, "mlp")], flipped[(5, "mlp")] = 50.0, 40.0  # MLP ahead at 10, behind at 5
+    monkeypatch.setattr(paper, "TABLE3", flipped)
+    assert "at layers 4, 6-10, and attention recovers more at layer 5." in paper.table3_reading()

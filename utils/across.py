@@ -60,7 +60,7 @@ MODEL_COLOURS = {"ViViT": "#0072B2", "TimeSformer": "#CC79A7", "VideoMAE": "#009
 DIRECTION = "strike->gutter"  # the paper's patching direction
 PROBE_FEATURES = {"readout": ("layer",), "time_step_mean": ("layer", "time_step")}  # feature -> site dims
 MID_LAYERS = (4, 10)  # the paper's Table 3 range (MLP 42-60% vs attention 37-54%)
-GROWTH_FROM = 5  # delta growth: last layer / this layer (paper Fig. 5: ~75 at layer 5, >250 at 11)
+GROWTH_FROM = paper.GROWTH_FROM  # delta growth: last layer / this layer (paper Fig. 5: ~75 at layer 5, >250 at 11)
 
 
 # ---------------------------------------------------------------------------- clips

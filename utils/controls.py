@@ -60,7 +60,7 @@ import torch
 from utils.across import GROWTH_FROM, clip_run, probe_features_from_runs
 from utils.arch.core import Run
 from utils.deltas import delta_names, delta_norms
-from utils.findings import ALPHA, NOT_SUPPORTED, SUPPORTED
+from utils.findings import ACTION, ALPHA, CONTROL, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED
 from utils.hooks import HookedViViT
 from utils.models import TOY_DIRS, LoadedModel, ModelLoadError, profile_config
 from utils.pairs import analyse_pair
@@ -69,10 +69,8 @@ from utils.probes import N_PERM, paired_probe, paired_probe_by_pair
 from utils.stats import paired_difference, summarise
 from utils.synthetic import pair_pixel_difference, render_null_pair
 
-ACTION, CONTROL = "action-only", "positive control"  # the two models' roles (the ``model`` column)
 OUTCOME, NULL = "outcome", "null"  # the two pair sets (the ``pairs`` column): strike vs gutter, strike vs strike
 DIRECTION = "strike->gutter"  # patching direction: clip a's components into clip b's run
-INCONCLUSIVE = "inconclusive"  # the method misses the outcome in the positive control
 MEASURES = {  # measure -> (what it is, axis label with its unit)
     "delta_final": ("residual delta after the last block", "mean token ‖a − b‖₂ (residual units)"),
     "delta_growth": (f"delta growth, last layer / layer {GROWTH_FROM}", "ratio (x)"),

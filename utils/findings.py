@@ -20,16 +20,23 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from utils import paths
-from utils.stats import per_unit, summarise
+from utils import paper, paths
+from utils.stats import holm, per_unit, sign_flip_p, summarise
+
+GROWTH_FROM = paper.GROWTH_FROM
 
 ALPHA = 0.05  # significance level of permutation tests
 SUPPORTED, NOT_SUPPORTED, UNTESTABLE = "supported", "not supported", "not testable in the toy world"
-COLUMNS = ["claim", "toy evidence", "verdict"]
+INCONCLUSIVE = "inconclusive"  # the method misses the outcome in the positive control
+ACTION, CONTROL = "action-only", "positive control"  # the two models of notebook 09 (its ``model`` column)
+COLUMNS = ["claim", "toy evidence", "p (Holm)", "null pairs", "positive control", "verdict"]
+SEEDS_COLUMN = "other seeds"  # added when other seeds' findings were compared
 README_START = "<!-- findings:start -->"  # README markers around the generated claims table
 README_END = "<!-- findings:end -->"
 
@@ -84,6 +91,42 @@ def rule_late(mean_first_layer: float, n_layers: int) -> str:
     return SUPPORTED if mean_first_layer >= 2 * n_layers / 3 else NOT_SUPPORTED
 
 
+# ---------------------------------------------------------------------------- controls
+def rule_controlled(verdict: str, action_detects: bool, control_detects: bool) -> str:
+    """A verdict about the outcome, decided with notebook 09's controls (``utils.controls``):
+    **inconclusive** whenever the method misses the outcome in the positive control (it is blind
+    where the answer is known, so its "not supported" would mean nothing and its "supported"
+    could be a pixel difference); a "supported" whose method does not tell outcome pairs from
+    null pairs in the analysed model becomes not supported (the null pairs show it too: a pixel
+    difference); otherwise ``verdict`` stands."""
+    if not control_detects:
+        return INCONCLUSIVE
+    if verdict == SUPPORTED and not action_detects:
+        return f"{NOT_SUPPORTED} (null pairs show it too)"
+    return verdict
+
+
+def rule_holm(verdict: str, p_holm: float, alpha: float = ALPHA) -> str:
+    """A "supported" whose test is not significant after Holm's correction across the table is
+    not supported (a descriptive rule, ``p_holm`` NaN, keeps its verdict)."""
+    if verdict == SUPPORTED and p_holm == p_holm and p_holm >= alpha:
+        return f"{NOT_SUPPORTED} (p >= {alpha} after Holm)"
+    return verdict
+
+
+def magnitude(est: float, lo: float, hi: float, paper_value: float, null_value: float, unit: str = "") -> str:
+    """How our interval compares with the paper's number, in words: the direction (the side of
+    ``null_value`` the paper is on) and the size (the paper's value inside our interval)."""
+    side = 1 if paper_value > null_value else -1
+    if side * (lo - null_value) > 0 and side * (hi - null_value) > 0:
+        if lo <= paper_value <= hi:
+            return f"direction and size reproduced (paper {paper_value:.2f}{unit})"
+        return f"direction reproduced, size not (ours {est:.2f}{unit}, paper {paper_value:.2f}{unit})"
+    if side * (lo - null_value) < 0 and side * (hi - null_value) < 0:
+        return f"opposite direction (ours {est:.2f}{unit}, paper {paper_value:.2f}{unit})"
+    return f"direction not reproduced: our interval contains {null_value:g} (paper {paper_value:.2f}{unit})"
+
+
 # ---------------------------------------------------------------------------- helpers
 def _fmt(est, lo, hi, unit=""):
     return f"{est:.2f}{unit} [95% CI {lo:.2f}, {hi:.2f}]"
@@ -99,116 +142,154 @@ def _matched(d: pd.DataFrame | None) -> pd.DataFrame | None:
     return d[d.kind == "matched"] if d is not None and "kind" in d else d
 
 
+@dataclass(frozen=True)
+class Claim:
+    """One row of the claims table before Holm's correction and the controls."""
+
+    key: str  # stable name (the seed comparison and the controls refer to it)
+    claim: str
+    evidence: str
+    verdict: str  # the rule's verdict on the outcome pairs
+    p: float = float("nan")  # one-sided p-value of the rule's test; NaN: a descriptive rule
+    measure: str | None = None  # the controls measure (utils.controls.MEASURES) of the same method
+
+
 # ---------------------------------------------------------------------------- claims
-def claim_classified(pred: pd.DataFrame):
+def claim_classified(pred: pd.DataFrame) -> Claim:
     mp = pred[pred.clip_id.str.startswith("pair")]
     share = {o: float(mp[mp.outcome == o].is_target.mean()) for o in ("strike", "gutter")}
     n = mp.clip_id.str.rsplit("_", n=1).str[0].nunique()
-    return ("Both outcomes are classified as the action ('bowling')",
-            f"{100 * share['strike']:.0f}% of strike and {100 * share['gutter']:.0f}% of gutter clips of "
-            f"{n} matched pairs (rule: both >= 95%)", rule_classified(share["strike"], share["gutter"]))
+    return Claim("classified", "Both outcomes are classified as the action ('bowling')",
+                 f"{100 * share['strike']:.0f}% of strike and {100 * share['gutter']:.0f}% of gutter clips of "
+                 f"{n} matched pairs (rule: both >= 95%)", rule_classified(share["strike"], share["gutter"]))
 
 
-def claim_probe(probes: dict):
-    """``probes``: ``utils.pairs.probe_pairs`` output."""
+def claim_probe(probes: dict) -> Claim:
+    """``probes``: ``utils.pairs.probe_pairs`` output. The paired probe is the test; the grouped
+    logistic probe (the paper's probe on held-out pairs) is reported beside it."""
     s = probes["summary"].set_index(["kind", "feature"])
     bp = probes["by_pair"]
     cls = s.loc[("matched", "cls")]
     g = bp[(bp.kind == "matched") & (bp.feature == "cls") & (bp.layer == cls.best_layer)]
-    est, lo, hi = _ci(g, "accuracy")
-    extra = ""
-    if ("matched", "patch_mean") in s.index:
-        pm = s.loc[("matched", "patch_mean")]
-        extra = (f"; the mean of the patch tokens: best layer {int(pm.best_layer)}, "
-                 f"{100 * pm.best_accuracy:.1f}%, p = {pm.p_best:.3f}")
-    return ("The model represents the outcome internally (linear probe)",
-            f"CLS probe on held-out matched pairs, best layer {int(cls.best_layer)}: accuracy "
-            f"{_fmt(100 * est, 100 * lo, 100 * hi, '%')}; permutation p = {cls.p_best:.3f} for the best of "
-            f"{bp[bp.feature == 'cls'].layer.nunique()} layers ({int(cls.n_perm)} within-pair label swaps, "
-            f"max over layers); mean over layers {100 * cls.mean_accuracy:.1f}% (p above chance = "
-            f"{cls.p_mean_above:.3f}){extra} (rule: best-layer p < {ALPHA})",
-            rule_probe(float(cls.p_best)))
+    gest, glo, ghi = _ci(g, "accuracy")
+    n_layers = bp[bp.feature == "cls"].layer.nunique()
+    grouped = (f"the grouped logistic probe (5 folds by pair): best layer {int(cls.best_layer)}, "
+               f"{_fmt(100 * gest, 100 * glo, 100 * ghi, '%')}, p = {cls.p_best:.3f}")
+    if "paired_p_best" not in cls.index or "paired_by_pair" not in probes:  # inputs saved before the paired probe
+        return Claim("probe", "The model represents the outcome internally (linear probe)",
+                     f"CLS, held-out matched pairs: {grouped} (rule: best-layer p < {ALPHA})",
+                     rule_probe(float(cls.p_best)), float(cls.p_best), "probe_accuracy")
+    pp = probes["paired_by_pair"]
+    pg = pp[(pp.kind == "matched") & (pp.feature == "cls") & (pp.layer == cls.paired_best_layer)]
+    est, lo, hi = _ci(pg, "accuracy")
+    return Claim("probe", "The model represents the outcome internally (linear probe)",
+                 f"paired probe on the CLS token (each held-out pair's strike-minus-gutter difference against "
+                 f"the other pairs' mean difference), best layer {int(cls.paired_best_layer)}: "
+                 f"{_fmt(100 * est, 100 * lo, 100 * hi, '%')} of pairs, p = {cls.paired_p_best:.3f} for the best "
+                 f"of {n_layers} layers ({int(cls.n_perm)} sign flips of whole pairs, max over layers); {grouped} "
+                 f"(rule: the paired probe's p < {ALPHA})",
+                 rule_probe(float(cls.paired_p_best)), float(cls.paired_p_best), "probe_accuracy")
 
 
-def claim_layer0(probes: dict):
+def claim_layer0(probes: dict) -> Claim:
     bp = probes["by_pair"]
     l0 = {k: _ci(d, "accuracy") for k, d in bp[(bp.feature == "cls") & (bp.layer == 0)].groupby("kind")}
     txt = ", ".join(f"{k} pairs {100 * v[0]:.0f}% [{100 * v[1]:.0f}, {100 * v[2]:.0f}]" for k, v in l0.items())
-    return ("Probe accuracy of 100% from layer 0 (paper: a 'fingerprint' of surface differences)",
-            f"held-out-pair CLS probe at layer 0: {txt}; the paper's single-pair probes are 100% by "
-            "construction (rule: supported if layer 0 held-out accuracy on matched pairs < 90%, i.e. the "
-            "paper's 100% does not transfer to held-out pairs)",
-            rule_layer0_surface(l0["matched"][0]) if "matched" in l0 else NOT_SUPPORTED)
+    return Claim("layer0", "(Ours) The paper's 100% probe accuracy from layer 0 (its 'fingerprint' of surface "
+                 "differences) does not transfer to held-out pairs",
+                 f"grouped CLS probe at layer 0 on held-out pairs: {txt}; the paper's single-pair probes are 100% "
+                 "by construction (rule: held-out accuracy on matched pairs < 90%)",
+                 rule_layer0_surface(l0["matched"][0]) if "matched" in l0 else NOT_SUPPORTED)
 
 
-def claim_cascade(deltas: pd.DataFrame, n_layers: int):
+def claim_cascade(deltas: pd.DataFrame, n_layers: int) -> Claim:
     d = deltas.pivot_table(index="pair", columns="layer", values="mean_token_norm")
-    mid = min(5, n_layers - 1)
+    mid = min(GROWTH_FROM, n_layers - 1)
     ratio = (d[n_layers - 1] / d[mid]).rename("ratio").reset_index()
     est, lo, hi = _ci(ratio, "ratio")
-    return ("Amplification cascade: the strike-gutter delta grows with depth (paper: ~75 at layer 5 to >250 "
-            "at layer 11, x3.3)",
-            f"matched pairs, mean token delta layer {n_layers - 1} / layer {mid}: {_fmt(est, lo, hi, 'x')} "
-            "(rule: CI lower bound > 1)", rule_ci_above(lo, 1.0))
+    paper_ratio = paper.FIG5[11] / paper.FIG5[GROWTH_FROM]
+    return Claim("cascade", f"Amplification cascade: the strike-gutter delta grows with depth (paper: ~75 at layer "
+                 f"{GROWTH_FROM} to >250 at layer 11, x{paper_ratio:.1f})",
+                 f"matched pairs, mean token delta layer {n_layers - 1} / layer {mid}: {_fmt(est, lo, hi, 'x')}; "
+                 f"{magnitude(est, lo, hi, paper_ratio, 1.0, 'x')} (rule: ratio > 1, CI and sign-flip test over pairs)",
+                 rule_ci_above(lo, 1.0), sign_flip_p(ratio.ratio, 1.0), "delta_growth")
 
 
 def _strike_to_gutter(patching: pd.DataFrame) -> pd.DataFrame:
     return patching[patching.direction == "strike->gutter"]
 
 
-def claim_mlp_vs_attention(patching: pd.DataFrame, n_layers: int):
+def claim_mlp_vs_attention(patching: pd.DataFrame, n_layers: int) -> Claim:
     p = _strike_to_gutter(patching)
     w = p.pivot_table(index=["pair", "layer"], columns="component", values="recovery_notebook_pct").reset_index()
-    mid = w[(w.layer >= 4) & (w.layer <= min(10, n_layers - 1))]
+    layers = range(4, min(10, n_layers - 1) + 1)
+    mid = w[w.layer.isin(layers)]
     # TimeSformer has two attention steps: MLP against the better of the two
     steps = [c for c in mid.columns if str(c).startswith("attention")]
     attention = mid[steps].max(axis=1)
     per_pair = (mid.mlp - attention).groupby(mid.pair).mean().rename("diff").reset_index()
     est, lo, hi = _ci(per_pair, "diff")
     versus = "attention" if len(steps) == 1 else f"the better attention step ({' or '.join(steps)})"
-    return ("MLPs recover more than attention (paper: MLP 42-60% vs attention 37-54%, layers 4-10)",
-            f"matched pairs, MLP minus {versus} recovery (notebook metric), mean over layers 4-10: "
-            f"{_fmt(est, lo, hi, ' points')}; MLP ahead in {100 * float((per_pair['diff'] > 0).mean()):.0f}% of "
-            "pairs (rule: CI above 0)", rule_difference(lo, hi))
+    paper_diff = float(np.mean([paper.TABLE3[(lay, "mlp")] - paper.TABLE3[(lay, "attention")]
+                                for lay in range(4, 11)]))
+    return Claim("mlp_vs_attention", "MLPs recover more than attention (paper: MLP 42-60% vs attention 37-54%, "
+                 "layers 4-10)",
+                 f"matched pairs, MLP minus {versus} recovery (notebook metric), mean over layers 4-10: "
+                 f"{_fmt(est, lo, hi, ' points')}; MLP ahead in {100 * float((per_pair['diff'] > 0).mean()):.0f}% of "
+                 f"pairs; {magnitude(est, lo, hi, paper_diff, 0.0, ' points')} (rule: difference > 0, CI and "
+                 "sign-flip test over pairs)", rule_difference(lo, hi), sign_flip_p(per_pair["diff"], 0.0),
+                 "patch_output_effect")
 
 
-def claim_distributed(patching: pd.DataFrame):
+def claim_distributed(patching: pd.DataFrame) -> Claim:
     best = per_unit(_strike_to_gutter(patching), [], "recovery_projection_pct", how="max")
     est, lo, hi = _ci(best, "recovery_projection_pct")
-    return ("No single component recovers the whole difference (distributed, redundant)",
-            f"matched pairs, best single-component projection recovery: {_fmt(est, lo, hi, '%')} "
-            "(rule: CI upper bound < 90%)", rule_ci_below(hi, 90.0))
+    return Claim("distributed", "No single component recovers the whole difference (distributed, redundant)",
+                 f"matched pairs, best single-component projection recovery: {_fmt(est, lo, hi, '%')} "
+                 "(rule: < 90%, CI and sign-flip test over pairs)", rule_ci_below(hi, 90.0),
+                 sign_flip_p(best.recovery_projection_pct, 90.0, alternative="less"), "patch_output_effect")
 
 
-def claim_unsigned_metric(patching: pd.DataFrame):
+def claim_unsigned_metric(patching: pd.DataFrame) -> Claim:
     p = _strike_to_gutter(patching)
     gap = per_unit(p.assign(gap=p.recovery_notebook_pct - p.recovery_projection_pct), [], "gap")
     est, lo, hi = _ci(gap, "gap")
-    return ("(Ours) The notebook's unsigned metric measures recovery toward the strike run",
-            f"notebook metric minus projection, mean over layers and components: {_fmt(est, lo, hi, ' points')} "
-            "(rule: not supported if the CI lies above 5 points)", rule_unsigned_metric(lo))
+    return Claim("unsigned_metric", "(Ours) The notebook's unsigned metric measures recovery toward the strike run",
+                 f"notebook metric minus projection, mean over layers and components: {_fmt(est, lo, hi, ' points')} "
+                 "(rule: not supported if the CI lies above 5 points)", rule_unsigned_metric(lo))
 
 
-def claim_ablation(ablation: pd.DataFrame, random: pd.DataFrame | None):
+def claim_ablation(ablation: pd.DataFrame, random: pd.DataFrame | None) -> Claim:
+    """Redundant evidence: the top 10% of tokens by a score that picks tokens which matter. The
+    notebook's score does not (``claim_score_beats_random``), so with the random-draw table the
+    claim rests on the token-DLA set, which beats every random draw; without it, on the
+    notebook's set (as the paper)."""
     a = ablation[ablation["mode"] == "corrected"]
     if "score" in a:
         a = a[a.score == "notebook"]
+    top = float(a.still_top.mean())
+    if random is not None and len(random) and "dla" in set(random.score):
+        r = random[random.score == "dla"].merge(a[["pair", "run", "logit_before"]], on=["pair", "run"])
+        rel = per_unit(r.assign(rel=100 * r.top_delta.abs() / r.logit_before.abs()), [], "rel")
+        est, lo, hi = _ci(rel, "rel")
+        share = float(r.share_random_lower.mean())
+        nb = _ci(per_unit(a.assign(rel=100 * a.delta_target_logit.abs() / a.logit_before.abs()), [], "rel"), "rel")
+        return Claim("ablation", "Removing the top 10% of tokens barely changes the action logit (redundant "
+                     "evidence)",
+                     f"removing the top 10% of patches by token DLA (a set that matters: a share {share:.2f} of "
+                     f"{int(r.n_draws.iloc[0])} random sets of as many patches lower the logit as much) changes it by "
+                     f"{_fmt(est, lo, hi, '%')}, {r.pair.nunique()} matched pairs; the paper's score (no better than "
+                     f"random, next row) {_fmt(*nb, '%')}, still top-1 in {100 * top:.0f}% of clips (rule: the "
+                     f"token-DLA set's change < 10%)", rule_ci_below(hi, 10.0))
     rel = per_unit(a.assign(rel=100 * a.delta_target_logit.abs() / a.logit_before.abs()), [], "rel")
     est, lo, hi = _ci(rel, "rel")
-    top = float(a.still_top.mean())
-    extra = ""
-    if random is not None and len(random):
-        r = random[random.score == "notebook"]
-        extra = (f"; the top-scored set changes the logit by {r.top_delta.mean():.2f} on average, the median of "
-                 f"{int(r.n_draws.iloc[0])} random sets of as many patches by {r.random_median.mean():.2f} "
-                 f"({r.pair.nunique()} pairs)")
-    return ("Removing the top 10% of tokens barely changes the action logit (redundant evidence)",
-            f"matched pairs, corrected ablation: absolute change = {_fmt(est, lo, hi, '%')} of the logit; still "
-            f"top-1 in {100 * top:.0f}% of clips{extra} (rule: change < 10% and top-1 kept in >= 90%)",
-            rule_ablation_redundant(hi, top))
+    return Claim("ablation", "Removing the top 10% of tokens barely changes the action logit (redundant evidence)",
+                 f"matched pairs, corrected ablation: absolute change = {_fmt(est, lo, hi, '%')} of the logit; still "
+                 f"top-1 in {100 * top:.0f}% of clips (rule: change < 10% and top-1 kept in >= 90%)",
+                 rule_ablation_redundant(hi, top))
 
 
-def claim_score_beats_random(random: pd.DataFrame):
+def claim_score_beats_random(random: pd.DataFrame) -> Claim:
     """``random``: ``utils.pairs.top_vs_random_pairs`` output (matched pairs)."""
     shares = {}
     for score, d in random.groupby("score"):
@@ -216,56 +297,56 @@ def claim_score_beats_random(random: pd.DataFrame):
     n_draws = int(random.n_draws.iloc[0])
     txt = "; ".join(f"{'notebook score' if k == 'notebook' else 'token DLA'}: {_fmt(*v)}"
                     for k, v in sorted(shares.items(), reverse=True))
-    return ("(Ours) The notebook's top-10% score picks the patches whose removal lowers the logit most",
-            f"share of {n_draws} random draws of as many patches that lower the logit at least as much as the "
-            f"top-scored set (0 = the score beats every draw), {random.pair.nunique()} matched pairs: {txt} "
-            "(rule: CI upper bound of the notebook score's share < 0.05)",
-            rule_ci_below(shares["notebook"][2], 0.05))
+    return Claim("score_beats_random",
+                 "(Ours) The notebook's top-10% score picks the patches whose removal lowers the logit most",
+                 f"share of {n_draws} random draws of as many patches that lower the logit at least as much as the "
+                 f"top-scored set (0 = the score beats every draw), {random.pair.nunique()} matched pairs: {txt} "
+                 "(rule: CI upper bound of the notebook score's share < 0.05)",
+                 rule_ci_below(shares["notebook"][2], 0.05))
 
 
-def claim_late(lens: pd.DataFrame, n_layers: int):
+def claim_late(lens: pd.DataFrame, n_layers: int) -> Claim:
     first = lens.assign(first_top_layer=lens.first_top_layer.where(lens.first_top_layer >= 0))
     est, lo, hi = _ci(per_unit(first, [], "first_top_layer"), "first_top_layer")
-    return ("The action becomes readable late in depth (paper: from layer 9 of 12)",
-            f"logit lens, first layer at which the target ranks top (mean of a pair's two clips): "
-            f"{_fmt(est, lo, hi)} of {n_layers} (rule: mean >= 2/3 of the depth)", rule_late(est, n_layers))
+    return Claim("late", "The action becomes readable late in depth (paper: from layer 9 of 12)",
+                 f"logit lens, first layer at which the target ranks top (mean of a pair's two clips): "
+                 f"{_fmt(est, lo, hi)} of {n_layers} (rule: mean >= 2/3 of the depth)", rule_late(est, n_layers))
 
 
-def claim_head(heads: pd.DataFrame | None):
+def claim_head(heads: pd.DataFrame | None) -> Claim:
     if heads is None or not len(heads):
         best_head = "per-head patching was not run (fine_patching off)"
     else:
         h = heads.sort_values("recovery_projection_pct", ascending=False).iloc[0]
-        h108 = heads[(heads.layer == 10) & (heads["head"] == 8)].recovery_projection_pct
+        layer, head = paper.FIG1_HEAD
+        h108 = heads[(heads.layer == layer) & (heads["head"] == head)].recovery_projection_pct
         where = f" ({h.site})" if "site" in heads else ""  # TimeSformer: which attention step
         l108 = " and ".join(f"{v:.1f}%" for v in h108) if len(h108) else "nan%"
         best_head = (f"in the toy the best single head (canonical pair, projection) is "
-                     f"L{int(h.layer)}H{int(h['head'])}{where} ({h.recovery_projection_pct:.1f}%), L10H8 gives "
-                     f"{l108}")
-    return ("Layer 10 head 8 is an 'outcome detector'",
-            f"the toy's heads are not ViViT-B's, so the index cannot transfer; {best_head}", UNTESTABLE)
+                     f"L{int(h.layer)}H{int(h['head'])}{where} ({h.recovery_projection_pct:.1f}%), "
+                     f"L{layer}H{head} gives {l108}")
+    return Claim("head", "Layer 10 head 8 is an 'outcome detector'",
+                 f"the toy's heads are not ViViT-B's, so the index cannot transfer; {best_head}", UNTESTABLE)
 
 
-def claim_ig(ig: pd.DataFrame):
+def claim_ig(ig: pd.DataFrame) -> Claim:
     """``ig``: ``utils.pairs.ig_vs_dla_pairs`` output (matched pairs)."""
-    est, lo, hi = _ci(per_unit(ig, [], "spearman_ig_dla"), "spearman_ig_dla")
+    rho = per_unit(ig, [], "spearman_ig_dla")
+    est, lo, hi = _ci(rho, "spearman_ig_dla")
     att = float(ig.spearman_dla_attention.mean())
     err = float(ig.completeness_error.abs().max())
-    return ("(Ours) Integrated gradients and token DLA agree on which tokens matter",
-            f"both on the patch tokens entering the last block, {ig.pair.nunique()} matched pairs: Spearman rho "
-            f"{_fmt(est, lo, hi)} (mean of a pair's two clips; IG complete within {err:.0e} logits); token DLA "
-            f"follows the last layer's CLS attention (rho {att:.2f}) (rule: CI lower bound > 0.5)",
-            rule_ci_above(lo, 0.5))
+    return Claim("ig", "(Ours) Integrated gradients and token DLA agree on which tokens matter",
+                 f"both on the patch tokens entering the last block, {ig.pair.nunique()} matched pairs: Spearman rho "
+                 f"{_fmt(est, lo, hi)} (mean of a pair's two clips; IG complete within {err:.0e} logits); token DLA "
+                 f"follows the last layer's CLS attention (rho {att:.2f}) (rule: rho > 0.5, CI and sign-flip test "
+                 "over pairs)", rule_ci_above(lo, 0.5), sign_flip_p(rho.spearman_ig_dla, 0.5))
 
 
-def claims_table(pred: pd.DataFrame, deltas: pd.DataFrame, patching: pd.DataFrame, probes: dict,
-                 ablation: pd.DataFrame, lens: pd.DataFrame, heads: pd.DataFrame | None, n_layers: int,
-                 ig: pd.DataFrame | None = None, random: pd.DataFrame | None = None) -> pd.DataFrame:
-    """The claims table. ``pred``: table0 predictions (``clip_id``, ``outcome``, ``is_target``);
-    ``deltas``, ``patching``, ``ablation``, ``lens``: ``utils.pairs.analyse_pairs`` tables (only
-    ``kind == "matched"`` rows are used); ``probes``: ``utils.pairs.probe_pairs``; ``heads``: the
-    head-patching table of the canonical pair, or None; ``ig``: ``ig_vs_dla_pairs``;
-    ``random``: ``top_vs_random_pairs``. Columns ``claim``, ``toy evidence``, ``verdict``."""
+def claims(pred: pd.DataFrame, deltas: pd.DataFrame, patching: pd.DataFrame, probes: dict,
+           ablation: pd.DataFrame, lens: pd.DataFrame, heads: pd.DataFrame | None, n_layers: int,
+           ig: pd.DataFrame | None = None, random: pd.DataFrame | None = None) -> list[Claim]:
+    """Every claim with its rule's verdict on the matched (outcome) pairs, before Holm's correction
+    and the controls; arguments as ``claims_table``'s."""
     deltas, patching, ablation, lens = (_matched(d) for d in (deltas, patching, ablation, lens))
     random, ig = _matched(random), _matched(ig)
     rows = [claim_classified(pred), claim_probe(probes), claim_layer0(probes), claim_cascade(deltas, n_layers),
@@ -276,8 +357,103 @@ def claims_table(pred: pd.DataFrame, deltas: pd.DataFrame, patching: pd.DataFram
     rows += [claim_late(lens, n_layers), claim_head(heads)]
     if ig is not None and len(ig):
         rows.append(claim_ig(ig))
-    table = pd.DataFrame(rows, columns=COLUMNS)
-    bad = table.apply(lambda c: c.str.contains("|", regex=False)).to_numpy().any()
+    return rows
+
+
+def tested_verdicts(rows: list[Claim]) -> tuple[list[str], np.ndarray]:
+    """Each claim's verdict after Holm's correction over the table's tests, and the adjusted p-values."""
+    p_holm = holm(np.array([c.p for c in rows], dtype=float))
+    return [rule_holm(c.verdict, p) for c, p in zip(rows, p_holm, strict=True)], p_holm
+
+
+def seed_verdicts(profiles: list[str], figures_dir: str | Path | None = None) -> dict[str, dict[str, str]]:
+    """Other seeds' verdicts, claim -> verdict per profile, read from their committed findings
+    (``figures/<profile>/findings.csv``, written by their own notebook 09: ``make seeds``). A
+    profile whose findings are missing is left out (the table's cell says which were compared)."""
+    out = {}
+    for profile in profiles:
+        f = Path(figures_dir or paths.FIGURES_DIR) / profile / "findings.csv"
+        if f.is_file():
+            t = pd.read_csv(f, keep_default_na=False)
+            out[profile] = dict(zip(t.claim, t.verdict, strict=True))
+    return out
+
+
+CLAIM_INPUTS = ("pred", "deltas", "patching", "probes", "ablation", "lens", "heads", "n_layers", "ig", "random")
+NOT_RUN = "not run"  # control cells of a table built without notebook 09's controls
+
+
+def _control_cells(c: Claim, controls: pd.DataFrame | None, control_probes: pd.DataFrame | None
+                   ) -> tuple[str, str, bool | None, bool | None]:
+    """``(null pairs cell, positive control cell, action detects, control detects)`` of claim ``c``."""
+    if c.measure is None:
+        return "-", "-", None, None
+    if controls is None or not len(controls):
+        return NOT_RUN, NOT_RUN, None, None
+    t = controls[controls.measure == c.measure].set_index("model")
+    a, k = t.loc[ACTION], t.loc[CONTROL]
+    what = f"{c.measure}: outcome {a.outcome:.3g} vs null {a.null:.3g}, contrast {_ci3(a)}"
+    if c.key == "probe" and control_probes is not None and len(control_probes):
+        pr = control_probes.set_index(["model", "pairs"])
+        if (ACTION, "null") in pr.index:
+            n = pr.loc[(ACTION, "null")]
+            what = (f"paired probe on null pairs: layer {int(n.best_layer)}, {100 * n.accuracy:.0f}%, "
+                    f"p = {n.p_value:.3f}; " + what)
+    ctrl = f"{c.measure}: contrast {_ci3(k)}, {'detects' if k.detects else 'misses'} the outcome"
+    if c.key == "probe" and control_probes is not None and (CONTROL, "outcome") in \
+            control_probes.set_index(["model", "pairs"]).index:
+        o = control_probes.set_index(["model", "pairs"]).loc[(CONTROL, "outcome")]
+        ctrl = (f"paired probe on outcome pairs: layer {int(o.best_layer)}, {100 * o.accuracy:.0f}%, "
+                f"p = {o.p_value:.3f}; " + ctrl)
+    return what, ctrl, bool(a.detects), bool(k.detects)
+
+
+def _p(p: float) -> str:
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _ci3(r) -> str:
+    return f"{r.contrast:.3g} [{r.contrast_ci_low:.3g}, {r.contrast_ci_high:.3g}]"
+
+
+def _seed_cell(c: Claim, verdict: str, seeds: dict[str, dict[str, str]] | None) -> str:
+    if c.verdict == UNTESTABLE:
+        return "-"
+    other = {name: v.get(c.claim, "missing") for name, v in seeds.items()}
+    differ = {name: v for name, v in other.items() if v != verdict}
+    if not differ:
+        return f"same on all {len(seeds)} other seeds ({', '.join(seeds)})"
+    return "differs: " + "; ".join(f"{name} {v}" for name, v in differ.items())
+
+
+def claims_table(pred: pd.DataFrame, deltas: pd.DataFrame, patching: pd.DataFrame, probes: dict,
+                 ablation: pd.DataFrame, lens: pd.DataFrame, heads: pd.DataFrame | None, n_layers: int,
+                 ig: pd.DataFrame | None = None, random: pd.DataFrame | None = None,
+                 controls: pd.DataFrame | None = None, control_probes: pd.DataFrame | None = None,
+                 seeds: dict[str, dict[str, str]] | None = None) -> pd.DataFrame:
+    """The claims table. ``pred``: table0 predictions (``clip_id``, ``outcome``, ``is_target``);
+    ``deltas``, ``patching``, ``ablation``, ``lens``: ``utils.pairs.analyse_pairs`` tables (only
+    ``kind == "matched"`` rows are used); ``probes``: ``utils.pairs.probe_pairs``; ``heads``: the
+    head-patching table of the canonical pair, or None; ``ig``: ``ig_vs_dla_pairs``;
+    ``random``: ``top_vs_random_pairs``; ``controls``, ``control_probes``: notebook 09's Tables
+    22 and 24 (``utils.controls``), or None; ``seeds``: other seeds' verdicts (``seed_verdicts``).
+
+    Columns (``COLUMNS``): the claim, the evidence, the p-value of the rule's test (one-sided;
+    Holm-adjusted over the table's tests, the raw value in brackets), the same method on null
+    pairs, the method in the positive control, the verdict and, when ``seeds`` holds any, whether
+    the other seeds' models reach the same verdict (``SEEDS_COLUMN``). The verdict: the rule's, then ``rule_holm``,
+    then, for a claim about the outcome with controls, ``rule_controlled``."""
+    rows = claims(pred, deltas, patching, probes, ablation, lens, heads, n_layers, ig, random)
+    after_holm, p_holm = tested_verdicts(rows)
+    out = []
+    for c, verdict, ph in zip(rows, after_holm, p_holm, strict=True):
+        null_cell, control_cell, action_detects, control_detects = _control_cells(c, controls, control_probes)
+        final = verdict if control_detects is None else rule_controlled(verdict, action_detects, control_detects)
+        p_cell = "-" if c.p != c.p else f"{_p(ph)} ({_p(c.p)})"
+        out.append([c.claim, c.evidence, p_cell, null_cell, control_cell, final]
+                   + ([_seed_cell(c, final, seeds)] if seeds else []))
+    table = pd.DataFrame(out, columns=COLUMNS + ([SEEDS_COLUMN] if seeds else []))
+    bad = table.apply(lambda col: col.str.contains("|", regex=False)).to_numpy().any()
     if bad:
         raise ValueError("a findings cell contains '|', which would break the Markdown table")
     return table

@@ -77,8 +77,8 @@ from utils.toy_models import sample_frame_indices
 
 PAPER_CHECKPOINT = "google/vivit-b-16x2-kinetics400"  # the paper's model on the hub
 PAPER_TARGET_INDEX = 31  # "bowling" in Kinetics-400 (the author's notebook hard-codes it)
-PROFILES = ("toy", "paper", "paper-shape", "toy-timesformer", "toy-videomae", "toy-outcome", "timesformer-shape",
-            "videomae-shape")
+PROFILES = ("toy", "paper", "paper-shape", "toy-timesformer", "toy-videomae", "toy-outcome", "toy-seed1", "toy-seed2",
+            "timesformer-shape", "videomae-shape")
 MODEL_CLASSES = {  # config.json's model_type -> the HF classifier this repository analyses
     "vivit": VivitForVideoClassification,
     "timesformer": TimesformerForVideoClassification,
@@ -89,6 +89,8 @@ TOY_DIRS = {  # profile -> shipped checkpoint folder
     "toy-timesformer": paths.MODELS_DIR / "toy-timesformer",
     "toy-videomae": paths.MODELS_DIR / "toy-videomae",
     "toy-outcome": paths.MODELS_DIR / "toy-outcome",  # the positive control: strike and gutter are classes
+    "toy-seed1": paths.MODELS_DIR / "toy-seed1",  # the seed spread: the toy ViViT, torch seeds 1 and 2, 250 steps
+    "toy-seed2": paths.MODELS_DIR / "toy-seed2",
 }
 SHAPE_CHECKPOINTS = {  # untrained profile -> the public checkpoint whose configuration it copies
     "paper-shape": PAPER_CHECKPOINT,

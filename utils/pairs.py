@@ -37,7 +37,7 @@ from utils.patching import (
     time_step_patches,
 )
 from utils.plotting import COMPONENT_COLOURS, heatmap
-from utils.probes import N_PERM, grouped_probe_by_pair, permutation_test
+from utils.probes import N_PERM, grouped_probe_by_pair, paired_probe, paired_probe_by_pair, permutation_test
 from utils.stats import paired_difference, summarise
 
 KIND_COLOURS = {"matched": "k", "unmatched": "tab:red"}  # the pair sets, as in every figure of notebook 06
@@ -190,7 +190,7 @@ def probe_pairs(hooked: HookedViViT, data, pair_sets: dict[str, list[tuple[str, 
     accuracy over sites with its null mean and two one-sided p-values, ``p_mean_below`` and
     ``p_mean_above``: is the whole curve lower or higher than chance?).
     """
-    by_pair, sites, summary = [], [], []
+    by_pair, sites, summary, paired = [], [], [], []
     for kind, pairs in pair_sets.items():
         if len(pairs) < 2:
             continue
@@ -209,18 +209,33 @@ def probe_pairs(hooked: HookedViViT, data, pair_sets: dict[str, list[tuple[str, 
             by_pair.append(bp)
             sites.append(t)
             best = t[t.is_best].iloc[0]
+            # the paired probe (the primary test): strike-minus-gutter differences, pairs kept whole
+            xp = x.reshape(len(pairs), 2, *x.shape[1:])  # (pair, 2, *sites, d): strike at index 0
+            pp = paired_probe(xp, n_perm=n_perm, seed=seed, site_names=dims).table
+            pbest = pp[pp.is_best].iloc[0]
+            pb = paired_probe_by_pair(xp, site_names=dims).assign(**tag)
+            pb["pair"] = np.array([s.rsplit("_", 1)[0] for s, _ in pairs])[pb.pair.to_numpy()]
+            paired.append(pb)
             summary.append({**tag, "n_pairs": len(pairs), "best_layer": int(best.layer),
                             "best_time_step": int(best.time_step), "best_accuracy": float(best.accuracy),
                             "p_best": test.p_best, "mean_accuracy": test.observed_mean,
                             "null_mean_accuracy": float(test.null_mean.mean()),
                             "p_mean_below": test.p_mean_below, "p_mean_above": test.p_mean_above,
+                            "paired_best_layer": int(pbest.layer),
+                            "paired_best_time_step": int(pbest.get("time_step", -1)),
+                            "paired_accuracy": float(pbest.accuracy), "paired_p_best": float(pbest.p_value),
                             "n_perm": n_perm})
     cols = ["kind", "feature", "layer", "time_step"]
     by_pair = pd.concat(by_pair, ignore_index=True)
     sites = pd.concat(sites, ignore_index=True)
+    paired = pd.concat(paired, ignore_index=True)
+    if "time_step" not in paired:
+        paired["time_step"] = -1
+    paired["time_step"] = paired.time_step.fillna(-1).astype(int)
     return {"by_pair": by_pair[cols + ["pair", "accuracy"]],
             "sites": sites[cols + [c for c in sites if c not in cols]],
-            "summary": pd.DataFrame(summary)}
+            "summary": pd.DataFrame(summary),
+            "paired_by_pair": paired[cols + ["pair", "accuracy"]]}
 
 
 def probe_table(probes: dict[str, pd.DataFrame]) -> pd.DataFrame:

@@ -36,7 +36,29 @@ N_ABLATED = 313  # int(0.1 * 3136)
 
 # Fig. 5: mean L2 norm of the strike - gutter residual delta, read off the figure.
 FIG5 = {5: 75.0, 11: 250.0}  # "about 75 at layer 5, over 250 at layer 11"
+GROWTH_FROM = 5  # the delta's growth everywhere: last layer / this layer (Fig. 5's first value)
 
 # Fig. 1 and Fig. 4: the heads the paper points to (0-based layer, head).
 FIG1_HEAD = (10, 8)
 FIG4_HEAD = (9, 8)
+
+
+def table3_reading() -> str:
+    """What the paper's Table 3 says about attention vs MLP, derived from ``TABLE3`` (not from
+    the paper's prose): at which layers each component recovers more."""
+    layers = sorted({layer for layer, _ in TABLE3})
+    mlp = [lay for lay in layers if TABLE3[(lay, "mlp")] > TABLE3[(lay, "attention")]]
+    att = [lay for lay in layers if TABLE3[(lay, "attention")] > TABLE3[(lay, "mlp")]]
+
+    def span(ls):
+        if not ls:
+            return "no layer"
+        runs, start = [], ls[0]
+        for a, b in zip(ls, ls[1:] + [None], strict=True):
+            if b != a + 1:
+                runs.append(f"{start}" if start == a else f"{start}-{a}")
+                start = b
+        return "layer" + ("s " if len(ls) > 1 else " ") + ", ".join(runs)
+
+    return (f"In the paper's Table 3 (layers {layers[0]}-{layers[-1]}), patching the MLP recovers more than patching "
+            f"attention at {span(mlp)}, and attention recovers more at {span(att)}.")

@@ -27,7 +27,8 @@ def data_dir(profile: str) -> Path:
 def profile_slug(profile: str) -> str:
     """A folder-safe name for a profile: a named profile as it is ('toy', 'paper', 'paper-shape',
     'toy-timesformer', ...), a checkpoint folder as 'local-<dirname>'."""
-    if profile in ("toy", "paper", "paper-shape", "toy-timesformer", "toy-videomae", "toy-outcome",
-                   "timesformer-shape", "videomae-shape"):
+    from utils.models import PROFILES  # the one profile list
+
+    if profile in PROFILES:
         return profile
     return "local-" + Path(profile).name.replace(" ", "_")

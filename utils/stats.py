@@ -105,6 +105,32 @@ def permutation_p_value(observed: float, null) -> float:
     return float((1 + (null >= observed).sum()) / (1 + len(null)))
 
 
+def sign_flip_p(values, null_value: float = 0.0, alternative: str = "greater", n_perm: int = 10_000,
+                seed: int = SEED) -> float:
+    """One-sided sign-flip permutation p-value of a mean over units (pairs, seeds).
+
+    ``values`` one per unit (NaNs dropped); H0: the ``values - null_value`` are symmetric about 0.
+    ``alternative="greater"`` tests mean > ``null_value``, ``"less"`` mean < ``null_value``. Exact
+    (all ``2^n`` sign patterns) up to 16 units, else ``n_perm`` random patterns plus the observed
+    one, ``(1 + #{null mean >= observed}) / (1 + n_perm)`` (``permutation_p_value``). NaN when no
+    unit is left."""
+    if alternative not in ("greater", "less"):
+        raise ValueError(f"alternative must be 'greater' or 'less', got {alternative!r}")
+    v = np.asarray(values, dtype=float)
+    v = v[~np.isnan(v)] - null_value
+    if len(v) == 0:
+        return float("nan")
+    if alternative == "less":
+        v = -v
+    observed = v.mean()
+    if len(v) <= 16:  # exact: every sign pattern once (the observed one among them)
+        signs = 1 - 2 * ((np.arange(2 ** len(v))[:, None] >> np.arange(len(v))) & 1)  # (2^n, n)
+        null = (signs * v).mean(1)
+        return float((null >= observed - 1e-12 * max(1.0, abs(observed))).mean())
+    signs = np.where(np.random.default_rng(seed).random((n_perm, len(v))) < 0.5, -1.0, 1.0)
+    return permutation_p_value(observed - 1e-12 * max(1.0, abs(observed)), (signs * v).mean(1))
+
+
 def holm(p_values):
     """Holm-Bonferroni step-down adjusted p-values (Holm 1979), for one family of tests.
 
