@@ -228,7 +228,7 @@ def test_the_manifest_records_every_pair_and_its_pixel_size(prepared):
 def test_a_pair_of_identical_clips_measures_zero(toy_hooked, prepared):
     _, data = prepared
     m = C.pair_measures(toy_hooked, data, [("pair000_strike", "pair000_strike")] * 2, 0, 0).table
-    cols = ["delta_final", "readout_delta", "output_delta", "patch_output_effect", "probe_accuracy"]
+    cols = ["delta_final", "readout_delta", "output_delta", "patch_output_effect", "probe_accuracy", "atp_head_effect"]
     assert (m[cols].abs().to_numpy() < 1e-4).all()  # patched runs batch differently: float noise only
 
 
@@ -244,5 +244,13 @@ def test_measures_agree_with_notebook_06s_patching_and_the_models_own_logits(toy
     logits = toy.logits(data.pixels("pair001_gutter")).double()[0]
     assert light.table.metric_b.iloc[1] == pytest.approx(float(logits[0] - logits[1]), abs=1e-4)
     assert light.table.seed.tolist() == [PAIR_SEED_BASE, PAIR_SEED_BASE + 1]
+    # AtP over heads as notebook 08 computes it (utils.discovery: cached runs, the target's own prefix)
+    from utils import discovery as D
+    from utils.patching import head_patches
+
+    s, t = D._runs(toy_hooked, {k: data.pixels(k) for k in pairs[0]}, *pairs[0])
+    est = D._estimates(toy_hooked, head_patches(toy_hooked, s.cache), s, t, 0)["logit"]
+    assert light.table.atp_head_effect[0] == pytest.approx(float(np.abs(est).mean()), rel=1e-4)
+    assert 0 <= light.table.delta_before_divergence.min() <= light.table.delta_before_divergence.max() < 1
     summary = C.probe_summary(light.features, n_perm=50, model=C.ACTION, pairs=C.OUTCOME)
     assert summary["n_pairs"] == 2 and 0 <= summary["accuracy"] <= 1 and summary["model"] == C.ACTION

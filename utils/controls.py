@@ -33,6 +33,11 @@ after block ``l`` ``(tokens, d_model)``, ``L`` the last block, ``LN`` the final 
 * ``patch_output_effect`` = mean over layers and components (attention, MLP) of |delta target
   logit| when that component's output of run ``a`` replaces run ``b``'s (the paper's patching,
   ``strike->gutter``: ``utils.patching.component_sweep``);
+* ``atp_head_effect`` = mean over layers and heads of |AtP estimate| of the target logit's change
+  when that head's output of run ``a`` replaces run ``b``'s (``utils.atp``, notebook 08's method);
+* ``delta_before_divergence`` = the share of the last layer's delta (``utils.across.time_profile``)
+  in the time steps before the divergence, where the two clips' pixels are identical (the time
+  profile: how far the difference spreads back in time through attention);
 * ``probe_accuracy`` = the paired probe's held-out correctness of the pair, averaged over layers
   (``utils.probes.paired_probe_by_pair`` on the readout token after every block): pair ``i`` is
   right at a layer when ``(x_a - x_b) . mean_{j != i}(x_a - x_b)_j > 0``. ``probe_summary`` adds
@@ -57,14 +62,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from utils.across import GROWTH_FROM, clip_run, probe_features_from_runs
+from utils.across import GROWTH_FROM, clip_run, divergence_step, probe_features_from_runs, time_profile
 from utils.arch.core import Run
 from utils.deltas import delta_names, delta_norms
 from utils.findings import ACTION, ALPHA, CONTROL, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED
 from utils.hooks import HookedViViT
 from utils.models import TOY_DIRS, LoadedModel, ModelLoadError, profile_config
 from utils.pairs import analyse_pair
-from utils.patching import auto_batch_size, component_sweep, needed_target_names
+from utils.patching import auto_batch_size, component_sweep, head_patches, needed_target_names
 from utils.probes import N_PERM, paired_probe, paired_probe_by_pair
 from utils.stats import paired_difference, summarise
 from utils.synthetic import pair_pixel_difference, render_null_pair
@@ -79,6 +84,10 @@ MEASURES = {  # measure -> (what it is, axis label with its unit)
     "patch_output_effect": ("patching a into b: effect on the target logit",
                             "mean |Δ target logit| (logits)"),
     "probe_accuracy": ("paired probe on held-out pairs, mean over layers", "accuracy (share of pairs)"),
+    "atp_head_effect": ("attribution patching of heads a into b: |estimated effect on the target logit|",
+                        "mean |AtP estimate| over heads (logits)"),
+    "delta_before_divergence": ("time profile: share of the last layer's delta in the time steps before the "
+                                "divergence", "share of the delta"),
 }
 CONDITION_STYLE = {  # pair set -> (marker, face colour, edge colour, legend label)
     OUTCOME: ("o", "#CC79A7", "#CC79A7", "outcome pairs: strike vs gutter (mean, 95% CI)"),
@@ -224,6 +233,7 @@ def pair_measures(hooked: HookedViViT, data, pairs: list[tuple[str, str]], metri
     if shared_kind is None:  # what a patched run starts from (b) and what it patches in (a)
         names |= set(needed_target_names(hooked))
         names |= {f"blocks.{lay}.{site}" for lay in range(L) for site in hooked.components.values()}
+    names |= {f"blocks.{lay}.{site}" for lay in range(L) for site in hooked.head_sites.values()}  # AtP's sources
     run = _runs(hooked, pixels, names, batch)
     # a toy model runs every patch of a sweep in one batch (measured on 2 cores: 35% faster than 8 at a time)
     sweep_batch = L * len(hooked.components) if auto_batch_size(hooked) > 1 else 1
@@ -237,11 +247,14 @@ def pair_measures(hooked: HookedViViT, data, pairs: list[tuple[str, str]], metri
     features = features.reshape(len(pairs), 2, *features.shape[1:])  # (pair, 2, layer, d_model)
     probe = (paired_probe_by_pair(features).groupby("pair").accuracy.mean() if len(pairs) >= 2
              else pd.Series(np.nan, index=range(len(pairs))))  # (pair,) mean over layers
+    step = divergence_step(int(data.manifest.get("num_frames", hooked.loaded.num_frames)))
     rows = []
     for k, ((a, b), seed) in enumerate(zip(pairs, pair_seeds(data, pairs), strict=True)):
         name = a.rsplit("_", 1)[0]
         ra, rb = clip_run(run, 2 * k), clip_run(run, 2 * k + 1)
         deltas = delta_norms(hooked, ra, rb).set_index("layer").mean_token_norm
+        time = time_profile(hooked, ra, rb)
+        before = float(time[(time.layer == L - 1) & (time.time_step < step)].share.sum())
         if shared_kind is not None:  # notebook 06's call, memoized (utils.memo)
             sweep = analyse_pair(hooked, {"strike": data.pixels(a), "gutter": data.pixels(b)}, target, name,
                                  shared_kind, ablation=True)["patching"]
@@ -255,11 +268,27 @@ def pair_measures(hooked: HookedViViT, data, pairs: list[tuple[str, str]], metri
             "readout_delta": float((readout[2 * k] - readout[2 * k + 1]).norm()),
             "output_delta": float((metric_of[2 * k] - metric_of[2 * k + 1]).abs()),
             "patch_output_effect": float(sweep.delta_target_logit.abs().mean()),
+            "atp_head_effect": atp_head_effect(hooked, ra, rb, pixels[2 * k + 1 : 2 * k + 2], target),
+            "delta_before_divergence": before,
             "probe_accuracy": float(probe.iloc[k]),
             "metric_a": float(metric_of[2 * k]), "metric_b": float(metric_of[2 * k + 1]),
             "top_a": int(top[2 * k]), "top_b": int(top[2 * k + 1]),
         })
     return PairMeasures(pd.DataFrame(rows), features)
+
+
+def atp_head_effect(hooked: HookedViViT, source: Run, target: Run, target_pixels: torch.Tensor,
+                    target_class: int) -> float:
+    """Attribution patching over heads (``utils.atp``, as notebook 08): the mean over every layer
+    and head of |first-order estimate of the target logit's change| when that head's output of
+    the ``source`` run (clip a, its cached ``hook_z``) replaces the ``target`` run's (clip b: its
+    cached final residual defines the metric; one forward and one backward pass from
+    ``target_pixels``)."""
+    from utils import atp
+
+    metric = atp.target_logit(hooked, target_class, target[atp.final_site(hooked)])
+    est = atp.atp(hooked, head_patches(hooked, source.cache), metric, target_pixels=target_pixels)
+    return float(est.abs().mean())
 
 
 def probe_summary(features: np.ndarray, n_perm: int = N_PERM, **tags) -> dict:
@@ -463,7 +492,7 @@ def what_we_see(t22: pd.DataFrame, t23: pd.DataFrame | None = None, t24: pd.Data
         f"{', '.join(groups[INCONCLUSIVE]) or 'none'}.")
     if t23 is not None and "strike null" in set(t23.kind):
         size = t23.set_index("kind").loc["strike null"]
-        sized = ["delta_final", "readout_delta", "output_delta", "patch_output_effect"]  # grow with the difference
+        sized = ["delta_final", "readout_delta", "output_delta", "patch_output_effect", "atp_head_effect"]  # grow with it
         a = action.set_index("measure").reindex([m for m in sized if m in set(action.measure)])
         below = [m for m, r in a.iterrows() if r.null_over_outcome < size.ci_low_ratio]
         ratio = _ci(size.ratio_to_matched, size.ci_low_ratio, size.ci_high_ratio)
