@@ -492,7 +492,8 @@ def what_we_see(t22: pd.DataFrame, t23: pd.DataFrame | None = None, t24: pd.Data
         f"{', '.join(groups[INCONCLUSIVE]) or 'none'}.")
     if t23 is not None and "strike null" in set(t23.kind):
         size = t23.set_index("kind").loc["strike null"]
-        sized = ["delta_final", "readout_delta", "output_delta", "patch_output_effect", "atp_head_effect"]  # grow with it
+        # the measures that grow with the size of the difference
+        sized = ["delta_final", "readout_delta", "output_delta", "patch_output_effect", "atp_head_effect"]
         a = action.set_index("measure").reindex([m for m in sized if m in set(action.measure)])
         below = [m for m, r in a.iterrows() if r.null_over_outcome < size.ci_low_ratio]
         ratio = _ci(size.ratio_to_matched, size.ci_low_ratio, size.ci_high_ratio)
