@@ -10,7 +10,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from transformers import VivitConfig, VivitForVideoClassification  # noqa: E402
 
-from utils.hooks import HookedViViT  # noqa: E402
+from utils.hooks import HookedVideoTransformer  # noqa: E402
 from utils.models import LoadedModel, load_model, toy_processor  # noqa: E402
 
 
@@ -38,7 +38,7 @@ def tiny():
 
 @pytest.fixture(scope="session")
 def tiny_hooked(tiny):
-    return HookedViViT(tiny)
+    return HookedVideoTransformer(tiny)
 
 
 @pytest.fixture(scope="session")
@@ -54,7 +54,7 @@ def toy():
 
 @pytest.fixture(scope="session")
 def toy_hooked(toy):
-    return HookedViViT(toy)
+    return HookedVideoTransformer(toy)
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from utils import memo, paper, paths
 from utils.arch.core import Run
 from utils.data import PAIR_SEED_BASE, Prepared
 from utils.deltas import delta_names
-from utils.hooks import HookedViViT
+from utils.hooks import HookedVideoTransformer
 from utils.pairs import analyse_pair, probe_features
 from utils.patching import component_sweep
 
@@ -75,7 +75,7 @@ def test_shared_pairs_need_both_clips_byte_identical(tiny_small, tiny_clips):
 
 # ---------------------------------------------------------------------------- runs and measures
 def test_batched_runs_match_single_runs_and_features_match_probe_features(tiny_small, tiny_clips):
-    hooked = HookedViViT(tiny_small)
+    hooked = HookedVideoTransformer(tiny_small)
     px = A.model_pixels(tiny_small, tiny_clips)
     names = A.run_names(hooked, LAYERS)
     run = A.clean_runs(hooked, px, names, batch=4)  # two batches of 4 and 2 clips
@@ -114,7 +114,7 @@ def test_time_profile_finds_the_time_step_that_differs(tiny_hooked):
 
 def test_analyse_model_patches_as_component_sweep_and_shares_notebook_06s_pairs(tiny_clips):
     loaded = tiny32()
-    hooked = HookedViViT(loaded)
+    hooked = HookedVideoTransformer(loaded)
     ids = list(tiny_clips)
     px = A.model_pixels(loaded, tiny_clips)
     data = Prepared({}, ids[:2], torch.zeros(2), px[:2].clone())  # notebook 00 prepared pair000 alone

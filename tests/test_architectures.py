@@ -22,7 +22,7 @@ from utils.attribution import (
     token_dla,
     token_dla_names,
 )
-from utils.hooks import HookedViViT
+from utils.hooks import HookedVideoTransformer
 from utils.models import LoadedModel, load_model, toy_config, toy_processor
 from utils.patching import Patch, naive_patches, needed_target_names, recovery, run_patches
 from utils.toy_models import MODEL_CLASSES, timesformer_config, timesformer_processor, videomae_config
@@ -59,7 +59,7 @@ def small(request):
     loaded = small_loaded(request.param)
     g = torch.Generator().manual_seed(1)
     pixels = torch.randn(2, FRAMES[request.param], 3, 48, 48, generator=g)
-    return request.param, HookedViViT(loaded), pixels
+    return request.param, HookedVideoTransformer(loaded), pixels
 
 
 # ---------------------------------------------------------------------- the HF reference
@@ -170,7 +170,7 @@ def test_every_name_equals_the_hf_forward(small):
 
 def test_the_shipped_toy_timesformer_equals_its_hf_forward():
     loaded = load_model("toy-timesformer")
-    hooked = HookedViViT(loaded)
+    hooked = HookedVideoTransformer(loaded)
     from utils.data import CANONICAL_SEED
     from utils.synthetic import render_pair
 
@@ -368,7 +368,7 @@ def test_timesformer_edited_cls_row_is_what_the_cls_query_reads():
     """Editing the spatial CLS rows (one per frame) and editing row 0 of the full spatial
     pattern give the same run; the other queries keep their z; the logits move."""
     loaded = small_loaded("timesformer")
-    hooked = HookedViViT(loaded)
+    hooked = HookedVideoTransformer(loaded)
     x = torch.randn(1, 4, 3, 48, 48, generator=torch.Generator().manual_seed(3))
     cls_name, full_name, z_name = (f"blocks.1.attn_space.{s}" for s in ("hook_pattern_cls", "hook_pattern", "hook_z"))
     clean = hooked.run(x, names={z_name})
@@ -415,7 +415,7 @@ def test_transformers4_layout_loads_with_identical_logits(arch, tmp_path):
     with torch.no_grad():
         want = model(pixel_values=x).logits
     torch.testing.assert_close(loaded.logits(x), want, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(HookedViViT(loaded).run(x).logits, want, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(HookedVideoTransformer(loaded).run(x).logits, want, rtol=1e-5, atol=1e-5)
 
 
 def test_ablation_picks_patch_tokens_of_every_layout(small):

@@ -6,14 +6,14 @@ import torch
 from test_architectures import ARCHS, FRAMES, small_loaded
 
 from utils import atp, circuit
-from utils.hooks import HookedViViT
+from utils.hooks import HookedVideoTransformer
 from utils.patching import Patch, component_patches, head_patches, needed_target_names
 
 
 @pytest.fixture(scope="module", params=ARCHS)
 def setup(request):
     arch = request.param
-    hooked = HookedViViT(small_loaded(arch))
+    hooked = HookedVideoTransformer(small_loaded(arch))
     g = torch.Generator().manual_seed(1)
     px = torch.randn(2, FRAMES[arch], 3, 48, 48, generator=g)
     source, target = px[:1], px[1:]

@@ -8,7 +8,7 @@ from conftest import tiny_loaded
 
 from utils import discovery as D
 from utils.circuit import Graph
-from utils.hooks import HookedViViT
+from utils.hooks import HookedVideoTransformer
 
 
 def _validation(noise: float, flip: bool = False, seed: int = 0) -> pd.DataFrame:
@@ -51,7 +51,7 @@ class _Data:
 
 
 def test_the_smallest_circuit_reaches_the_threshold_and_one_edge_fewer_does_not():
-    hooked = HookedViViT(tiny_loaded())
+    hooked = HookedVideoTransformer(tiny_loaded())
     graph = Graph(hooked)
     g = torch.Generator().manual_seed(3)
     data = _Data(torch.randn(6, 4, 3, 32, 32, generator=g))
@@ -77,7 +77,7 @@ def test_validation_tables_line_up_and_ig_closes_the_gap_on_whole_sites():
     steps, positions strike into gutter); IG's whole-site estimates approach the exact whole-site
     effects (resid_pre from the source: exactly 100) as the steps grow, and the nodes' ranks
     agree better than AtP's."""
-    hooked = HookedViViT(tiny_loaded())
+    hooked = HookedVideoTransformer(tiny_loaded())
     g = torch.Generator().manual_seed(5)
     data = _Data(torch.randn(2, 4, 3, 32, 32, generator=g))
     pair = ("pair000_strike", "pair000_gutter")

@@ -10,7 +10,7 @@ from torch.nn.modules import module as module_hooks
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from utils.hooks import HookedViViT
+from utils.hooks import HookedVideoTransformer
 
 
 def by_hand(loaded, pixel_values):
@@ -57,7 +57,7 @@ def by_hand(loaded, pixel_values):
 def test_every_name_matches_the_weights_and_the_hf_forward(which, request):
     loaded = request.getfixturevalue(which)
     x = request.getfixturevalue("tiny_pixels") if which == "tiny" else torch.cat(request.getfixturevalue("toy_pair"))
-    hooked = HookedViViT(loaded)
+    hooked = HookedVideoTransformer(loaded)
     run = hooked.run(x, names=hooked.hook_names())
     with torch.no_grad():
         ref, ref_logits = by_hand(loaded, x)
@@ -126,7 +126,7 @@ def _boom(x, name):
 def _state(hooked):
     """Everything a failed run could leave changed: hooks on any module (and global ones),
     training flags, requires_grad and .grad of the weights, grad / inference mode, and the
-    attributes of the HookedViViT (a leftover cache would show up there)."""
+    attributes of the HookedVideoTransformer (a leftover cache would show up there)."""
     model = hooked.model
     return {
         "module hooks": [(name, len(m._forward_hooks), len(m._forward_pre_hooks), len(m._backward_hooks),
@@ -148,7 +148,7 @@ def _state(hooked):
                                   "blocks.1.hook_mlp_out", "ln_final.hook_normalized"])
 def test_hooks_leave_nothing_behind_on_errors(tiny, tiny_hooked, tiny_pixels, site, grad):
     """A hook that raises mid-run: the error reaches the caller, and the model, the autograd
-    mode around the call and the HookedViViT are exactly as before; the next run is bitwise clean."""
+    mode around the call and the HookedVideoTransformer are exactly as before; the next run is bitwise clean."""
     clean = tiny_hooked.run(tiny_pixels).logits
     assert not torch.is_inference_mode_enabled()  # a successful run restores the mode too
     weights = {k: v.clone() for k, v in tiny.model.state_dict().items()}
@@ -219,8 +219,8 @@ def test_train_mode_is_refused_not_half_applied(tiny_pixels):
     from utils.patching import component_patches, run_patches
 
     loaded = tiny_loaded()
-    hooked = HookedViViT(loaded)
-    assert not any(m.training for m in loaded.model.modules())  # HookedViViT puts it in eval
+    hooked = HookedVideoTransformer(loaded)
+    assert not any(m.training for m in loaded.model.modules())  # HookedVideoTransformer puts it in eval
     cache = hooked.run(tiny_pixels[:1], names=hooked.hook_names()).cache
     loaded.model.vivit.layers[1].mlp.train()  # one submodule back in training: dropout would act there
     with pytest.raises(RuntimeError, match=r"eval mode only.*vivit\.layers\.1\.mlp"):
@@ -259,7 +259,7 @@ def test_inputs_move_to_the_models_device(tiny_pixels):
 
     loaded = tiny_loaded()
     loaded.model.to("meta")
-    hooked = HookedViViT(loaded)
+    hooked = HookedVideoTransformer(loaded)
     assert hooked.device.type == "meta"
     run = hooked.run(tiny_pixels, names={"blocks.1.hook_resid_pre"},
                      hooks={"blocks.0.hook_mlp_out": lambda x, n: torch.zeros(x.shape)})
@@ -322,7 +322,7 @@ def test_the_fused_gelu_is_taken_and_is_the_models_own_mlp(toy, toy_pair):
     MLP module (within 1e-6) on real activations of the toy model, every layer."""
     from transformers.activations import FastGELUActivation
 
-    hooked = HookedViViT(toy)
+    hooked = HookedVideoTransformer(toy)
     x = torch.cat(toy_pair)
     names = [f"blocks.{i}.{s}" for i in range(hooked.n_layers) for s in ("hook_resid_mid", "hook_mlp_out")]
     run = hooked.run(x, names=names)
@@ -365,7 +365,7 @@ def test_clean_run_is_the_plain_run_shared_through_memo(tiny_pixels):
     from utils import memo
     from utils.hooks import clean_run, shared_names
 
-    hooked = HookedViViT(tiny_loaded(seed=7))  # weights of its own: so are its memo entries
+    hooked = HookedVideoTransformer(tiny_loaded(seed=7))  # weights of its own: so are its memo entries
     px = tiny_pixels[:1]
     names = {"hook_embed", "blocks.0.attn.hook_z", "blocks.1.hook_resid_mid", "blocks.2.attn.hook_pattern_cls"}
     want = hooked.run(px, names=names)

@@ -5,7 +5,7 @@ import torch
 from conftest import tiny_loaded
 
 from utils import memo
-from utils.hooks import HookedViViT
+from utils.hooks import HookedVideoTransformer
 from utils.pairs import analyse_pair
 
 
@@ -46,7 +46,7 @@ def test_model_fingerprint_changes_with_any_weight(tiny):
 
 def test_a_memoized_pair_analysis_equals_a_fresh_one(tiny_pixels):
     memo.clear()
-    hooked = HookedViViT(tiny_loaded())
+    hooked = HookedVideoTransformer(tiny_loaded())
     px = {"strike": tiny_pixels[:1], "gutter": tiny_pixels[1:]}
     fresh = analyse_pair(hooked, px, 0, "p", "matched", ablation=False)
     shared = analyse_pair(hooked, px, 0, "p", "matched", ablation=False)

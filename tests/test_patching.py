@@ -181,15 +181,15 @@ def test_patching_follows_the_models_device(tiny_pixels):
     """Model on another device (meta), patch values on the CPU: every patched run still runs."""
     from conftest import tiny_loaded
 
-    from utils.hooks import HookedViViT
+    from utils.hooks import HookedVideoTransformer
 
     loaded = tiny_loaded()
-    cpu = HookedViViT(loaded)
+    cpu = HookedVideoTransformer(loaded)
     src = cpu.run(tiny_pixels[:1], names=cpu.hook_names())
     patches = (component_patches(cpu, src.cache, [1]) + head_patches(cpu, src.cache, [2])
                + time_step_patches(cpu, src.cache, 0))
     loaded.model.to("meta")
-    meta = HookedViViT(loaded)
+    meta = HookedVideoTransformer(loaded)
     tgt = meta.run(tiny_pixels[1:], names=needed_target_names(meta))
     acts, logits = run_patches(meta, tgt.cache, patches, batch_size=3)
     assert acts.device.type == logits.device.type == "meta"
@@ -203,10 +203,10 @@ def test_a_model_on_cuda_gives_the_cpu_numbers(tiny_pixels):
     from conftest import tiny_loaded
 
     from utils.deltas import delta_norms
-    from utils.hooks import HookedViViT
+    from utils.hooks import HookedVideoTransformer
     from utils.plotting import to_numpy
 
-    cpu, gpu = HookedViViT(tiny_loaded()), HookedViViT(tiny_loaded())
+    cpu, gpu = HookedVideoTransformer(tiny_loaded()), HookedVideoTransformer(tiny_loaded())
     gpu.model.to("cuda")
     src_px, tgt_px = tiny_pixels[:1], tiny_pixels[1:]
     runs = {}

@@ -125,13 +125,13 @@ ACCELERATORS = [d for d in ("cuda",) if torch.cuda.is_available()]
 def test_cpu_and_accelerator_agree(device):
     """float32 everywhere; logits, DLA and a patching sweep agree to 1e-3 (relative)."""
     from utils.attribution import direct_logit_attribution, dla_names
-    from utils.hooks import HookedViViT
+    from utils.hooks import HookedVideoTransformer
     from utils.patching import component_sweep
 
     out = {}
     for dev in ("cpu", device):
         m = load_model("toy", device=dev)
-        h = HookedViViT(m)
+        h = HookedVideoTransformer(m)
         s, g = (m.preprocess(x) for x in render_pair(400_042))
         run = h.run(s, names=dla_names(h))
         out[dev] = (m.logits(s), direct_logit_attribution(h, run, m.target_index).value.to_numpy(),

@@ -24,7 +24,7 @@ import torch
 
 from utils import memo
 from utils.attribution import notebook_token_score, token_dla, token_dla_names
-from utils.hooks import HookedViViT, clean_run
+from utils.hooks import HookedVideoTransformer, clean_run
 from utils.patching import Patch, auto_batch_size, needed_target_names, run_patches
 from utils.stats import empirical_quantile
 
@@ -61,7 +61,7 @@ def n_top(n_patches: int, fraction: float = 0.1) -> int:
     return int(fraction * n_patches)
 
 
-def zero_tubelets(hooked: HookedViViT, pixel_values: torch.Tensor, tokens, mode: str,
+def zero_tubelets(hooked: HookedVideoTransformer, pixel_values: torch.Tensor, tokens, mode: str,
                   fill: float = 0.0) -> torch.Tensor:
     """Copy of ``pixel_values (1, frame, 3, H, W)`` with the pixels of ``tokens`` set to ``fill``.
 
@@ -82,7 +82,7 @@ def zero_tubelets(hooked: HookedViViT, pixel_values: torch.Tensor, tokens, mode:
     return px
 
 
-def top_fraction_ablation(hooked: HookedViViT, pixel_values: torch.Tensor, target: int,
+def top_fraction_ablation(hooked: HookedVideoTransformer, pixel_values: torch.Tensor, target: int,
                           mode: str = "faithful", fraction: float = 0.1,
                           score: str = "notebook", k: int = 5, run=None) -> dict:
     """Ablate the top ``fraction`` of patches by ``score`` (``notebook``: final-layer token .
@@ -112,7 +112,7 @@ def top_fraction_ablation(hooked: HookedViViT, pixel_values: torch.Tensor, targe
             "logits_after": after, "table": table, "run": run}
 
 
-def ablated_logits(hooked: HookedViViT, pixel_values: torch.Tensor, tokens, mode: str) -> torch.Tensor:
+def ablated_logits(hooked: HookedVideoTransformer, pixel_values: torch.Tensor, tokens, mode: str) -> torch.Tensor:
     """Logits ``(classes,)`` of ``pixel_values (1, frame, 3, H, W)`` with ``tokens`` zeroed
     (``zero_tubelets``), shared between the notebooks of one kernel (``utils.memo``): notebook
     06's top-10% and random ablations reuse those of notebook 05."""
@@ -121,26 +121,26 @@ def ablated_logits(hooked: HookedViViT, pixel_values: torch.Tensor, tokens, mode
     return memo.memoized(key, lambda: hooked.run(zero_tubelets(hooked, pixel_values, tokens, mode)).logits[0])
 
 
-def ablation_names(hooked: HookedViViT) -> set[str]:
+def ablation_names(hooked: HookedVideoTransformer) -> set[str]:
     """Activations the top-fraction scores need."""
     return {f"blocks.{hooked.n_layers - 1}.hook_resid_post"} | set(token_dla_names(hooked))
 
 
-def random_tokens(hooked: HookedViViT, n: int, seed: int) -> list[int]:
+def random_tokens(hooked: HookedVideoTransformer, n: int, seed: int) -> list[int]:
     """``n`` distinct random patch tokens (a control for the top-fraction ablation)."""
     rng = np.random.default_rng(seed)
     n_patches = hooked.n_tokens - hooked.n_prefix
     return (rng.choice(n_patches, size=n, replace=False) + hooked.n_prefix).tolist()
 
 
-def random_token_sets(hooked: HookedViViT, n: int, n_draws: int, seed: int) -> list[list[int]]:
+def random_token_sets(hooked: HookedVideoTransformer, n: int, n_draws: int, seed: int) -> list[list[int]]:
     """``n_draws`` independent sets of ``n`` distinct random patch tokens (one generator)."""
     rng = np.random.default_rng(seed)
     n_patches = hooked.n_tokens - hooked.n_prefix
     return [(rng.choice(n_patches, size=n, replace=False) + hooked.n_prefix).tolist() for _ in range(n_draws)]
 
 
-def random_ablation_deltas(hooked: HookedViViT, pixel_values: torch.Tensor, target: int, n: int,
+def random_ablation_deltas(hooked: HookedVideoTransformer, pixel_values: torch.Tensor, target: int, n: int,
                            n_draws: int = 20, mode: str = "corrected", seed: int = 0,
                            logit_before: float | None = None, batch: int | None = None) -> np.ndarray:
     """``(n_draws,)`` change of the target logit when ``n`` random patches are zeroed (``mode``
@@ -162,7 +162,7 @@ def random_ablation_deltas(hooked: HookedViViT, pixel_values: torch.Tensor, targ
     return np.concatenate(deltas)
 
 
-def top_vs_random(hooked: HookedViViT, pixel_values: torch.Tensor, target: int, n_draws: int = 20,
+def top_vs_random(hooked: HookedVideoTransformer, pixel_values: torch.Tensor, target: int, n_draws: int = 20,
                   mode: str = "corrected", scores: tuple[str, ...] = ("notebook", "dla"),
                   fraction: float = 0.1, seed: int = 0, run=None) -> pd.DataFrame:
     """Where each top-scored ablation falls among ``n_draws`` random ablations of as many
@@ -190,7 +190,7 @@ def top_vs_random(hooked: HookedViViT, pixel_values: torch.Tensor, target: int, 
     return pd.DataFrame(rows)
 
 
-def ablate_embedding_tokens(hooked: HookedViViT, pixel_values: torch.Tensor, tokens,
+def ablate_embedding_tokens(hooked: HookedVideoTransformer, pixel_values: torch.Tensor, tokens,
                             how: str = "zero") -> torch.Tensor:
     """Logits ``(classes,)`` with ``tokens`` replaced at ``hook_embed`` by zeros (``how="zero"``)
     or by the clip's mean patch embedding (``how="mean"``, taken before any replacement)."""
@@ -209,7 +209,7 @@ def ablate_embedding_tokens(hooked: HookedViViT, pixel_values: torch.Tensor, tok
     return hooked.run(pixel_values, hooks={"hook_embed": fn}).logits[0]
 
 
-def component_names(hooked: HookedViViT, heads: bool = False, layers=None) -> list[str]:
+def component_names(hooked: HookedVideoTransformer, heads: bool = False, layers=None) -> list[str]:
     """The sites ``component_ablation`` replaces: every component's output (and, with ``heads``,
     every per-head ``hook_z``) of ``layers`` (default: all)."""
     layers = range(hooked.n_layers) if layers is None else layers
@@ -219,7 +219,7 @@ def component_names(hooked: HookedViViT, heads: bool = False, layers=None) -> li
     return names
 
 
-def reference_means(hooked: HookedViViT, reference_pixels: torch.Tensor, names,
+def reference_means(hooked: HookedVideoTransformer, reference_pixels: torch.Tensor, names,
                     shared: tuple[torch.Tensor, ...] = ()) -> dict[str, torch.Tensor]:
     """Mean of each activation in ``names`` over the runs of ``reference_pixels (runs, frame, 3,
     H, W)``, position by position. Runs go one clip at a time (memory stays that of one run);
@@ -236,7 +236,7 @@ def reference_means(hooked: HookedViViT, reference_pixels: torch.Tensor, names,
     return {n: t / len(reference_pixels) for n, t in total.items()}
 
 
-def component_ablation(hooked: HookedViViT, pixel_values: torch.Tensor, target: int,
+def component_ablation(hooked: HookedVideoTransformer, pixel_values: torch.Tensor, target: int,
                        how: str = "zero", reference_pixels: torch.Tensor | None = None,
                        heads: bool = False, batch_size: int | None = None, layers=None,
                        reference: dict[str, torch.Tensor] | None = None) -> pd.DataFrame:

@@ -24,12 +24,12 @@ from utils.ablation import (
     reference_means,
     top_fraction_ablation,
 )
-from utils.hooks import HookedViViT
+from utils.hooks import HookedVideoTransformer
 
 CONTROL = "random control"  # the mode name of the random-patch control
 
 
-def token_ablation_table(hooked: HookedViViT, pixel_values: torch.Tensor, target: int, fraction: float = 0.1,
+def token_ablation_table(hooked: HookedVideoTransformer, pixel_values: torch.Tensor, target: int, fraction: float = 0.1,
                          control_seed: int = 0, modes=MODES, k: int = 5) -> pd.DataFrame:
     """Top-k classes before / after ablating the top ``fraction`` of patches in each of
     ``modes``, then the random control: columns ``mode``, ``score``, ``n_ablated``, ``rank``,
@@ -49,7 +49,7 @@ def token_ablation_table(hooked: HookedViViT, pixel_values: torch.Tensor, target
     return pd.concat(parts + [ctrl], ignore_index=True)
 
 
-def component_ablation_table(hooked: HookedViViT, pixels_by_run: dict[str, torch.Tensor], target: int,
+def component_ablation_table(hooked: HookedVideoTransformer, pixels_by_run: dict[str, torch.Tensor], target: int,
                              reference_pixels: torch.Tensor, heads: bool = False, layers=None) -> pd.DataFrame:
     """``utils.ablation.component_ablation`` of every run in ``pixels_by_run`` (name ->
     ``(1, frame, 3, H, W)``), zero- then mean-ablated (means over ``reference_pixels``, computed

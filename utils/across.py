@@ -47,7 +47,7 @@ from utils.arch.core import Run
 from utils.data import PAIR_SEED_BASE, synthetic_specs
 from utils.deltas import delta_names, delta_norms
 from utils.features import pair_design
-from utils.hooks import HookedViViT
+from utils.hooks import HookedVideoTransformer
 from utils.pairs import analyse_pair
 from utils.patching import component_sweep, needed_target_names
 from utils.plotting import COMPONENT_COLOURS
@@ -96,7 +96,7 @@ def shared_pairs(data, pixels: torch.Tensor, ids: list[str]) -> list[str]:
 
 
 # ---------------------------------------------------------------------------- runs
-def run_names(hooked: HookedViViT, layers) -> set[str]:
+def run_names(hooked: HookedVideoTransformer, layers) -> set[str]:
     """What one clean run caches: the delta sites (embedding, every ``resid_post``), the
     patched runs' entry states (``resid_pre``, ``resid_mid`` of every layer), and the component
     outputs of ``layers``."""
@@ -104,7 +104,7 @@ def run_names(hooked: HookedViViT, layers) -> set[str]:
     return names | {f"blocks.{lay}.{site}" for lay in layers for site in hooked.components.values()}
 
 
-def clean_runs(hooked: HookedViViT, pixels: torch.Tensor, names: set[str], batch: int = 16) -> Run:
+def clean_runs(hooked: HookedVideoTransformer, pixels: torch.Tensor, names: set[str], batch: int = 16) -> Run:
     """One run of every clip of ``pixels`` ``(clip, frame, 3, H, W)`` in batches; logits and the
     cache of ``names`` concatenated over clips, on the CPU."""
     parts = [hooked.run(pixels[i : i + batch], names=names) for i in range(0, len(pixels), batch)]
@@ -118,7 +118,7 @@ def clip_run(run: Run, i: int) -> Run:
 
 
 # ---------------------------------------------------------------------------- measures
-def time_profile(hooked: HookedViViT, run_s: Run, run_g: Run) -> pd.DataFrame:
+def time_profile(hooked: HookedVideoTransformer, run_s: Run, run_g: Run) -> pd.DataFrame:
     """Where in time the strike - gutter difference sits: per site of ``delta_names`` (``layer``
     -1 = embedding) and tubelet ``time_step``, the mean norm of the difference over that time
     step's patch tokens (``norm``) and its share of the sum over time steps (``share``)."""
@@ -141,7 +141,7 @@ def divergence_step(num_frames: int = DEFAULT_NUM_FRAMES, tubelet_frames: int = 
 
 
 @torch.inference_mode()
-def probe_features_from_runs(hooked: HookedViViT, run: Run) -> dict[str, np.ndarray]:
+def probe_features_from_runs(hooked: HookedVideoTransformer, run: Run) -> dict[str, np.ndarray]:
     """``readout`` ``(clip, layer, d_model)`` (what the classifier reads after every block) and
     ``time_step_mean`` ``(clip, layer, time step, d_model)``, from a run caching every
     ``resid_post`` (as ``utils.pairs.probe_features``, without running the clips again)."""
@@ -170,7 +170,7 @@ def analyse_model(model: str, loaded, clips: dict[str, np.ndarray], layers, data
                   n_splits: int = 5, seed: int = 0, batch: int = 16) -> ModelResult:
     """Every measure of the module docstring for one model over the pairs of ``clips``
     (``render_pairs`` output; ``data``: the profile's prepared data, for ``shared_pairs``)."""
-    hooked = HookedViViT(loaded)
+    hooked = HookedVideoTransformer(loaded)
     target = loaded.target_index
     ids = list(clips)
     pixels = model_pixels(loaded, clips)

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import torch
 
-from utils.hooks import HookedViViT
+from utils.hooks import HookedVideoTransformer
 from utils.patching import Patch, parse_name
 
 Tensor = torch.Tensor
@@ -54,11 +54,11 @@ class Metric:
         return self.fn(resid)
 
 
-def final_site(hooked: HookedViViT) -> str:
+def final_site(hooked: HookedVideoTransformer) -> str:
     return f"blocks.{hooked.n_layers - 1}.hook_resid_post"
 
 
-def readout_projection(hooked: HookedViViT, source_resid: Tensor, target_resid: Tensor) -> Metric:
+def readout_projection(hooked: HookedVideoTransformer, source_resid: Tensor, target_resid: Tensor) -> Metric:
     """Percent of the way from target to source along what the classifier reads (module
     docstring); ``source_resid``, ``target_resid``: final residuals ``(1, tokens, d_model)``."""
     r_t = hooked.readout_tokens(target_resid.detach())[0]
@@ -74,7 +74,8 @@ def readout_projection(hooked: HookedViViT, source_resid: Tensor, target_resid: 
     return Metric("readout_projection", fn)
 
 
-def target_logit(hooked: HookedViViT, target_class: int, target_resid: Tensor, freeze_norm: bool = False) -> Metric:
+def target_logit(hooked: HookedVideoTransformer, target_class: int, target_resid: Tensor,
+                 freeze_norm: bool = False) -> Metric:
     """The target class's logit minus the target run's. With ``freeze_norm`` the final norm
     divides by the target run's standard deviation (its scale is a constant): linear."""
     norm, w, b = hooked.final_norm, hooked.W_U[:, target_class], hooked.b_U[target_class]
@@ -94,7 +95,7 @@ def target_logit(hooked: HookedViViT, target_class: int, target_resid: Tensor, f
     return Metric("target_logit" + ("_frozen_norm" if freeze_norm else ""), lambda resid: logit(resid) - base)
 
 
-def _start(hooked: HookedViViT, layer: int, target_cache: dict | None, target_pixels: Tensor | None):
+def _start(hooked: HookedVideoTransformer, layer: int, target_cache: dict | None, target_pixels: Tensor | None):
     """Where a gradient run begins: the target's cached ``resid_pre`` of ``layer`` if given."""
     name = f"blocks.{layer}.hook_resid_pre"
     if target_cache is not None and name in target_cache:  # a leaf that gradients can reach
@@ -104,7 +105,7 @@ def _start(hooked: HookedViViT, layer: int, target_cache: dict | None, target_pi
     return {"pixel_values": target_pixels}
 
 
-def gradients(hooked: HookedViViT, sites: Sequence[str], metric: Metric | Sequence[Metric],
+def gradients(hooked: HookedVideoTransformer, sites: Sequence[str], metric: Metric | Sequence[Metric],
               target_pixels: Tensor | None = None, target_cache: dict | None = None):
     """One forward pass of the target run and one backward pass per metric: ``(activations,
     dM/d activation)`` at every site in ``sites`` (one run each, no batch dim); with several
@@ -139,7 +140,7 @@ def _site_rows(p: Patch, act: Tensor, grad: Tensor) -> Tensor:
     return (diff.double() * grad.double()).sum()
 
 
-def atp(hooked: HookedViViT, patches: Sequence[Patch], metric: Metric | Sequence[Metric],
+def atp(hooked: HookedVideoTransformer, patches: Sequence[Patch], metric: Metric | Sequence[Metric],
         target_pixels: Tensor | None = None, target_cache: dict | None = None) -> Tensor | list[Tensor]:
     """First-order estimate of each patch's effect on ``metric`` (``(patch,)``, float64), from
     one gradient run of the target (``gradients``); several metrics share the forward pass and
@@ -151,7 +152,7 @@ def atp(hooked: HookedViViT, patches: Sequence[Patch], metric: Metric | Sequence
     return out[0] if one else out
 
 
-def exact(hooked: HookedViViT, patches: Sequence[Patch], metric: Metric, target_cache: dict,
+def exact(hooked: HookedVideoTransformer, patches: Sequence[Patch], metric: Metric, target_cache: dict,
           batch_size: int | None = None) -> Tensor:
     """Exact effect of each patch on ``metric`` (``(patch,)``, float64): ``utils.patching.run_patches``
     from the target's cache (``needed_target_names``) minus the unpatched target."""
@@ -164,7 +165,7 @@ def exact(hooked: HookedViViT, patches: Sequence[Patch], metric: Metric, target_
         return (metric(acts) - base).double().cpu()
 
 
-def ig_gradients(hooked: HookedViViT, site: str, source_value: Tensor, metric: Metric, target_cache: dict,
+def ig_gradients(hooked: HookedVideoTransformer, site: str, source_value: Tensor, metric: Metric, target_cache: dict,
                  steps: int = 8) -> dict[int, Tensor]:
     """Mean gradient of ``metric`` along the straight path that moves the whole activation at
     ``site`` from the target run's value to ``source_value``, by the trapezoid rule with ``m``
@@ -204,7 +205,7 @@ def ig_gradients(hooked: HookedViViT, site: str, source_value: Tensor, metric: M
     return out
 
 
-def ig(hooked: HookedViViT, patches: Sequence[Patch], metric: Metric, target_cache: dict,
+def ig(hooked: HookedVideoTransformer, patches: Sequence[Patch], metric: Metric, target_cache: dict,
        source_cache: dict, steps: int = 8) -> dict[int, Tensor]:
     """IG estimates (``{m: (patch,)}``, ``m`` = 1, 2, 4 .. ``steps``; ``m = 0``: AtP) of every
     patch, each site's whole activation moved along its own path (``ig_gradients``); a patch's

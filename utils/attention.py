@@ -23,26 +23,26 @@ import numpy as np
 import pandas as pd
 import torch
 
-from utils.hooks import HookedViViT
+from utils.hooks import HookedVideoTransformer
 from utils.plotting import to_numpy
 from utils.synthetic import bowling_divergence_frame
 
 READOUT_ATTENTION_SITES = ("attn.hook_pattern_cls", "attn_space.hook_pattern_cls", "attn.hook_pattern")
 
 
-def readout_attention_site(hooked: HookedViViT) -> str:
+def readout_attention_site(hooked: HookedVideoTransformer) -> str:
     """The first of ``READOUT_ATTENTION_SITES`` the model's blocks have (module docstring)."""
     sites = hooked.block_hooks()
     return next(s for s in READOUT_ATTENTION_SITES if s in sites)
 
 
-def cls_attention_names(hooked: HookedViViT) -> list[str]:
+def cls_attention_names(hooked: HookedVideoTransformer) -> list[str]:
     """The readout's attention activation of every layer (module docstring)."""
     site = readout_attention_site(hooked)
     return [f"blocks.{layer}.{site}" for layer in range(hooked.n_layers)]
 
 
-def cls_map(hooked: HookedViViT, run, layer: int, head: int, batch: int = 0) -> np.ndarray:
+def cls_map(hooked: HookedVideoTransformer, run, layer: int, head: int, batch: int = 0) -> np.ndarray:
     """``(time step, row, col)`` attention of ``head`` in ``layer`` from the token the
     classifier reads (CLS entry dropped; module docstring)."""
     site = readout_attention_site(hooked)
@@ -53,7 +53,7 @@ def cls_map(hooked: HookedViViT, run, layer: int, head: int, batch: int = 0) -> 
     return to_numpy(hooked.by_time_step(row[hooked.n_prefix:]))
 
 
-def readout_attention_row(hooked: HookedViViT, run, layer: int, batch: int = 0):
+def readout_attention_row(hooked: HookedVideoTransformer, run, layer: int, batch: int = 0):
     """``(patches,)`` in token order: ``cls_map`` averaged over heads (a torch tensor)."""
     maps = np.stack([cls_map(hooked, run, layer, h, batch) for h in range(hooked.n_heads)]).mean(0)
     return hooked.to_token_order(torch.as_tensor(maps))

@@ -32,10 +32,10 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
-from utils.hooks import HookedViViT
+from utils.hooks import HookedVideoTransformer
 
 
-def dla_names(hooked: HookedViViT) -> list[str]:
+def dla_names(hooked: HookedVideoTransformer) -> list[str]:
     """Activations a DLA needs: every component's output and every per-head ``hook_z``."""
     names = ["hook_embed"]
     for layer in range(hooked.n_layers):
@@ -44,12 +44,12 @@ def dla_names(hooked: HookedViViT) -> list[str]:
     return names + [f"blocks.{hooked.n_layers - 1}.hook_resid_post"]
 
 
-def readout(hooked: HookedViViT, act: torch.Tensor, batch: int = 0) -> torch.Tensor:
+def readout(hooked: HookedVideoTransformer, act: torch.Tensor, batch: int = 0) -> torch.Tensor:
     """The readout (CLS token or token mean) of one run's activation ``(batch, tokens, ...)``."""
     return hooked.readout_tokens(act[batch : batch + 1])[0]
 
 
-def head_readout(hooked: HookedViViT, component: str, z: torch.Tensor) -> tuple[torch.Tensor, float]:
+def head_readout(hooked: HookedVideoTransformer, component: str, z: torch.Tensor) -> tuple[torch.Tensor, float]:
     """Readout of a per-head ``hook_z`` ``(rows, head, d_head)`` of one run, with its rows put at
     the tokens they write to (``adapter.head_rows``), and the readout weight of the bias
     (1 for a CLS readout of an attention that writes to CLS, 0 where it does not)."""
@@ -68,7 +68,7 @@ def _head_kind(component: str) -> str:
 
 
 @torch.inference_mode()
-def frozen_ln_direction(hooked: HookedViViT, resid_cls: torch.Tensor, target: int):
+def frozen_ln_direction(hooked: HookedVideoTransformer, resid_cls: torch.Tensor, target: int):
     """For a readout vector ``(d_model,)`` (the CLS residual, or the token mean for VideoMAE):
     the direction ``u`` with ``logit = u . (c - mean c) + k`` for the readout c of any
     component, and the constant ``k`` (final LN bias and classifier bias)."""
@@ -87,7 +87,7 @@ def _project(u: torch.Tensor, vecs: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def direct_logit_attribution(hooked: HookedViViT, run, target: int, batch: int = 0,
+def direct_logit_attribution(hooked: HookedVideoTransformer, run, target: int, batch: int = 0,
                              per_head: bool = True) -> pd.DataFrame:
     """Terms of the target logit: embed, each layer's attention (per head + bias) and MLP.
 
@@ -128,7 +128,7 @@ def dla_total(df: pd.DataFrame) -> float:
 
 
 @torch.inference_mode()
-def logit_lens_cls(hooked: HookedViViT, run, target: int, batch: int = 0) -> pd.DataFrame:
+def logit_lens_cls(hooked: HookedVideoTransformer, run, target: int, batch: int = 0) -> pd.DataFrame:
     """Target logit of final LN + classifier applied to the readout (CLS residual; token mean
     for VideoMAE) after each layer.
 
@@ -149,7 +149,7 @@ def logit_lens_cls(hooked: HookedViViT, run, target: int, batch: int = 0) -> pd.
 
 
 @torch.inference_mode()
-def logit_lens_time_steps(hooked: HookedViViT, run, target: int, batch: int = 0) -> torch.Tensor:
+def logit_lens_time_steps(hooked: HookedVideoTransformer, run, target: int, batch: int = 0) -> torch.Tensor:
     """``(layer, time step)``: target logit of final LN + classifier on each patch token,
     averaged over the patches of each time step (tubelet time step; a frame for TimeSformer);
     layer 0 = embedding."""
@@ -161,14 +161,14 @@ def logit_lens_time_steps(hooked: HookedViViT, run, target: int, batch: int = 0)
     return hooked.by_time_step(logit).mean((-1, -2))  # (layer, time step)
 
 
-def token_dla_names(hooked: HookedViViT) -> list[str]:
+def token_dla_names(hooked: HookedVideoTransformer) -> list[str]:
     last = hooked.n_layers - 1
     return hooked.adapter.token_dla_names(last) + [f"blocks.{last}.hook_mlp_out",
                                                    f"blocks.{last}.hook_resid_post"]
 
 
 @torch.inference_mode()
-def token_dla(hooked: HookedViViT, run, target: int, batch: int = 0) -> dict:
+def token_dla(hooked: HookedVideoTransformer, run, target: int, batch: int = 0) -> dict:
     """Per-source-token attribution of the target logit through the last layer's attention
     (TimeSformer: its spatial attention, the one that writes to CLS).
 
@@ -198,7 +198,7 @@ def token_dla(hooked: HookedViViT, run, target: int, batch: int = 0) -> dict:
 
 
 @torch.inference_mode()
-def notebook_token_score(hooked: HookedViViT, run, target: int, batch: int = 0) -> torch.Tensor:
+def notebook_token_score(hooked: HookedVideoTransformer, run, target: int, batch: int = 0) -> torch.Tensor:
     """The author's simpler score: final-layer patch tokens . W_target (no LayerNorm).
 
     ``(patches,)`` in token order; needs the last ``hook_resid_post``.
@@ -221,7 +221,7 @@ def _integrate(f, x: torch.Tensor, base: torch.Tensor, steps: int, batch: int) -
     return ((x - base) * grads / steps).detach()
 
 
-def integrated_gradients(hooked: HookedViViT, pixel_values: torch.Tensor, target: int,
+def integrated_gradients(hooked: HookedVideoTransformer, pixel_values: torch.Tensor, target: int,
                          steps: int = 32, batch: int = 8, baseline: torch.Tensor | None = None) -> dict:
     """Integrated gradients of the target logit w.r.t. the input, summed per tubelet (token).
 
@@ -244,12 +244,12 @@ def integrated_gradients(hooked: HookedViViT, pixel_values: torch.Tensor, target
     return {"tokens": per_token, "total": float(per_token.sum()), "gap": gap}
 
 
-def residual_ig_names(hooked: HookedViViT) -> list[str]:
+def residual_ig_names(hooked: HookedVideoTransformer) -> list[str]:
     """Activations ``residual_ig`` needs (the same site as ``token_dla``)."""
     return [f"blocks.{hooked.n_layers - 1}.hook_resid_pre"]
 
 
-def residual_ig(hooked: HookedViViT, run, target: int, steps: int = 32, batch: int = 8,
+def residual_ig(hooked: HookedVideoTransformer, run, target: int, steps: int = 32, batch: int = 8,
                 batch_index: int = 0) -> dict:
     """Integrated gradients of the target logit w.r.t. the *patch tokens of the last block's
     input* (``blocks.{L-1}.hook_resid_pre``), the site where ``token_dla`` splits the logit
@@ -286,7 +286,7 @@ def residual_ig(hooked: HookedViViT, run, target: int, steps: int = 32, batch: i
             "baseline_logit": base_logit, "gap": logit - base_logit}
 
 
-def complete_residual_ig(hooked: HookedViViT, run, target: int, steps: int = 16, rtol: float = 0.01,
+def complete_residual_ig(hooked: HookedVideoTransformer, run, target: int, steps: int = 16, rtol: float = 0.01,
                          atol: float = 1e-3, max_steps: int = 512, batch_index: int = 0) -> dict:
     """``residual_ig`` with ``steps``, doubled until completeness holds (``|total - gap| <= atol
     + rtol |gap|``, as ``check_completeness``) or ``max_steps`` is passed; the result's

@@ -79,12 +79,12 @@ def _pair(loaded):
 
 
 def bench_sweep(profile: str, reps: int, batch_size: int, device: str = "cpu") -> dict:
-    from utils.hooks import HookedViViT
+    from utils.hooks import HookedVideoTransformer
     from utils.models import load_model
     from utils.patching import component_patches, naive_patches, needed_target_names, run_patches
 
     loaded = load_model(profile, device=device)
-    hooked = HookedViViT(loaded)
+    hooked = HookedVideoTransformer(loaded)
     strike, gutter = _pair(loaded)
     L = hooked.n_layers
     src_names = {f"blocks.{i}.{s}" for i in range(L) for s in ("hook_attn_out", "hook_mlp_out")}
@@ -114,12 +114,12 @@ def bench_atp(profile: str, reps: int, exact_reps: int, device: str = "cpu") -> 
     from scipy.stats import spearmanr
 
     from utils import atp
-    from utils.hooks import HookedViViT
+    from utils.hooks import HookedVideoTransformer
     from utils.models import load_model
     from utils.patching import head_patches, needed_target_names
 
     loaded = load_model(profile, device=device)
-    hooked = HookedViViT(loaded)
+    hooked = HookedVideoTransformer(loaded)
     strike, gutter = _pair(loaded)
     L, final = hooked.n_layers, atp.final_site(hooked)
     src_names = {f"blocks.{i}.{s}" for i in range(L) for s in hooked.head_sites.values()} | {final}
@@ -153,11 +153,11 @@ def _peak_mib(device: torch.device) -> float:
 
 def _memory_child(profile: str, mode: str, device: str = "cpu") -> None:
     """Subprocess body: print the peak-memory rise (MiB) of one CLS-attention capture."""
-    from utils.hooks import HookedViViT
+    from utils.hooks import HookedVideoTransformer
     from utils.models import load_model
 
     loaded = load_model(profile, device=device)
-    hooked = HookedViViT(loaded)
+    hooked = HookedVideoTransformer(loaded)
     x, _ = _pair(loaded)
     with torch.inference_mode():
         hooked.run(x)  # warm-up: allocator pools and kernels exist before the baseline

@@ -37,7 +37,7 @@ import pandas as pd
 import torch
 
 from utils.atp import final_site, readout_projection
-from utils.hooks import HookedViViT
+from utils.hooks import HookedVideoTransformer
 from utils.stats import top_indices
 
 Tensor = torch.Tensor
@@ -54,7 +54,7 @@ class Node:
 class Graph:
     """Senders, receivers and which edges exist, for one hooked model (module docstring)."""
 
-    def __init__(self, hooked: HookedViViT):
+    def __init__(self, hooked: HookedVideoTransformer):
         self.hooked = hooked
         L = hooked.n_layers
         self.components = list(hooked.components)
@@ -287,12 +287,3 @@ def faithfulness(graph: Graph, clean_pixels: Tensor, reference: Tensor, counterf
     v = np.array([full if n >= graph.n_edges else v[run.index(n)] for n in sizes])
     return pd.DataFrame({"n_edges": sizes, "metric": v, "faithfulness_pct": 100 * (v - empty) / (full - empty),
                          "metric_empty": empty, "metric_full": full})
-
-
-def edge_table(graph: Graph, scores: Tensor) -> pd.DataFrame:
-    """Every edge with its score, largest ``|score|`` first (``rank`` 0)."""
-    e = graph.edges()
-    e["score"] = scores[e.s.values, e.r.values].numpy()
-    e = e.reindex(e.score.abs().sort_values(ascending=False, kind="stable").index).reset_index(drop=True)
-    e["rank"] = np.arange(len(e))
-    return e.drop(columns=["s", "r"])

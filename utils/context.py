@@ -4,7 +4,7 @@
                                               target_class=target_class)
 
 loads the profile's model on the chosen device with the analysed class resolved
-(``utils.models.load_model``), wraps it in ``HookedViViT``, creates the output folder and
+(``utils.models.load_model``), wraps it in ``HookedVideoTransformer``, creates the output folder and
 loads what notebook 00 prepared (``utils.data.load_prepared``); it prints one line about the
 model and the note every table carries (clips not classified as the target, pixel range fed).
 """
@@ -16,19 +16,19 @@ from typing import NamedTuple
 
 from utils import paths
 from utils.data import Prepared, load_prepared
-from utils.hooks import HookedViViT
+from utils.hooks import HookedVideoTransformer
 from utils.io import ensure_writable_dir
 from utils.models import LoadedModel, load_model
 
 
-def paper_scale_cpu(hooked: HookedViViT) -> bool:
+def paper_scale_cpu(hooked: HookedVideoTransformer) -> bool:
     """A model of ViViT-B's size (thousands of tokens: 3137 x 768 for ViViT-B) on a CPU, where
     one forward pass takes ~16 s on 2 cores: the notebooks' costly extras default to lighter
     settings there (``auto_setting``); toy profiles and GPUs get the full ones."""
     return hooked.device.type == "cpu" and hooked.n_tokens * hooked.d_model > 512 * 512
 
 
-def auto_setting(name: str, value, full, light, hooked: HookedViViT, what: str = ""):
+def auto_setting(name: str, value, full, light, hooked: HookedVideoTransformer, what: str = ""):
     """A notebook parameter whose ``-1`` means automatic: ``full``, or ``light`` for a paper-scale
     model on a CPU (``paper_scale_cpu``), never silently: a reduced setting is printed with how to
     get the full one. Any other value is taken as given."""
@@ -43,7 +43,7 @@ def auto_setting(name: str, value, full, light, hooked: HookedViViT, what: str =
 
 class Analysis(NamedTuple):
     loaded: LoadedModel  # the model, its processor, target class and device
-    hooked: HookedViViT  # named, patchable activations
+    hooked: HookedVideoTransformer  # named, patchable activations
     out: Path  # figures and tables of this run
     data: Prepared  # clips, tensors and manifest from notebook 00
 
@@ -64,7 +64,7 @@ def open_analysis(profile: str, output_dir: str = "", data_dir: str = "", *, dev
     if prepared_mode is not None and prepared_mode != loaded.preprocess_mode:
         raise ValueError(f"preprocess={preprocess!r}, but notebook 00 prepared the clips with "
                          f"PREPROCESS={prepared_mode}; run every notebook with the same PREPROCESS")
-    hooked = HookedViViT(loaded)
+    hooked = HookedVideoTransformer(loaded)
     out = ensure_writable_dir(output_dir or paths.figures_dir(profile))
     print(f"model: {loaded.name} on {loaded.device}, {loaded.num_layers} layers x {loaded.num_heads} heads, "
           f"{hooked.n_tokens} tokens; target class {loaded.target_index} = {loaded.target_label!r}")

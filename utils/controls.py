@@ -66,7 +66,7 @@ from utils.across import GROWTH_FROM, clip_run, divergence_step, probe_features_
 from utils.arch.core import Run
 from utils.deltas import delta_names, delta_norms
 from utils.findings import ACTION, ALPHA, CONTROL, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED
-from utils.hooks import HookedViViT
+from utils.hooks import HookedVideoTransformer
 from utils.models import TOY_DIRS, LoadedModel, ModelLoadError, profile_config
 from utils.pairs import analyse_pair
 from utils.patching import auto_batch_size, component_sweep, head_patches, needed_target_names
@@ -202,7 +202,7 @@ def outcome_classification(table: pd.DataFrame, strike: int, gutter: int) -> pd.
     return pd.DataFrame(rows)
 
 
-def _runs(hooked: HookedViViT, pixels: torch.Tensor, names: set[str], batch: int) -> Run:
+def _runs(hooked: HookedVideoTransformer, pixels: torch.Tensor, names: set[str], batch: int) -> Run:
     """Clean runs of ``pixels`` ``(clip, frame, 3, H, W)`` in batches of ``batch``, caching
     ``names``; logits and cache concatenated over clips (kept on the model's device, where
     patched runs start from them)."""
@@ -210,7 +210,7 @@ def _runs(hooked: HookedViViT, pixels: torch.Tensor, names: set[str], batch: int
     return Run(torch.cat([p.logits for p in parts]), {k: torch.cat([p.cache[k] for p in parts]) for k in names})
 
 
-def pair_measures(hooked: HookedViViT, data, pairs: list[tuple[str, str]], metric: int | tuple[int, int],
+def pair_measures(hooked: HookedVideoTransformer, data, pairs: list[tuple[str, str]], metric: int | tuple[int, int],
                   target: int, shared_kind: str | None = None, batch: int = 16) -> PairMeasures:
     """The module's measures for every pair ``(a, b)`` of prepared clip ids (``data``:
     ``utils.data.Prepared``), ``metric``: ``metric_values``'s classes, ``target``: the class whose
@@ -277,7 +277,7 @@ def pair_measures(hooked: HookedViViT, data, pairs: list[tuple[str, str]], metri
     return PairMeasures(pd.DataFrame(rows), features)
 
 
-def atp_head_effect(hooked: HookedViViT, source: Run, target: Run, target_pixels: torch.Tensor,
+def atp_head_effect(hooked: HookedVideoTransformer, source: Run, target: Run, target_pixels: torch.Tensor,
                     target_class: int) -> float:
     """Attribution patching over heads (``utils.atp``, as notebook 08): the mean over every layer
     and head of |first-order estimate of the target logit's change| when that head's output of

@@ -217,13 +217,13 @@ def classify(loaded: LoadedModel, clips: list[Clip], pixel_values: torch.Tensor)
     """Logits ``(clip, classes)``. The canonical pair comes from ``utils.hooks.clean_run``: the
     clean runs that notebooks 01-06 read are made here, once (at ViViT-B scale on 2 CPU cores
     a forward pass is ~16 s); every other clip goes through the HF model, 8 at a time."""
-    from utils.hooks import HookedViViT, clean_run  # utils.hooks does not need this module
+    from utils.hooks import HookedVideoTransformer, clean_run  # utils.hooks does not need this module
 
     canonical = [i for i, c in enumerate(clips) if c.id in (CANONICAL_STRIKE, CANONICAL_GUTTER)]
     rest = [i for i in range(len(clips)) if i not in canonical]
     parts: dict[int, torch.Tensor] = {}
     if canonical:
-        hooked = HookedViViT(loaded)
+        hooked = HookedVideoTransformer(loaded)
         for i in canonical:
             parts[i] = clean_run(hooked, pixel_values[i : i + 1]).logits[0].cpu()
     with sdpa_attention(loaded.model), torch.inference_mode():

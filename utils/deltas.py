@@ -11,15 +11,15 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
-from utils.hooks import HookedViViT
+from utils.hooks import HookedVideoTransformer
 
 
-def delta_names(hooked: HookedViViT) -> list[str]:
+def delta_names(hooked: HookedVideoTransformer) -> list[str]:
     return ["hook_embed"] + [f"blocks.{i}.hook_resid_post" for i in range(hooked.n_layers)]
 
 
 @torch.inference_mode()
-def delta_norms(hooked: HookedViViT, run_a, run_b, batch: int = 0) -> pd.DataFrame:
+def delta_norms(hooked: HookedVideoTransformer, run_a, run_b, batch: int = 0) -> pd.DataFrame:
     """One row per site: ``layer`` (-1 = embedding), ``site``, ``mean_token_norm``,
     ``patch_mean_norm``, ``cls_norm``, and ``relative`` (mean_token_norm divided by the mean
     token norm of run b at that site: how large the difference is against the stream)."""

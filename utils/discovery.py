@@ -22,7 +22,7 @@ from utils import atp, memo
 from utils.circuit import Graph, edge_scores, faithfulness, top_edges
 from utils.context import paper_scale_cpu
 from utils.data import CANONICAL_STRIKE
-from utils.hooks import HookedViViT, parse_name
+from utils.hooks import HookedVideoTransformer, parse_name
 from utils.pairs import DIRECTIONS, analyse_pair, fine_grained_patching
 from utils.patching import (
     Patch,
@@ -40,7 +40,7 @@ NODE_TYPES = ("component", "head", "time_step", "position")
 LABEL_COLUMNS = ["layer", "component", "site", "head", "time_step", "row", "col"]
 
 
-def setting(name: str, value, full, light, profile: str, hooked: HookedViViT, what: str = ""):
+def setting(name: str, value, full, light, profile: str, hooked: HookedVideoTransformer, what: str = ""):
     """A notebook 08 parameter whose ``-1`` means automatic, never silently: ``full`` under the
     ``toy`` profile (and on a GPU), 0 for a paper-scale model on a CPU (``utils.context``),
     ``light`` otherwise (the other toy models on a CPU, whose ``make figures`` must stay within 3
@@ -64,7 +64,7 @@ def _name(clip_id: str) -> str:
     return clip_id.rsplit("_", 1)[0]
 
 
-def _clean_runs(hooked: HookedViViT, pixels: dict) -> dict:
+def _clean_runs(hooked: HookedVideoTransformer, pixels: dict) -> dict:
     """Each clip's run caching what a source (its node activations) and a target (its prefix)
     needs: one run per clip serves both directions."""
     L = hooked.n_layers
@@ -74,7 +74,7 @@ def _clean_runs(hooked: HookedViViT, pixels: dict) -> dict:
     return {k: hooked.run(v, names=names) for k, v in pixels.items()}
 
 
-def _runs(hooked: HookedViViT, pixels: dict, src: str, tgt: str):
+def _runs(hooked: HookedVideoTransformer, pixels: dict, src: str, tgt: str):
     runs = _clean_runs(hooked, {k: pixels[k] for k in (src, tgt)})
     return runs[src], runs[tgt]
 
@@ -97,7 +97,7 @@ def _tidy(exact: pd.DataFrame, est: dict, node_type: str, **tag) -> pd.DataFrame
     return out.assign(node_type=node_type, **tag)
 
 
-def component_validation(hooked: HookedViViT, data, pairs: list[tuple[str, str]], target: int,
+def component_validation(hooked: HookedVideoTransformer, data, pairs: list[tuple[str, str]], target: int,
                          progress: bool = True) -> pd.DataFrame:
     """AtP beside exact patching of every layer x component, both directions, over ``pairs``
     (exact: notebook 06's sweep of the pair, which tags the canonical pair ``canonical``)."""
@@ -118,8 +118,8 @@ def component_validation(hooked: HookedViViT, data, pairs: list[tuple[str, str]]
     return pd.concat(rows, ignore_index=True)
 
 
-def fine_validation(hooked: HookedViViT, data, pairs: list[tuple[str, str]], target: int, position_layer: int,
-                    progress: bool = True) -> pd.DataFrame:
+def fine_validation(hooked: HookedVideoTransformer, data, pairs: list[tuple[str, str]], target: int,
+                    position_layer: int, progress: bool = True) -> pd.DataFrame:
     """AtP beside exact strike-into-gutter patching of every head, every time step (``resid_pre``,
     each layer) and every spatial position (``resid_pre`` of ``position_layer``), per pair
     (exact: notebook 06's ``fine_grained_patching``)."""
@@ -178,7 +178,7 @@ def agreement(validation: pd.DataFrame, top_k: int = 10, estimate: str = "atp") 
                            else c, kind="stable").reset_index(drop=True)
 
 
-def ig_convergence(hooked: HookedViViT, data, pair: tuple[str, str], target: int, validation: pd.DataFrame,
+def ig_convergence(hooked: HookedVideoTransformer, data, pair: tuple[str, str], target: int, validation: pd.DataFrame,
                    node_types: tuple[str, ...] = ("time_step",), steps: int = 4,
                    progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
     """IG along each site's activation path (``utils.atp.ig``), strike into gutter, readout metric,

@@ -1,6 +1,6 @@
 """Named activations of a HuggingFace video transformer, in the TransformerLens style.
 
-``HookedViViT`` (an alias of ``utils.arch.core.HookedVideoTransformer``) runs the HF model's
+``HookedVideoTransformer`` (``utils.arch.core``) runs the HF model's
 own submodules one step at a time and exposes every intermediate under the names
 interpretability readers know. It takes a loaded ViViT, TimeSformer or VideoMAE; an adapter per
 architecture (``utils.arch``) says how each one embeds, attends, and reads out. The ViViT names
@@ -32,7 +32,7 @@ is recomputed as ``row @ V`` (the other queries keep theirs). ViViT token 0 is C
 follow in the order of the HF tubelet embedding: time step, then row, then column
 (``token_index``; TimeSformer orders row, column, frame; VideoMAE has no CLS).
 
-Runs need the model in eval mode (``HookedViViT`` puts it there; a module switched back to
+Runs need the model in eval mode (``HookedVideoTransformer`` puts it there; a module switched back to
 training raises, since dropout would act on some steps and not others). Inputs
 (``pixel_values``, a ``start=`` tensor) move to the model's device; cached activations stay
 there (``utils.plotting.to_numpy`` brings them to the CPU). A ``grad=True`` run may start from
@@ -46,16 +46,9 @@ from collections.abc import Iterable
 import torch
 
 from utils import memo
-from utils.arch.core import HookedVideoTransformer, HookFn, Run, call_hook, layer_sites, parse_name
-from utils.arch.vivit import VivitAdapter
+from utils.arch.core import HookedVideoTransformer, HookFn, Run, call_hook, parse_name
 
-HookedViViT = HookedVideoTransformer  # the name the repository uses; takes any supported architecture
-
-BLOCK_HOOKS = ("hook_resid_pre", *VivitAdapter.attention_hooks, "hook_attn_out", "hook_resid_mid",
-               "hook_mlp_out", "hook_resid_post")  # a ViViT block's sites, in run order
-
-__all__ = ["BLOCK_HOOKS", "HookFn", "HookedVideoTransformer", "HookedViViT", "Run", "call_hook",
-           "clean_run", "layer_sites", "parse_name", "shared_names"]
+__all__ = ["HookFn", "HookedVideoTransformer", "Run", "call_hook", "clean_run", "parse_name", "shared_names"]
 
 
 def shared_names(hooked: HookedVideoTransformer) -> frozenset[str]:

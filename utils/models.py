@@ -76,7 +76,6 @@ from utils import paths
 from utils.toy_models import sample_frame_indices
 
 PAPER_CHECKPOINT = "google/vivit-b-16x2-kinetics400"  # the paper's model on the hub
-PAPER_TARGET_INDEX = 31  # "bowling" in Kinetics-400 (the author's notebook hard-codes it)
 PROFILES = ("toy", "paper", "paper-shape", "toy-timesformer", "toy-videomae", "toy-outcome", "toy-seed1", "toy-seed2",
             "timesformer-shape", "videomae-shape")
 MODEL_CLASSES = {  # config.json's model_type -> the HF classifier this repository analyses

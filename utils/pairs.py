@@ -27,7 +27,7 @@ from utils.attribution import complete_residual_ig, logit_lens_cls, residual_ig_
 from utils.data import CANONICAL_GUTTER, CANONICAL_STRIKE
 from utils.deltas import delta_names, delta_norms
 from utils.features import pair_design
-from utils.hooks import HookedViViT, clean_run
+from utils.hooks import HookedVideoTransformer, clean_run
 from utils.patching import (
     component_sweep,
     head_patches,
@@ -44,7 +44,7 @@ KIND_COLOURS = {"matched": "k", "unmatched": "tab:red"}  # the pair sets, as in 
 DIRECTIONS = {"strike->gutter": ("strike", "gutter"), "gutter->strike": ("gutter", "strike")}
 
 
-def _clean(hooked: HookedViViT, data, clip_id: str, names) -> object:
+def _clean(hooked: HookedVideoTransformer, data, clip_id: str, names) -> object:
     """The clean run of a prepared clip caching ``names``: the canonical pair's from
     ``utils.hooks.clean_run`` (shared with notebooks 01-05), any other clip's run afresh (so
     that the shared store holds two clips, whatever the number of pairs)."""
@@ -53,13 +53,13 @@ def _clean(hooked: HookedViViT, data, clip_id: str, names) -> object:
     return hooked.run(data.pixels(clip_id), names=names)
 
 
-def ig_names(hooked: HookedViViT) -> set[str]:
+def ig_names(hooked: HookedVideoTransformer) -> set[str]:
     """What ``ig_vs_dla_pairs`` (and ``residual_ig_of``) read of a clean run."""
     last = hooked.n_layers - 1
     return set(token_dla_names(hooked)) | set(residual_ig_names(hooked)) | {cls_attention_names(hooked)[last]}
 
 
-def residual_ig_of(hooked: HookedViViT, data, clip_id: str, target: int, steps: int = 16, rtol: float = 0.01,
+def residual_ig_of(hooked: HookedVideoTransformer, data, clip_id: str, target: int, steps: int = 16, rtol: float = 0.01,
                    atol: float = 1e-3, run=None) -> dict:
     """``complete_residual_ig`` of a prepared clip's clean run (``run``, caching ``ig_names``,
     when the caller has it), shared between the calls of one kernel (``utils.memo``): notebook
@@ -74,14 +74,14 @@ def residual_ig_of(hooked: HookedViViT, data, clip_id: str, target: int, steps: 
     return memo.memoized(key, compute)
 
 
-def _names(hooked: HookedViViT) -> set[str]:
+def _names(hooked: HookedVideoTransformer) -> set[str]:
     L = hooked.n_layers
     names = set(delta_names(hooked)) | set(needed_target_names(hooked))
     names |= ablation_names(hooked)  # the ablation's scores reuse the clean runs
     return names | {f"blocks.{i}.{s}" for i in range(L) for s in hooked.components.values()}
 
 
-def analyse_pair(hooked: HookedViViT, pixels: dict, target: int, pair: str, kind: str,
+def analyse_pair(hooked: HookedVideoTransformer, pixels: dict, target: int, pair: str, kind: str,
                  ablation: bool = True) -> dict[str, pd.DataFrame]:
     """``pixels``: {"strike": (1, frame, 3, H, W), "gutter": ...}. Returns tidy DataFrames.
     Shared between the notebooks of one kernel (``utils.memo``): 07 reuses 06's pairs."""
@@ -90,7 +90,7 @@ def analyse_pair(hooked: HookedViViT, pixels: dict, target: int, pair: str, kind
     return memo.memoized(key, lambda: _analyse_pair(hooked, pixels, target, pair, kind, ablation))
 
 
-def _analyse_pair(hooked: HookedViViT, pixels: dict, target: int, pair: str, kind: str,
+def _analyse_pair(hooked: HookedVideoTransformer, pixels: dict, target: int, pair: str, kind: str,
                   ablation: bool) -> dict[str, pd.DataFrame]:
     runs = {k: hooked.run(v, names=_names(hooked)) for k, v in pixels.items()}
     tag = {"pair": pair, "kind": kind}
@@ -120,7 +120,7 @@ def _analyse_pair(hooked: HookedViViT, pixels: dict, target: int, pair: str, kin
     return out
 
 
-def analyse_pairs(hooked: HookedViViT, data, pairs: list[tuple[str, str]], target: int, kind: str,
+def analyse_pairs(hooked: HookedVideoTransformer, data, pairs: list[tuple[str, str]], target: int, kind: str,
                   progress: bool = True, ablation: bool = True) -> dict[str, pd.DataFrame]:
     """``analyse_pair`` over ``pairs`` of prepared clip ids; tables concatenated."""
     parts: dict[str, list] = {}
@@ -151,7 +151,7 @@ PROBE_SITES = {  # probe features -> their site dimensions (before d_model)
 
 
 @torch.inference_mode()
-def probe_features(hooked: HookedViViT, data, ids: list[str], batch: int = 16) -> dict[str, torch.Tensor]:
+def probe_features(hooked: HookedVideoTransformer, data, ids: list[str], batch: int = 16) -> dict[str, torch.Tensor]:
     """Features of ``PROBE_SITES`` from the residual stream after every block, on the CPU:
     ``cls`` and ``patch_mean`` ``(clip, layer, d_model)``, ``time_step_mean``
     ``(clip, layer, time step, d_model)``."""
@@ -171,12 +171,12 @@ def probe_features(hooked: HookedViViT, data, ids: list[str], batch: int = 16) -
     return {k: torch.cat(v) for k, v in parts.items()}
 
 
-def cls_features(hooked: HookedViViT, data, ids: list[str], batch: int = 16) -> torch.Tensor:
+def cls_features(hooked: HookedVideoTransformer, data, ids: list[str], batch: int = 16) -> torch.Tensor:
     """``(clip, layer, d_model)``: the CLS residual after every block, for probes."""
     return probe_features(hooked, data, ids, batch)["cls"]
 
 
-def probe_pairs(hooked: HookedViViT, data, pair_sets: dict[str, list[tuple[str, str]]], n_splits: int = 5,
+def probe_pairs(hooked: HookedVideoTransformer, data, pair_sets: dict[str, list[tuple[str, str]]], n_splits: int = 5,
                 n_perm: int = N_PERM, seed: int = 0) -> dict[str, pd.DataFrame]:
     """Strike-vs-gutter probes on held-out pairs, for every feature of ``PROBE_SITES`` and every
     set of pairs (``pair_sets``: kind -> (strike id, gutter id) list; sets of fewer than two
@@ -249,7 +249,7 @@ def probe_table(probes: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return ci.merge(tests, on=keys)
 
 
-def ig_vs_dla_pairs(hooked: HookedViViT, data, pairs: list[tuple[str, str]], target: int, steps: int = 32,
+def ig_vs_dla_pairs(hooked: HookedVideoTransformer, data, pairs: list[tuple[str, str]], target: int, steps: int = 32,
                     kind: str = "matched", progress: bool = True, rtol: float = 0.01,
                     atol: float = 1e-3) -> pd.DataFrame:
     """Integrated gradients (``residual_ig``) beside token DLA (``token_dla``), both on the patch
@@ -285,7 +285,7 @@ def ig_vs_dla_pairs(hooked: HookedViViT, data, pairs: list[tuple[str, str]], tar
     return pd.DataFrame(rows)
 
 
-def top_vs_random_pairs(hooked: HookedViViT, data, pairs: list[tuple[str, str]], target: int,
+def top_vs_random_pairs(hooked: HookedVideoTransformer, data, pairs: list[tuple[str, str]], target: int,
                         n_draws: int = 20, mode: str = "corrected", fraction: float = 0.1, seed: int = 0,
                         kind: str = "matched", progress: bool = True) -> pd.DataFrame:
     """``utils.ablation.top_vs_random`` for both clips of every pair (the same ``n_draws``
@@ -301,7 +301,7 @@ def top_vs_random_pairs(hooked: HookedViViT, data, pairs: list[tuple[str, str]],
     return out[["pair", "kind", "run"] + [c for c in out if c not in ("pair", "kind", "run")]]
 
 
-def fine_grained_patching(hooked: HookedViViT, data, strike_id: str, gutter_id: str, target: int,
+def fine_grained_patching(hooked: HookedVideoTransformer, data, strike_id: str, gutter_id: str, target: int,
                   position_layer: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Strike-into-gutter patching of one pair at fine grain: every head (``attn.hook_z``),
     every tubelet time step at every layer (``resid_pre``), and every spatial position at
@@ -313,7 +313,7 @@ def fine_grained_patching(hooked: HookedViViT, data, strike_id: str, gutter_id: 
                                                              position_layer))
 
 
-def _fine_grained_patching(hooked: HookedViViT, data, strike_id: str, gutter_id: str, target: int,
+def _fine_grained_patching(hooked: HookedVideoTransformer, data, strike_id: str, gutter_id: str, target: int,
                            position_layer: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     L = hooked.n_layers
     names = {f"blocks.{i}.{s}" for i in range(L) for s in (*hooked.head_sites.values(), "hook_resid_pre")}

@@ -32,7 +32,6 @@ TABLE2_GUTTER = [
     ("playing cricket", 4.6217, 4.6968),
     ("throwing baseball", 4.2289, 4.3045),
 ]
-N_ABLATED = 313  # int(0.1 * 3136)
 
 # Fig. 5: mean L2 norm of the strike - gutter residual delta, read off the figure.
 FIG5 = {5: 75.0, 11: 250.0}  # "about 75 at layer 5, over 250 at layer 11"

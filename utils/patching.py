@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from utils.hooks import HookedViViT, parse_name
+from utils.hooks import HookedVideoTransformer, parse_name
 
 MID_SITES = ("hook_resid_mid", "hook_mlp_out", "hook_resid_post")  # patchable from resid_mid
 # A patch of a whole activation at these sites joins the batch at (stage, base + value); base
@@ -130,7 +130,7 @@ def recovery(patched: torch.Tensor, target: torch.Tensor, source: torch.Tensor) 
     }
 
 
-def readout_recovery(hooked: HookedViViT, patched: torch.Tensor, target: torch.Tensor,
+def readout_recovery(hooked: HookedVideoTransformer, patched: torch.Tensor, target: torch.Tensor,
                      source: torch.Tensor) -> torch.Tensor:
     """``recovery_readout_pct``: the projection measure on what the classifier reads
     (``hooked.readout_tokens``: the CLS token, or VideoMAE's token mean) instead of every token,
@@ -191,20 +191,20 @@ def _entry(p: Patch, target_cache: dict) -> tuple[str, torch.Tensor, bool]:
     return ("mid", mid, True) if p.at_mid else ("pre", pre, True)
 
 
-def auto_batch_size(hooked: HookedViViT) -> int:
+def auto_batch_size(hooked: HookedVideoTransformer) -> int:
     """Patched runs per batched forward: 8 for small models; 1 at paper scale, where a CPU
     runs a batch of 4 slower per run than 4 single runs (measured: 69 s vs 57 s per sweep)."""
     return 8 if hooked.n_tokens * hooked.d_model <= 512 * 512 else 1
 
 
-def needed_target_names(hooked: HookedViViT, read: str | None = None) -> list[str]:
+def needed_target_names(hooked: HookedVideoTransformer, read: str | None = None) -> list[str]:
     L = hooked.n_layers
     names = [f"blocks.{i}.hook_resid_pre" for i in range(L)]
     names += [f"blocks.{i}.hook_resid_mid" for i in range(L)]
     return names + [read or f"blocks.{L - 1}.hook_resid_post"]
 
 
-def run_patches(hooked: HookedViViT, target_cache: dict, patches: Sequence[Patch],
+def run_patches(hooked: HookedVideoTransformer, target_cache: dict, patches: Sequence[Patch],
                 read: str | None = None, batch_size: int | None = None, progress: bool = False,
                 logits_only: bool = False):
     """Run every patch on the target run, reusing its cached prefix, in batches.
@@ -213,7 +213,7 @@ def run_patches(hooked: HookedViViT, target_cache: dict, patches: Sequence[Patch
     (``needed_target_names``). Returns ``(read activations (patch, tokens, d_model), logits
     (patch, classes))`` in the order of ``patches``; with ``logits_only`` the activations are
     ``None`` and the last block runs for the readout's rows only where the adapter allows it
-    (``HookedViViT.readout_only``: the CLS query instead of every token).
+    (``HookedVideoTransformer.readout_only``: the CLS query instead of every token).
     """
     L = hooked.n_layers
     hooked.check_eval()
@@ -278,7 +278,7 @@ def run_patches(hooked: HookedViViT, target_cache: dict, patches: Sequence[Patch
     return acts, logits
 
 
-def naive_patches(hooked: HookedViViT, target_pixels: torch.Tensor, patches: Sequence[Patch],
+def naive_patches(hooked: HookedVideoTransformer, target_pixels: torch.Tensor, patches: Sequence[Patch],
                   read: str | None = None, cache_all: bool = True):
     """Baseline: one full forward per patch from the pixels, caching every activation."""
     read = read or f"blocks.{hooked.n_layers - 1}.hook_resid_post"
@@ -296,7 +296,7 @@ def naive_patches(hooked: HookedViViT, target_pixels: torch.Tensor, patches: Seq
     return torch.stack(acts), torch.stack(logits)
 
 
-def component_patches(hooked: HookedViViT, source_cache: dict, layers=None, components=None) -> list[Patch]:
+def component_patches(hooked: HookedVideoTransformer, source_cache: dict, layers=None, components=None) -> list[Patch]:
     """One full-position patch per layer x component (``hooked.components``: attention and MLP;
     TimeSformer: time attention, space attention and MLP) from the source run's cache."""
     layers = range(hooked.n_layers) if layers is None else layers
@@ -309,7 +309,7 @@ def component_patches(hooked: HookedViViT, source_cache: dict, layers=None, comp
     return out
 
 
-def head_patches(hooked: HookedViViT, source_cache: dict, layers=None) -> list[Patch]:
+def head_patches(hooked: HookedVideoTransformer, source_cache: dict, layers=None) -> list[Patch]:
     """One patch per layer x head of every per-head output (``hooked.head_sites``: ``attn.hook_z``;
     TimeSformer: ``attn_time.hook_z`` and ``attn_space.hook_z``), at all positions. With more than
     one attention step the rows carry a ``site`` label."""
@@ -325,7 +325,7 @@ def head_patches(hooked: HookedViViT, source_cache: dict, layers=None) -> list[P
     return out
 
 
-def time_step_patches(hooked: HookedViViT, source_cache: dict, layer: int) -> list[Patch]:
+def time_step_patches(hooked: HookedVideoTransformer, source_cache: dict, layer: int) -> list[Patch]:
     """One patch per tubelet time step: the source's ``resid_pre`` of ``layer`` at all the
     patch tokens of that time step (which frames carry the signal)."""
     T, R, C = hooked.grid
@@ -335,7 +335,7 @@ def time_step_patches(hooked: HookedViViT, source_cache: dict, layer: int) -> li
                   label={"layer": layer, "time_step": t}) for t in range(T)]
 
 
-def position_patches(hooked: HookedViViT, source_cache: dict, layer: int) -> list[Patch]:
+def position_patches(hooked: HookedVideoTransformer, source_cache: dict, layer: int) -> list[Patch]:
     """One patch per spatial position (row, col): the source's ``resid_pre`` of ``layer`` at
     that position in every time step (where in the image the signal sits)."""
     T, R, C = hooked.grid
@@ -345,11 +345,7 @@ def position_patches(hooked: HookedViViT, source_cache: dict, layer: int) -> lis
                   label={"layer": layer, "row": r, "col": c}) for r in range(R) for c in range(C)]
 
 
-def source_names(patches_hooks: Sequence[str], hooked: HookedViViT, read: str | None = None):
-    return set(patches_hooks) | {read or f"blocks.{hooked.n_layers - 1}.hook_resid_post"}
-
-
-def patch_table(hooked: HookedViViT, source_pixels: torch.Tensor, target_pixels: torch.Tensor,
+def patch_table(hooked: HookedVideoTransformer, source_pixels: torch.Tensor, target_pixels: torch.Tensor,
                 target_class: int, make_patches, read: str | None = None, batch_size: int | None = None,
                 progress: bool = False, runs: tuple | None = None) -> pd.DataFrame:
     """Run the patches ``make_patches(source_cache)`` builds; one row per patch with its label,
@@ -386,7 +382,7 @@ def paper_values(df: pd.DataFrame, reference: dict) -> list[float]:
     return [reference.get((int(r.layer), r.component), float("nan")) for r in df.itertuples()]
 
 
-def component_sweep(hooked: HookedViViT, source_pixels, target_pixels, target_class: int,
+def component_sweep(hooked: HookedVideoTransformer, source_pixels, target_pixels, target_class: int,
                     layers=None, components=None, batch_size: int | None = None,
                     progress: bool = False, runs=None) -> pd.DataFrame:
     """Table 3: every layer x component patched from source into target.

@@ -189,13 +189,6 @@ def execute(notebook: Path, out_nb: Path, parameters: dict, cwd: Path, kernel: S
             kernel.close()
 
 
-def expected_frames(profile: str) -> int:
-    """Frames the profile's model reads, from its config alone (no weights loaded)."""
-    from utils.models import profile_config
-
-    return int(profile_config(profile).num_frames)
-
-
 def preflight(profile: str, strike_video: str, gutter_video: str, roots: list[Path],
               device: str = "cpu", target_class: str = "", preprocess: str = "checkpoint",
               pairs_csv: str = "") -> None:

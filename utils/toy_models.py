@@ -35,7 +35,6 @@ from transformers import (
 IMAGE_SIZE = 96  # pixels per side, as every toy model
 CLIP_FRAMES = 16  # frames per rendered clip (utils.synthetic.DEFAULT_NUM_FRAMES)
 TIMESFORMER_FRAMES = 8  # frames the toy TimeSformer reads (as facebook/timesformer-base-finetuned-k400)
-TIMESFORMER_STRIDE = CLIP_FRAMES // TIMESFORMER_FRAMES  # frames 0, 2, ..., 14 of a 16-frame clip
 
 MODEL_CLASSES = {
     "timesformer": TimesformerForVideoClassification,

@@ -40,9 +40,6 @@ import torch.nn.functional as F
 
 HookFn = Callable[[torch.Tensor, str], torch.Tensor | None]
 
-CORE_BLOCK_HOOKS = ("hook_resid_pre", "hook_attn_out", "hook_resid_mid", "hook_mlp_out", "hook_resid_post")
-
-
 def parse_name(name: str) -> tuple[int | None, str]:
     """``"blocks.3.hook_mlp_out"`` -> ``(3, "hook_mlp_out")``; global names -> ``(None, name)``."""
     if name.startswith("blocks."):
@@ -269,7 +266,7 @@ class HookedVideoTransformer:
         training = [name or "the model" for name, m in self.model.named_modules() if m.training]
         if training:
             raise RuntimeError(
-                f"HookedViViT runs the model in eval mode only, but {training[0]} is in training mode "
+                f"HookedVideoTransformer runs the model in eval mode only, but {training[0]} is in training mode "
                 f"({len(training)} module(s)); call loaded.model.eval() first")
 
     # ------------------------------------------------------------------ names
@@ -461,7 +458,3 @@ class HookedVideoTransformer:
         out = torch.empty_like(flat)
         out[..., order] = flat
         return out
-
-
-def layer_sites(n_layers: int, site: str) -> list[str]:
-    return [f"blocks.{layer}.{site}" for layer in range(n_layers)]
