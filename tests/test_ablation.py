@@ -110,7 +110,7 @@ def test_random_draws_are_distinct_patch_sets_and_their_deltas_are_exact(tiny_ho
     assert len(sets) == 20 and sets == random_token_sets(h, 3, 20, seed=4)
     assert all(len(set(s)) == 3 and min(s) >= 1 and max(s) < h.n_tokens for s in sets)
     assert len({tuple(sorted(s)) for s in sets}) > 1
-    deltas = random_ablation_deltas(h, px, 1, 3, n_draws=20, seed=4, batch=7)
+    deltas = random_ablation_deltas(h, px, 1, 3, n_draws=20, seed=4, batch_size=7)
     before = float(h.run(px).logits[0, 1])
     for k in (0, 13):
         manual = float(h.run(zero_tubelets(h, px, sets[k], "corrected")).logits[0, 1]) - before
@@ -157,6 +157,6 @@ def test_ablated_logits_are_a_plain_run_and_random_draws_one_at_a_time_agree(tin
     h, px = tiny_hooked, tiny_pixels[:1]
     got = ablated_logits(h, px, [3, 1], "corrected")
     torch.testing.assert_close(got, h.run(zero_tubelets(h, px, [1, 3], "corrected")).logits[0], rtol=0, atol=0)
-    one = random_ablation_deltas(h, px, 1, 3, n_draws=6, seed=2, batch=1)
-    many = random_ablation_deltas(h, px, 1, 3, n_draws=6, seed=2, batch=6)
+    one = random_ablation_deltas(h, px, 1, 3, n_draws=6, seed=2, batch_size=1)
+    many = random_ablation_deltas(h, px, 1, 3, n_draws=6, seed=2, batch_size=6)
     np.testing.assert_allclose(one, many, rtol=0, atol=1e-5)

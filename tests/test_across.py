@@ -78,7 +78,7 @@ def test_batched_runs_match_single_runs_and_features_match_probe_features(tiny_s
     hooked = HookedVideoTransformer(tiny_small)
     px = A.model_pixels(tiny_small, tiny_clips)
     names = A.run_names(hooked, LAYERS)
-    run = A.clean_runs(hooked, px, names, batch=4)  # two batches of 4 and 2 clips
+    run = A.clean_runs(hooked, px, names, batch_size=4)  # two batches of 4 and 2 clips
     assert run.logits.shape[0] == len(px) and all(v.shape[0] == len(px) for v in run.cache.values())
     for i in (0, 5):
         single = hooked.run(px[i : i + 1], names=names)
@@ -88,7 +88,7 @@ def test_batched_runs_match_single_runs_and_features_match_probe_features(tiny_s
             torch.testing.assert_close(one[k], single[k], rtol=1e-5, atol=1e-5)
     feats = A.probe_features_from_runs(hooked, run)
     ref = probe_features(hooked, Clips(tiny_clips, px), list(tiny_clips))
-    np.testing.assert_allclose(feats["readout"], ref["cls"].numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(feats["readout"], ref["readout"].numpy(), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(feats["time_step_mean"], ref["time_step_mean"].numpy(), rtol=1e-5, atol=1e-5)
 
 

@@ -16,7 +16,7 @@ from utils.attribution import (
     direct_logit_attribution,
     dla_names,
     dla_total,
-    logit_lens_cls,
+    logit_lens_readout,
     residual_ig,
     residual_ig_names,
     token_dla,
@@ -218,7 +218,7 @@ def test_adapter_facts(small):
     assert hooked.components == want and hooked.arch == arch
     assert hooked.has_cls == (arch != "videomae") and hooked.n_prefix == int(hooked.has_cls)
     assert hooked.grid == (4, 3, 3) and hooked.n_tokens == 36 + hooked.n_prefix
-    assert hooked.loaded.grid == hooked.grid and hooked.loaded.num_tokens == hooked.n_tokens
+    assert hooked.loaded.grid == hooked.grid and hooked.loaded.n_tokens == hooked.n_tokens
     assert hooked.loaded.tubelet == hooked.adapter.tubelet
     run = hooked.run(x, names={"blocks.2.hook_resid_post"})
     resid = run["blocks.2.hook_resid_post"]
@@ -260,7 +260,6 @@ def test_token_geometry(small):
     for t, r, c in cells:
         assert int(grid[0, t, r, c]) == hooked.token_index(t, r, c) - hooked.n_prefix
     assert torch.equal(hooked.to_token_order(grid), values)
-    assert torch.equal(hooked.by_frame(values), grid)  # deprecated alias
 
 
 def test_a_pixel_change_moves_only_its_token(small):
@@ -288,15 +287,14 @@ def test_dla_and_lens_add_up_to_the_logit(small):
         assert abs(dla_total(df) - logit) < 1e-4 * max(1, abs(logit))
         for layer in range(hooked.n_layers):
             for component in hooked.head_sites:
-                kind = "attn" if component == "attention" else component
-                split = df[(df.layer == layer) & df.component.isin([f"{kind}_head", f"{kind}_bias"])]
+                split = df[(df.layer == layer) & df.component.isin([f"{component}_head", f"{component}_bias"])]
                 whole = df[(df.layer == layer) & (df.component == component)].logit.item()
                 assert len(split) == hooked.n_heads + 1
                 assert split.logit.sum() == pytest.approx(whole, rel=1e-4, abs=1e-5)
         t = token_dla(hooked, run, target)
         assert t["tokens"].shape == (hooked.n_tokens,)
         assert abs(t["total"] - logit) < 1e-4 * max(1, abs(logit))
-        lens = logit_lens_cls(hooked, run, target)
+        lens = logit_lens_readout(hooked, run, target)
         assert lens.logit.iloc[-1] == pytest.approx(logit, abs=1e-4)
 
 

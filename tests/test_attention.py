@@ -5,19 +5,19 @@ import pytest
 
 from utils.attention import (
     check_layer_head,
-    cls_attention_names,
-    cls_map,
     divergence_time_step,
     notebook_layout,
     peaks,
+    readout_attention_map,
+    readout_attention_names,
     time_step_layout,
     total_variation,
 )
 
 
 def test_cls_map_puts_each_token_at_its_time_step_row_and_col(tiny_hooked, tiny_pixels):
-    run = tiny_hooked.run(tiny_pixels, names={"blocks.2.attn.hook_pattern"} | set(cls_attention_names(tiny_hooked)))
-    m = cls_map(tiny_hooked, run, layer=2, head=1, batch=1)
+    run = tiny_hooked.run(tiny_pixels, names={"blocks.2.attn.hook_pattern"} | set(readout_attention_names(tiny_hooked)))
+    m = readout_attention_map(tiny_hooked, run, layer=2, head=1, batch_index=1)
     assert m.shape == tiny_hooked.grid == (2, 2, 2)
     full = run["blocks.2.attn.hook_pattern"][1, 1, 0].numpy()  # (key,) of the CLS query
     for t, r, c in np.ndindex(*m.shape):

@@ -6,7 +6,7 @@ from utils.attribution import (
     direct_logit_attribution,
     dla_names,
     dla_total,
-    logit_lens_cls,
+    logit_lens_readout,
     logit_lens_time_steps,
     notebook_token_score,
     token_dla,
@@ -24,7 +24,7 @@ def test_dla_terms_sum_to_the_logit(which, request):
         logit = float(run.logits[0, target])
         assert abs(dla_total(df) - logit) < 1e-4 * max(1, abs(logit))
         for layer in range(hooked.n_layers):  # heads + bias = the layer's attention term
-            heads = df[(df.layer == layer) & df.component.isin(["attn_head", "attn_bias"])].logit.sum()
+            heads = df[(df.layer == layer) & df.component.isin(["attention_head", "attention_bias"])].logit.sum()
             whole = df[(df.layer == layer) & (df.component == "attention")].logit.item()
             assert heads == pytest.approx(whole, rel=1e-4, abs=1e-5)
 
@@ -42,7 +42,7 @@ def test_token_dla_sums_to_the_logit(which, request):
 def test_logit_lens_ends_at_the_models_logit(toy_hooked, toy_pair):
     names = ["hook_embed"] + [f"blocks.{i}.hook_resid_post" for i in range(12)]
     run = toy_hooked.run(toy_pair[0], names=names)
-    lens = logit_lens_cls(toy_hooked, run, 0)
+    lens = logit_lens_readout(toy_hooked, run, 0)
     assert len(lens) == 13 and lens.layer.tolist() == list(range(13))
     assert lens.logit.iloc[-1] == pytest.approx(float(run.logits[0, 0]), abs=1e-4)
     frames = logit_lens_time_steps(toy_hooked, run, 0)

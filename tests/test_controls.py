@@ -240,7 +240,7 @@ def test_measures_agree_with_notebook_06s_patching_and_the_models_own_logits(toy
     same = ["delta_final", "delta_growth", "readout_delta", "output_delta", "metric_a", "metric_b", "top_a"]
     pd.testing.assert_frame_equal(light.table[same].iloc[:1], shared.table[same])
     assert light.table.patch_output_effect[0] == pytest.approx(shared.table.patch_output_effect[0], rel=1e-4)
-    assert light.features.shape == (2, 2, toy.num_layers, toy.config.hidden_size)
+    assert light.features.shape == (2, 2, toy.n_layers, toy.config.hidden_size)
     logits = toy.logits(data.pixels("pair001_gutter")).double()[0]
     assert light.table.metric_b.iloc[1] == pytest.approx(float(logits[0] - logits[1]), abs=1e-4)
     assert light.table.seed.tolist() == [PAIR_SEED_BASE, PAIR_SEED_BASE + 1]

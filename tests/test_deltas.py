@@ -30,5 +30,5 @@ def test_delta_norms_on_known_differences(tiny_hooked):
 
 def test_delta_norms_of_a_run_with_itself_are_zero(tiny_hooked, tiny_pixels):
     run = tiny_hooked.run(tiny_pixels, names=delta_names(tiny_hooked))
-    table = delta_norms(tiny_hooked, run, run, batch=1)
+    table = delta_norms(tiny_hooked, run, run, batch_index=1)
     assert (table[["mean_token_norm", "patch_mean_norm", "cls_norm", "relative"]] == 0).all().all()

@@ -9,7 +9,7 @@ from utils.features import layer_features, pair_design
 def test_layer_features_stack_each_layer_at_the_chosen_tokens():
     run = {f"blocks.{i}.hook_resid_post": torch.arange(2 * 5 * 3, dtype=torch.float32).reshape(2, 5, 3) + 100 * i
            for i in range(4)}  # (batch, tokens, d_model)
-    cls = layer_features(run, 4, tokens=0, batch=1)
+    cls = layer_features(run, 4, tokens=0, batch_index=1)
     assert cls.shape == (4, 3)
     np.testing.assert_array_equal(cls[2], run["blocks.2.hook_resid_post"][1, 0].numpy())
     patches = layer_features(run, 4, tokens=slice(1, None))

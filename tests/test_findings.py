@@ -65,10 +65,11 @@ def make_tables(n=12, mlp_ahead=True, probe_p=0.001, share_lower=0.5, rho=0.9, s
                               "recovery_projection_pct": 10 + rng.normal(0, 1), **tag}
                              for p in pairs for lay in range(L) for c in ("attention", "mlp")
                              for d in ("strike->gutter", "gutter->strike")])
-    by_pair = pd.DataFrame([{"kind": "matched", "feature": "cls", "layer": lay, "time_step": -1, "pair": p,
+    by_pair = pd.DataFrame([{"kind": "matched", "feature": "readout", "layer": lay, "time_step": -1, "pair": p,
                              "accuracy": rng.choice([0.5, 1.0]) if lay == 8 else 0.5}
                             for p in pairs for lay in range(L)])
-    summary = pd.DataFrame([{"kind": "matched", "feature": "cls", "n_pairs": n, "best_layer": 8, "best_time_step": -1,
+    summary = pd.DataFrame([{"kind": "matched", "feature": "readout", "n_pairs": n, "best_layer": 8,
+                             "best_time_step": -1,
                              "best_accuracy": 0.75, "p_best": 0.5, "mean_accuracy": 0.52,
                              "null_mean_accuracy": 0.5, "p_mean_below": 0.9, "p_mean_above": 0.1,
                              "paired_best_layer": 6, "paired_best_time_step": -1, "paired_accuracy": 0.8,

@@ -307,11 +307,10 @@ def test_token_order_matches_the_tubelet_embedding(toy, toy_hooked):
 
 def test_by_time_step_is_the_old_reshape_for_vivit(toy_hooked):
     """ViViT patch tokens are in (t, row, col) order: ``by_time_step`` is a plain reshape, and
-    ``by_frame`` (deprecated name) is the same."""
+    ``to_token_order`` undoes it."""
     values = torch.randn(3, toy_hooked.n_tokens - 1)
     grid = toy_hooked.by_time_step(values)
     assert torch.equal(grid, values.reshape(3, *toy_hooked.grid))
-    assert torch.equal(toy_hooked.by_frame(values), grid)
     assert torch.equal(toy_hooked.to_token_order(grid), values)
     assert toy_hooked.has_cls and toy_hooked.n_prefix == 1 and toy_hooked.arch == "vivit"
     assert toy_hooked.components == {"attention": "hook_attn_out", "mlp": "hook_mlp_out"}

@@ -15,9 +15,9 @@ FIXTURE = paths.FIXTURES_DIR / "vivit-tf4"
 
 
 def test_toy_model_facts(toy):
-    assert toy.num_layers == 12 and toy.num_heads == 12
+    assert toy.n_layers == 12 and toy.n_heads == 12
     assert toy.num_frames == 16 and toy.image_size == 96
-    assert toy.grid == (8, 6, 6) and toy.num_patches == 288
+    assert toy.grid == (8, 6, 6) and toy.n_patches == 288
     assert toy.id2label[toy.target_index] == "bowling"
     assert list(toy.id2label.values()) == list(ACTIONS)
     assert not toy.model.training and not toy.untrained
@@ -58,8 +58,8 @@ def test_fresh_held_out_clips_are_classified(toy):
 def test_paper_shape_is_vivit_b_at_paper_scale():
     m = load_model("paper-shape")
     assert m.untrained and "untrained" in m.name
-    assert (m.num_layers, m.num_heads, m.num_frames, m.image_size) == (12, 12, 32, 224)
-    assert m.num_patches == 3136 and m.target_index == 31 and m.target_label == "bowling"
+    assert (m.n_layers, m.n_heads, m.num_frames, m.image_size) == (12, 12, 32, 224)
+    assert m.n_patches == 3136 and m.target_index == 31 and m.target_label == "bowling"
     assert len(m.id2label) == 400
     x = m.preprocess(render_clip("bowling", 0, "strike", num_frames=32, size=224))
     assert x.shape == (1, 32, 3, 224, 224)
@@ -105,11 +105,11 @@ def test_toy_timesformer_and_videomae_profiles(arch):
     m = load_model(f"toy-{arch}")
     assert m.arch == arch and m.profile == f"toy-{arch}" and not m.untrained
     assert m.id2label[m.target_index] == "bowling" and list(m.id2label.values()) == list(ACTIONS)
-    assert m.grid == (8, 6, 6) and m.num_patches == 288 and m.image_size == 96
+    assert m.grid == (8, 6, 6) and m.n_patches == 288 and m.image_size == 96
     if arch == "timesformer":
-        assert m.num_frames == 8 and m.tubelet == (1, 16, 16) and m.has_cls and m.num_tokens == 289
+        assert m.num_frames == 8 and m.tubelet == (1, 16, 16) and m.has_cls and m.n_tokens == 289
     else:
-        assert m.num_frames == 16 and m.tubelet == (2, 16, 16) and not m.has_cls and m.num_tokens == 288
+        assert m.num_frames == 16 and m.tubelet == (2, 16, 16) and not m.has_cls and m.n_tokens == 288
     clip = render_clip("juggling", 3)  # 16 frames: TimeSformer reads 0, 2, ..., 14
     assert m.frame_indices(16).tolist() == frame_indices(arch).tolist()
     torch.testing.assert_close(m.preprocess(clip), toy_fast_preprocess(torch.from_numpy(clip)[None], arch))
@@ -145,8 +145,8 @@ def test_vivit_frame_sampling_is_unchanged(toy):
 def test_shape_profiles_copy_the_public_configs(profile, frames, grid, tokens):
     m = load_model(profile)
     assert m.untrained and "untrained" in m.name and m.profile == profile
-    assert (m.num_layers, m.num_heads, m.config.hidden_size, m.config.intermediate_size) == (12, 12, 768, 3072)
-    assert (m.num_frames, m.image_size, m.grid, m.num_tokens) == (frames, 224, grid, tokens)
+    assert (m.n_layers, m.n_heads, m.config.hidden_size, m.config.intermediate_size) == (12, 12, 768, 3072)
+    assert (m.num_frames, m.image_size, m.grid, m.n_tokens) == (frames, 224, grid, tokens)
     assert len(m.id2label) == 400 and m.target_index == 31 and m.target_label == "bowling"
     if profile == "timesformer-shape":
         assert m.config.attention_type == "divided_space_time" and m.config.qkv_bias

@@ -229,7 +229,7 @@ def test_every_notebook_runs_for_the_other_architectures(profile, tmp_path):
                  "fig7_patching", "fig8_component_ablation", "fig10_patching_pairs", "fig13_ig_vs_dla",
                  "table3_patching", "findings", "fig15_atp_vs_exact", "fig16_ig_convergence", "fig17_faithfulness",
                  "fig18_circuit", "table18_atp_vs_exact", "table21_circuit_composition",
-                 ) + ("fig11_heads_frames_positions",) * light["fine_patching"]:
+                 ) + ("fig11_heads_time_steps_positions",) * light["fine_patching"]:
         assert any(n.startswith(stem + ".") for n in names), stem
     components = set(pd.read_csv(final / "table3_patching.csv").component)
     want = {"attention_time", "attention_space", "mlp"} if profile == "toy-timesformer" else {"attention", "mlp"}

@@ -9,7 +9,7 @@ from utils.attribution import check_completeness
 from utils.pairs import (
     PROBE_SITES,
     analyse_pairs,
-    cls_features,
+    clip_readout_features,
     ig_vs_dla_pairs,
     probe_features,
     probe_pairs,
@@ -62,16 +62,16 @@ def test_analyse_pairs_tables_and_the_per_pair_lens(tiny_hooked, data):
 
 def test_probe_features_are_the_residual_stream(tiny_hooked, data):
     ids = ["pair000_strike", "pair001_gutter"]
-    f = probe_features(tiny_hooked, data, ids, batch=1)
+    f = probe_features(tiny_hooked, data, ids, batch_size=1)
     L, (T, R, C), d = tiny_hooked.n_layers, tiny_hooked.grid, tiny_hooked.d_model
-    assert f["cls"].shape == (2, L, d) and f["patch_mean"].shape == (2, L, d)
+    assert f["readout"].shape == (2, L, d) and f["patch_mean"].shape == (2, L, d)
     assert f["time_step_mean"].shape == (2, L, T, d)
     run = tiny_hooked.run(data.pixels(ids[1]), names=[f"blocks.{L - 1}.hook_resid_post"])
     x = run[f"blocks.{L - 1}.hook_resid_post"][0]  # (tokens, d_model)
-    torch.testing.assert_close(f["cls"][1, L - 1], x[0])
+    torch.testing.assert_close(f["readout"][1, L - 1], x[0])
     torch.testing.assert_close(f["patch_mean"][1, L - 1], x[1:].mean(0))
     torch.testing.assert_close(f["time_step_mean"][1, L - 1, 1], x[1 + R * C : 1 + 2 * R * C].mean(0))
-    torch.testing.assert_close(cls_features(tiny_hooked, data, ids), f["cls"])
+    torch.testing.assert_close(clip_readout_features(tiny_hooked, data, ids), f["readout"])
 
 
 def test_probe_pairs_tables(tiny_hooked, data):
@@ -81,11 +81,11 @@ def test_probe_pairs_tables(tiny_hooked, data):
     bp, sites, summary = res["by_pair"], res["sites"], res["summary"]
     assert set(bp.kind) == {"matched"}  # a set of one pair is skipped
     assert set(summary.feature) == set(PROBE_SITES)
-    n_sites = {"cls": L, "patch_mean": L, "time_step_mean": L * T}
+    n_sites = {"readout": L, "patch_mean": L, "time_step_mean": L * T}
     for feature, n in n_sites.items():
         assert len(sites[sites.feature == feature]) == n
         assert len(bp[bp.feature == feature]) == n * 6
-    assert (bp[bp.feature == "cls"].time_step == -1).all()
+    assert (bp[bp.feature == "readout"].time_step == -1).all()
     # every pair's accuracy is 0, 0.5 or 1; the site accuracy is their mean
     assert set(bp.accuracy.unique()) <= {0.0, 0.5, 1.0}
     mean = bp.groupby(["feature", "layer", "time_step"]).accuracy.mean()

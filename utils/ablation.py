@@ -142,22 +142,22 @@ def random_token_sets(hooked: HookedVideoTransformer, n: int, n_draws: int, seed
 
 def random_ablation_deltas(hooked: HookedVideoTransformer, pixel_values: torch.Tensor, target: int, n: int,
                            n_draws: int = 20, mode: str = "corrected", seed: int = 0,
-                           logit_before: float | None = None, batch: int | None = None) -> np.ndarray:
+                           logit_before: float | None = None, batch_size: int | None = None) -> np.ndarray:
     """``(n_draws,)`` change of the target logit when ``n`` random patches are zeroed (``mode``
     as ``zero_tubelets``), one independent draw of tokens each; the null against which a
-    scored selection of ``n`` patches is judged. Draws run ``batch`` at a time (default: 10 for
-    small models; one at a time at paper scale, where a batch is no faster per clip on a CPU
+    scored selection of ``n`` patches is judged. Draws run ``batch_size`` at a time (default: 10 for
+    small models; one at a time at paper scale, where a batch_size is no faster per clip on a CPU
     and a draw that notebook 05 ran already, its random control, is reused: ``ablated_logits``)."""
     if logit_before is None:
         logit_before = float(hooked.run(pixel_values).logits[0, target])
     deltas = []
     sets = random_token_sets(hooked, n, n_draws, seed)
-    batch = batch or (10 if auto_batch_size(hooked) > 1 else 1)
-    if batch == 1:
+    batch_size = batch_size or (10 if auto_batch_size(hooked) > 1 else 1)
+    if batch_size == 1:
         return np.array([float(ablated_logits(hooked, pixel_values, toks, mode)[target]) - logit_before
                          for toks in sets], dtype=np.float32)
-    for i in range(0, n_draws, batch):
-        px = torch.cat([zero_tubelets(hooked, pixel_values, toks, mode) for toks in sets[i : i + batch]])
+    for i in range(0, n_draws, batch_size):
+        px = torch.cat([zero_tubelets(hooked, pixel_values, toks, mode) for toks in sets[i : i + batch_size]])
         deltas.append(hooked.run(px).logits[:, target].detach().cpu().numpy() - logit_before)  # (chunk,)
     return np.concatenate(deltas)
 
@@ -272,10 +272,9 @@ def component_ablation(hooked: HookedVideoTransformer, pixel_values: torch.Tenso
     patches = [Patch(f"blocks.{i}.{s}", const(f"blocks.{i}.{s}"),
                      label={"layer": i, "component": c, "head": -1})
                for i in layers for c, s in sites]
-    if heads:  # component "head" (ViViT, VideoMAE) or "<attention step> head" (TimeSformer)
-        multi = len(head_sites) > 1
+    if heads:  # component "<attention component>_head": attention_head; TimeSformer attention_time_head, ...
         patches += [Patch(f"blocks.{i}.{site}", const(f"blocks.{i}.{site}"), heads=[h],
-                          label={"layer": i, "component": f"{comp} head" if multi else "head", "head": h})
+                          label={"layer": i, "component": f"{comp}_head", "head": h})
                     for i in layers for comp, site in head_sites for h in range(hooked.n_heads)]
     _, logits = run_patches(hooked, run.cache, patches, batch_size=batch_size, logits_only=True)
     base = float(run.logits[0, target])

@@ -104,10 +104,10 @@ def run_names(hooked: HookedVideoTransformer, layers) -> set[str]:
     return names | {f"blocks.{lay}.{site}" for lay in layers for site in hooked.components.values()}
 
 
-def clean_runs(hooked: HookedVideoTransformer, pixels: torch.Tensor, names: set[str], batch: int = 16) -> Run:
+def clean_runs(hooked: HookedVideoTransformer, pixels: torch.Tensor, names: set[str], batch_size: int = 16) -> Run:
     """One run of every clip of ``pixels`` ``(clip, frame, 3, H, W)`` in batches; logits and the
     cache of ``names`` concatenated over clips, on the CPU."""
-    parts = [hooked.run(pixels[i : i + batch], names=names) for i in range(0, len(pixels), batch)]
+    parts = [hooked.run(pixels[i : i + batch_size], names=names) for i in range(0, len(pixels), batch_size)]
     cache = {k: torch.cat([p.cache[k].cpu() for p in parts]) for k in parts[0].cache}
     return Run(torch.cat([p.logits.cpu() for p in parts]), cache)
 
@@ -167,14 +167,14 @@ class ModelResult:
 
 
 def analyse_model(model: str, loaded, clips: dict[str, np.ndarray], layers, data=None, n_perm: int = 1000,
-                  n_splits: int = 5, seed: int = 0, batch: int = 16) -> ModelResult:
+                  n_splits: int = 5, seed: int = 0, batch_size: int = 16) -> ModelResult:
     """Every measure of the module docstring for one model over the pairs of ``clips``
     (``render_pairs`` output; ``data``: the profile's prepared data, for ``shared_pairs``)."""
     hooked = HookedVideoTransformer(loaded)
     target = loaded.target_index
     ids = list(clips)
     pixels = model_pixels(loaded, clips)
-    run = clean_runs(hooked, pixels, run_names(hooked, layers), batch)
+    run = clean_runs(hooked, pixels, run_names(hooked, layers), batch_size)
     shared = set(shared_pairs(data, pixels, ids))
     deltas, time, patching, clip_rows = [], [], [], []
     for k in range(0, len(ids), 2):

@@ -4,7 +4,7 @@ per time step (Fig. 1, Fig. 4).
 ViViT: ``blocks.{l}.attn.hook_pattern_cls`` is the CLS query's attention over all tokens
 ``(batch, head, tokens)`` (``utils.hooks``). Dropping the CLS entry and reshaping the patch
 tokens in model order (time step, then row, then column) gives a ``(time step, row, col)`` map
-(``cls_map``). TimeSformer: the CLS query of the spatial attention, once per frame
+(``readout_attention_map``). TimeSformer: the CLS query of the spatial attention, once per frame
 (``attn_space.hook_pattern_cls``, ``(batch, frame, head, 1 + rows * cols)``): each frame's map
 is that frame's row, CLS entry dropped. VideoMAE has no CLS: its classifier reads the mean of
 all tokens, so the attention of its readout is the mean over queries of the full pattern
@@ -36,26 +36,27 @@ def readout_attention_site(hooked: HookedVideoTransformer) -> str:
     return next(s for s in READOUT_ATTENTION_SITES if s in sites)
 
 
-def cls_attention_names(hooked: HookedVideoTransformer) -> list[str]:
+def readout_attention_names(hooked: HookedVideoTransformer) -> list[str]:
     """The readout's attention activation of every layer (module docstring)."""
     site = readout_attention_site(hooked)
     return [f"blocks.{layer}.{site}" for layer in range(hooked.n_layers)]
 
 
-def cls_map(hooked: HookedVideoTransformer, run, layer: int, head: int, batch: int = 0) -> np.ndarray:
+def readout_attention_map(hooked: HookedVideoTransformer, run, layer: int, head: int,
+                          batch_index: int = 0) -> np.ndarray:
     """``(time step, row, col)`` attention of ``head`` in ``layer`` from the token the
     classifier reads (CLS entry dropped; module docstring)."""
     site = readout_attention_site(hooked)
-    act = run[f"blocks.{layer}.{site}"][batch]
+    act = run[f"blocks.{layer}.{site}"][batch_index]
     if site == "attn_space.hook_pattern_cls":  # (frame, head, 1 + rows * cols): one CLS row per frame
         return to_numpy(act[:, head, 1:].reshape(hooked.grid))
     row = act[head] if site == "attn.hook_pattern_cls" else act[head].mean(0)  # (tokens,)
     return to_numpy(hooked.by_time_step(row[hooked.n_prefix:]))
 
 
-def readout_attention_row(hooked: HookedVideoTransformer, run, layer: int, batch: int = 0):
-    """``(patches,)`` in token order: ``cls_map`` averaged over heads (a torch tensor)."""
-    maps = np.stack([cls_map(hooked, run, layer, h, batch) for h in range(hooked.n_heads)]).mean(0)
+def readout_attention_row(hooked: HookedVideoTransformer, run, layer: int, batch_index: int = 0):
+    """``(patches,)`` in token order: ``readout_attention_map`` averaged over heads (a torch tensor)."""
+    maps = np.stack([readout_attention_map(hooked, run, layer, h, batch_index) for h in range(hooked.n_heads)]).mean(0)
     return hooked.to_token_order(torch.as_tensor(maps))
 
 

@@ -44,9 +44,9 @@ def dla_names(hooked: HookedVideoTransformer) -> list[str]:
     return names + [f"blocks.{hooked.n_layers - 1}.hook_resid_post"]
 
 
-def readout(hooked: HookedVideoTransformer, act: torch.Tensor, batch: int = 0) -> torch.Tensor:
-    """The readout (CLS token or token mean) of one run's activation ``(batch, tokens, ...)``."""
-    return hooked.readout_tokens(act[batch : batch + 1])[0]
+def readout(hooked: HookedVideoTransformer, act: torch.Tensor, batch_index: int = 0) -> torch.Tensor:
+    """The readout (CLS token or token mean) of one run's activation ``(batch_index, tokens, ...)``."""
+    return hooked.readout_tokens(act[batch_index : batch_index + 1])[0]
 
 
 def head_readout(hooked: HookedVideoTransformer, component: str, z: torch.Tensor) -> tuple[torch.Tensor, float]:
@@ -59,12 +59,6 @@ def head_readout(hooked: HookedVideoTransformer, component: str, z: torch.Tensor
     where = z.new_zeros(1, hooked.n_tokens)
     where[0, rows] = 1.0
     return hooked.readout_tokens(full)[0], float(hooked.readout_tokens(where)[0])
-
-
-def _head_kind(component: str) -> str:
-    """Row names of the per-head terms: ``attn_head`` / ``attn_bias`` for ``attention`` (as
-    before), ``{component}_head`` / ``{component}_bias`` otherwise (TimeSformer)."""
-    return "attn" if component == "attention" else component
 
 
 @torch.inference_mode()
@@ -87,12 +81,12 @@ def _project(u: torch.Tensor, vecs: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def direct_logit_attribution(hooked: HookedVideoTransformer, run, target: int, batch: int = 0,
+def direct_logit_attribution(hooked: HookedVideoTransformer, run, target: int, batch_index: int = 0,
                              per_head: bool = True) -> pd.DataFrame:
     """Terms of the target logit: embed, each layer's attention (per head + bias) and MLP.
 
     ``run`` is a ``Run`` with ``dla_names`` cached. Returns a tidy DataFrame with columns
-    ``component`` (embed / attention / attn_head / attn_bias / mlp / constant; TimeSformer:
+    ``component`` (embed / attention / attention_head / attention_bias / mlp / constant; TimeSformer:
     attention_time / attention_time_head / attention_time_bias and the same for
     attention_space), ``layer``, ``head`` and ``logit`` (its contribution), every term read
     through the model's readout. Per-head rows + the bias row sum to the layer's attention
@@ -100,18 +94,18 @@ def direct_logit_attribution(hooked: HookedVideoTransformer, run, target: int, b
     """
     c = run.cache
     L = hooked.n_layers
-    resid = readout(hooked, c[f"blocks.{L - 1}.hook_resid_post"], batch)
+    resid = readout(hooked, c[f"blocks.{L - 1}.hook_resid_post"], batch_index)
     u, k = frozen_ln_direction(hooked, resid, target)
-    rows = [("embed", -1, -1, float(_project(u, readout(hooked, c["hook_embed"], batch))))]
+    rows = [("embed", -1, -1, float(_project(u, readout(hooked, c["hook_embed"], batch_index))))]
     for layer in range(L):
         for component, hook in hooked.components.items():
-            whole = readout(hooked, c[f"blocks.{layer}.{hook}"], batch)
+            whole = readout(hooked, c[f"blocks.{layer}.{hook}"], batch_index)
             rows.append((component, layer, -1, float(_project(u, whole))))
             if per_head and component in hooked.head_sites:
-                z_site = c[f"blocks.{layer}.{hooked.head_sites[component]}"][batch]  # (rows, head, d_head)
+                z_site = c[f"blocks.{layer}.{hooked.head_sites[component]}"][batch_index]  # (rows, head, d_head)
                 z, bias_weight = head_readout(hooked, component, z_site)
                 per = torch.einsum("hd,hdm->hm", z, hooked.W_O(layer, component))  # (head, d_model)
-                kind = _head_kind(component)
+                kind = component  # one label per head kind: attention_head, attention_time_head, ...
                 for h, val in enumerate(_project(u, per).tolist()):
                     rows.append((f"{kind}_head", layer, h, val))
                 bias = hooked.b_O(layer, component)
@@ -128,15 +122,15 @@ def dla_total(df: pd.DataFrame) -> float:
 
 
 @torch.inference_mode()
-def logit_lens_cls(hooked: HookedVideoTransformer, run, target: int, batch: int = 0) -> pd.DataFrame:
+def logit_lens_readout(hooked: HookedVideoTransformer, run, target: int, batch_index: int = 0) -> pd.DataFrame:
     """Target logit of final LN + classifier applied to the readout (CLS residual; token mean
     for VideoMAE) after each layer.
 
     ``layer`` 0 is the embedding, ``l`` the output of block ``l - 1``, and ``n_layers`` is the
     model's output (equal to its logit). Needs ``hook_embed`` and every ``hook_resid_post``.
     """
-    resids = [readout(hooked, run.cache["hook_embed"], batch)]
-    resids += [readout(hooked, run.cache[f"blocks.{i}.hook_resid_post"], batch) for i in range(hooked.n_layers)]
+    resids = [readout(hooked, run.cache["hook_embed"], batch_index)]
+    resids += [readout(hooked, run.cache[f"blocks.{i}.hook_resid_post"], batch_index) for i in range(hooked.n_layers)]
     x = torch.stack(resids)  # (layer, d_model)
     logits = hooked.adapter.classifier(hooked.final_norm(x))  # (layer, classes)
     probs = logits.softmax(-1)
@@ -149,13 +143,13 @@ def logit_lens_cls(hooked: HookedVideoTransformer, run, target: int, batch: int 
 
 
 @torch.inference_mode()
-def logit_lens_time_steps(hooked: HookedVideoTransformer, run, target: int, batch: int = 0) -> torch.Tensor:
+def logit_lens_time_steps(hooked: HookedVideoTransformer, run, target: int, batch_index: int = 0) -> torch.Tensor:
     """``(layer, time step)``: target logit of final LN + classifier on each patch token,
     averaged over the patches of each time step (tubelet time step; a frame for TimeSformer);
     layer 0 = embedding."""
     p = hooked.n_prefix
-    resids = [run.cache["hook_embed"][batch, p:]]
-    resids += [run.cache[f"blocks.{i}.hook_resid_post"][batch, p:] for i in range(hooked.n_layers)]
+    resids = [run.cache["hook_embed"][batch_index, p:]]
+    resids += [run.cache[f"blocks.{i}.hook_resid_post"][batch_index, p:] for i in range(hooked.n_layers)]
     x = torch.stack(resids)  # (layer, patches, d_model)
     logit = hooked.adapter.classifier(hooked.final_norm(x))[..., target]  # (layer, patches)
     return hooked.by_time_step(logit).mean((-1, -2))  # (layer, time step)
@@ -168,7 +162,7 @@ def token_dla_names(hooked: HookedVideoTransformer) -> list[str]:
 
 
 @torch.inference_mode()
-def token_dla(hooked: HookedVideoTransformer, run, target: int, batch: int = 0) -> dict:
+def token_dla(hooked: HookedVideoTransformer, run, target: int, batch_index: int = 0) -> dict:
     """Per-source-token attribution of the target logit through the last layer's attention
     (TimeSformer: its spatial attention, the one that writes to CLS).
 
@@ -179,42 +173,42 @@ def token_dla(hooked: HookedVideoTransformer, run, target: int, batch: int = 0) 
     """
     last = hooked.n_layers - 1
     c = run.cache
-    resid_final = readout(hooked, c[f"blocks.{last}.hook_resid_post"], batch)
+    resid_final = readout(hooked, c[f"blocks.{last}.hook_resid_post"], batch_index)
     u, k = frozen_ln_direction(hooked, resid_final, target)
-    x = c[f"blocks.{last}.{hooked.adapter.token_dla_input()}"]  # (batch, tokens, d_model)
+    x = c[f"blocks.{last}.{hooked.adapter.token_dla_input()}"]  # (batch_index, tokens, d_model)
     with torch.inference_mode():
-        per_token, bias = hooked.adapter.attention_by_source(last, c, batch)  # (tokens, d_model), (d_model,)
+        per_token, bias = hooked.adapter.attention_by_source(last, c, batch_index)  # (tokens, d_model), (d_model,)
         tokens = _project(u, per_token)
         out = {
             "tokens": tokens,
-            "resid_pre": float(_project(u, readout(hooked, x, batch))),
+            "resid_pre": float(_project(u, readout(hooked, x, batch_index))),
             "attn_bias": float(_project(u, bias)),
-            "mlp": float(_project(u, readout(hooked, c[f"blocks.{last}.hook_mlp_out"], batch))),
+            "mlp": float(_project(u, readout(hooked, c[f"blocks.{last}.hook_mlp_out"], batch_index))),
             "constant": float(k),
-            "logit": float(run.logits[batch, target]),
+            "logit": float(run.logits[batch_index, target]),
         }
     out["total"] = float(tokens.sum()) + out["resid_pre"] + out["attn_bias"] + out["mlp"] + out["constant"]
     return out
 
 
 @torch.inference_mode()
-def notebook_token_score(hooked: HookedVideoTransformer, run, target: int, batch: int = 0) -> torch.Tensor:
+def notebook_token_score(hooked: HookedVideoTransformer, run, target: int, batch_index: int = 0) -> torch.Tensor:
     """The author's simpler score: final-layer patch tokens . W_target (no LayerNorm).
 
     ``(patches,)`` in token order; needs the last ``hook_resid_post``.
     """
-    last = run.cache[f"blocks.{hooked.n_layers - 1}.hook_resid_post"][batch, hooked.n_prefix:]
+    last = run.cache[f"blocks.{hooked.n_layers - 1}.hook_resid_post"][batch_index, hooked.n_prefix:]
     return last @ hooked.W_U[:, target]
 
 
-def _integrate(f, x: torch.Tensor, base: torch.Tensor, steps: int, batch: int) -> torch.Tensor:
+def _integrate(f, x: torch.Tensor, base: torch.Tensor, steps: int, batch_size: int) -> torch.Tensor:
     """Integrated gradients of the scalar-per-row function ``f`` along the straight path from
     ``base`` to ``x`` (same shape): ``(x - base) * mean_k grad f(base + a_k (x - base))`` with
     midpoint nodes ``a_k = (k + 0.5) / steps``. ``f`` maps ``(n, *x.shape)`` to ``(n,)``."""
     alphas = (torch.arange(steps, dtype=x.dtype, device=x.device) + 0.5) / steps  # (steps,)
     grads = torch.zeros_like(x)
-    for i in range(0, steps, batch):
-        a = alphas[i : i + batch].view(-1, *([1] * x.dim()))
+    for i in range(0, steps, batch_size):
+        a = alphas[i : i + batch_size].view(-1, *([1] * x.dim()))
         xs = (base + a * (x - base)).detach().requires_grad_(True)  # (chunk, *x.shape)
         (g,) = torch.autograd.grad(f(xs).sum(), xs)
         grads += g.sum(0)
@@ -222,7 +216,7 @@ def _integrate(f, x: torch.Tensor, base: torch.Tensor, steps: int, batch: int) -
 
 
 def integrated_gradients(hooked: HookedVideoTransformer, pixel_values: torch.Tensor, target: int,
-                         steps: int = 32, batch: int = 8, baseline: torch.Tensor | None = None) -> dict:
+                         steps: int = 32, batch_size: int = 8, baseline: torch.Tensor | None = None) -> dict:
     """Integrated gradients of the target logit w.r.t. the input, summed per tubelet (token).
 
     ``IG_i = (x_i - x'_i) * mean_k dlogit/dx_i (x' + (k + 0.5)/steps * (x - x'))`` (midpoint
@@ -233,9 +227,9 @@ def integrated_gradients(hooked: HookedVideoTransformer, pixel_values: torch.Ten
     x = pixel_values[0]  # (frame, 3, H, W)
     base = torch.zeros_like(x) if baseline is None else baseline
     # memory-efficient attention (no tokens x tokens matrix kept for the backward pass);
-    # one step at a time at paper scale, where a batch of 8 would need tens of GB
-    batch = batch if hooked.n_tokens <= 1024 else 1
-    ig = _integrate(lambda xs: hooked.run(xs, grad=True).logits[:, target], x, base, steps, batch)
+    # one step at a time at paper scale, where a batch_size of 8 would need tens of GB
+    batch_size = batch_size if hooked.n_tokens <= 1024 else 1
+    ig = _integrate(lambda xs: hooked.run(xs, grad=True).logits[:, target], x, base, steps, batch_size)
     ft, fh, fw = hooked.adapter.tubelet
     T, R, C = hooked.grid
     per_cell = ig.reshape(T, ft, 3, R, fh, C, fw).sum((1, 2, 4, 6))  # (t, row, col)
@@ -249,7 +243,7 @@ def residual_ig_names(hooked: HookedVideoTransformer) -> list[str]:
     return [f"blocks.{hooked.n_layers - 1}.hook_resid_pre"]
 
 
-def residual_ig(hooked: HookedVideoTransformer, run, target: int, steps: int = 32, batch: int = 8,
+def residual_ig(hooked: HookedVideoTransformer, run, target: int, steps: int = 32, batch_size: int = 8,
                 batch_index: int = 0) -> dict:
     """Integrated gradients of the target logit w.r.t. the *patch tokens of the last block's
     input* (``blocks.{L-1}.hook_resid_pre``), the site where ``token_dla`` splits the logit
@@ -277,8 +271,8 @@ def residual_ig(hooked: HookedVideoTransformer, run, target: int, steps: int = 3
     def f(xs):  # (n, tokens, d_model) -> (n,)
         return hooked.run(start=(site, xs), grad=True).logits[:, target]
 
-    batch = batch if hooked.n_tokens <= 1024 else 1
-    ig = _integrate(f, x, base, steps, batch)  # (tokens, d_model); CLS row is zero
+    batch_size = batch_size if hooked.n_tokens <= 1024 else 1
+    ig = _integrate(f, x, base, steps, batch_size)  # (tokens, d_model); CLS row is zero
     per_token = ig[p:].sum(-1)  # (patches,)
     with torch.inference_mode():
         logit, base_logit = hooked.run(start=(site, torch.stack([x, base]))).logits[:, target].tolist()

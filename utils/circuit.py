@@ -240,11 +240,11 @@ def circuit_run(graph: Graph, clean_pixels: Tensor, reference: Tensor, keep: Ten
     return h.run(px, names={final}, hooks=hooks)[final]
 
 
-def mean_reference(graph: Graph, pixels: Tensor, batch: int = 8) -> Tensor:
+def mean_reference(graph: Graph, pixels: Tensor, batch_size: int = 8) -> Tensor:
     """Sender outputs averaged over clips (``(clip, frame, 3, H, W)``): the mean-ablation reference."""
     total = None
-    for i in range(0, len(pixels), batch):
-        run = graph.hooked.run(pixels[i:i + batch], names=graph.cache_names())
+    for i in range(0, len(pixels), batch_size):
+        run = graph.hooked.run(pixels[i:i + batch_size], names=graph.cache_names())
         out = graph.sender_outputs(run.cache).double().sum(0)
         total = out if total is None else total + out
     return (total / len(pixels)).float()
@@ -265,7 +265,7 @@ def top_edges(scores: Tensor, graph: Graph, n: int) -> Tensor:
 
 
 def faithfulness(graph: Graph, clean_pixels: Tensor, reference: Tensor, counterfactual_resid: Tensor,
-                 clean_resid: Tensor, scores: Tensor, sizes: list[int], batch: int = 8,
+                 clean_resid: Tensor, scores: Tensor, sizes: list[int], batch_size: int = 8,
                  counterfactual: bool = False) -> pd.DataFrame:
     """Faithfulness (percent, module docstring) of the top-``n`` circuit for every ``n`` in
     ``sizes``, on one clean input. ``counterfactual_resid``, ``clean_resid``: final residuals
@@ -280,8 +280,8 @@ def faithfulness(graph: Graph, clean_pixels: Tensor, reference: Tensor, counterf
         run = [n for n in sizes if n < graph.n_edges]  # every edge kept: the clean run itself
         keeps = [top_edges(scores, graph, n) for n in run]
         keeps = torch.stack(keeps + ([torch.zeros_like(graph.valid)] if empty is None else []))
-        v = torch.cat([metric(circuit_run(graph, clean_pixels, reference, keeps[i:i + batch])).double().cpu()
-                       for i in range(0, len(keeps), batch)]).numpy()
+        v = torch.cat([metric(circuit_run(graph, clean_pixels, reference, keeps[i:i + batch_size])).double().cpu()
+                       for i in range(0, len(keeps), batch_size)]).numpy()
     if empty is None:
         empty, v = float(v[-1]), v[:-1]
     v = np.array([full if n >= graph.n_edges else v[run.index(n)] for n in sizes])

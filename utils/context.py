@@ -66,7 +66,7 @@ def open_analysis(profile: str, output_dir: str = "", data_dir: str = "", *, dev
                          f"PREPROCESS={prepared_mode}; run every notebook with the same PREPROCESS")
     hooked = HookedVideoTransformer(loaded)
     out = ensure_writable_dir(output_dir or paths.figures_dir(profile))
-    print(f"model: {loaded.name} on {loaded.device}, {loaded.num_layers} layers x {loaded.num_heads} heads, "
+    print(f"model: {loaded.name} on {loaded.device}, {loaded.n_layers} layers x {loaded.n_heads} heads, "
           f"{hooked.n_tokens} tokens; target class {loaded.target_index} = {loaded.target_label!r}")
     print(data.note())
     return Analysis(loaded, hooked, out, data)

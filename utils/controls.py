@@ -202,16 +202,16 @@ def outcome_classification(table: pd.DataFrame, strike: int, gutter: int) -> pd.
     return pd.DataFrame(rows)
 
 
-def _runs(hooked: HookedVideoTransformer, pixels: torch.Tensor, names: set[str], batch: int) -> Run:
-    """Clean runs of ``pixels`` ``(clip, frame, 3, H, W)`` in batches of ``batch``, caching
+def _runs(hooked: HookedVideoTransformer, pixels: torch.Tensor, names: set[str], batch_size: int) -> Run:
+    """Clean runs of ``pixels`` ``(clip, frame, 3, H, W)`` in batches of ``batch_size``, caching
     ``names``; logits and cache concatenated over clips (kept on the model's device, where
     patched runs start from them)."""
-    parts = [hooked.run(pixels[i : i + batch], names=names) for i in range(0, len(pixels), batch)]
+    parts = [hooked.run(pixels[i : i + batch_size], names=names) for i in range(0, len(pixels), batch_size)]
     return Run(torch.cat([p.logits for p in parts]), {k: torch.cat([p.cache[k] for p in parts]) for k in names})
 
 
 def pair_measures(hooked: HookedVideoTransformer, data, pairs: list[tuple[str, str]], metric: int | tuple[int, int],
-                  target: int, shared_kind: str | None = None, batch: int = 16) -> PairMeasures:
+                  target: int, shared_kind: str | None = None, batch_size: int = 16) -> PairMeasures:
     """The module's measures for every pair ``(a, b)`` of prepared clip ids (``data``:
     ``utils.data.Prepared``), ``metric``: ``metric_values``'s classes, ``target``: the class whose
     logit patching reads.
@@ -234,8 +234,8 @@ def pair_measures(hooked: HookedVideoTransformer, data, pairs: list[tuple[str, s
         names |= set(needed_target_names(hooked))
         names |= {f"blocks.{lay}.{site}" for lay in range(L) for site in hooked.components.values()}
     names |= {f"blocks.{lay}.{site}" for lay in range(L) for site in hooked.head_sites.values()}  # AtP's sources
-    run = _runs(hooked, pixels, names, batch)
-    # a toy model runs every patch of a sweep in one batch (measured on 2 cores: 35% faster than 8 at a time)
+    run = _runs(hooked, pixels, names, batch_size)
+    # a toy model runs every patch of a sweep in one batch_size (measured on 2 cores: 35% faster than 8 at a time)
     sweep_batch = L * len(hooked.components) if auto_batch_size(hooked) > 1 else 1
     last = f"blocks.{L - 1}.hook_resid_post"
     with torch.inference_mode():

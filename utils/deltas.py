@@ -19,13 +19,13 @@ def delta_names(hooked: HookedVideoTransformer) -> list[str]:
 
 
 @torch.inference_mode()
-def delta_norms(hooked: HookedVideoTransformer, run_a, run_b, batch: int = 0) -> pd.DataFrame:
+def delta_norms(hooked: HookedVideoTransformer, run_a, run_b, batch_index: int = 0) -> pd.DataFrame:
     """One row per site: ``layer`` (-1 = embedding), ``site``, ``mean_token_norm``,
     ``patch_mean_norm``, ``cls_norm``, and ``relative`` (mean_token_norm divided by the mean
     token norm of run b at that site: how large the difference is against the stream)."""
     rows = []
     for layer, name in zip(range(-1, hooked.n_layers), delta_names(hooked), strict=True):
-        a, b = run_a.cache[name][batch], run_b.cache[name][batch]  # (tokens, d_model)
+        a, b = run_a.cache[name][batch_index], run_b.cache[name][batch_index]  # (tokens, d_model)
         norms = (a - b).norm(dim=-1)
         rows.append({
             "layer": layer,

@@ -268,7 +268,8 @@ def _pair_state(graph: Graph, data, s_id: str, g_id: str):
 
 
 def faithfulness_curve(graph: Graph, data, pairs: list[tuple[str, str]], scores: torch.Tensor, sizes: list[int],
-                       mean_ref: torch.Tensor | None = None, batch: int = 8, progress: bool = True) -> pd.DataFrame:
+                       mean_ref: torch.Tensor | None = None, batch_size: int = 8,
+                       progress: bool = True) -> pd.DataFrame:
     """Faithfulness (percent) of the top-``n`` circuit for each ``n`` in ``sizes`` on every pair
     (strike clean; dropped edges carry the pair's gutter run, and, with ``mean_ref``, separately
     the mean sender outputs). Columns: ``pair``, ``ablation``, ``n_edges``, ``faithfulness_pct``."""
@@ -279,7 +280,7 @@ def faithfulness_curve(graph: Graph, data, pairs: list[tuple[str, str]], scores:
         if mean_ref is not None:
             refs["mean"] = mean_ref
         for ablation, ref in refs.items():
-            f = faithfulness(graph, data.pixels(s_id), ref, cf_final, clean_final, scores, sizes, batch,
+            f = faithfulness(graph, data.pixels(s_id), ref, cf_final, clean_final, scores, sizes, batch_size,
                              counterfactual=ablation == "counterfactual")
             rows.append(f[["n_edges", "faithfulness_pct"]].assign(pair=_name(s_id), ablation=ablation))
     return pd.concat(rows, ignore_index=True)[["pair", "ablation", "n_edges", "faithfulness_pct"]]

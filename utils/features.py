@@ -15,23 +15,25 @@ import numpy as np
 from utils.plotting import to_numpy
 
 
-def layer_features(run, n_layers: int, tokens: int | slice = 0, batch: int = 0) -> np.ndarray:
-    """``blocks.{l}.hook_resid_post[batch, tokens]`` for every layer ``l``, stacked:
+def layer_features(run, n_layers: int, tokens: int | slice = 0, batch_index: int = 0) -> np.ndarray:
+    """``blocks.{l}.hook_resid_post[batch_index, tokens]`` for every layer ``l``, stacked:
     ``(layer, d_model)`` for one token (0 = CLS), ``(layer, tokens, d_model)`` for a slice
     (``slice(1, None)``: the patch tokens)."""
-    return np.stack([to_numpy(run[f"blocks.{layer}.hook_resid_post"][batch, tokens]) for layer in range(n_layers)])
+    return np.stack([to_numpy(run[f"blocks.{layer}.hook_resid_post"][batch_index, tokens])
+                     for layer in range(n_layers)])
 
 
-def readout_features(hooked, run, batch: int = 0) -> np.ndarray:
+def readout_features(hooked, run, batch_index: int = 0) -> np.ndarray:
     """``(layer, d_model)``: what the classifier would read after every block (the CLS token;
     VideoMAE, which has none: the mean of all tokens)."""
-    return np.stack([to_numpy(hooked.readout_tokens(run[f"blocks.{layer}.hook_resid_post"][batch : batch + 1])[0])
+    one = slice(batch_index, batch_index + 1)
+    return np.stack([to_numpy(hooked.readout_tokens(run[f"blocks.{layer}.hook_resid_post"][one])[0])
                      for layer in range(hooked.n_layers)])
 
 
-def patch_features(hooked, run, batch: int = 0) -> np.ndarray:
+def patch_features(hooked, run, batch_index: int = 0) -> np.ndarray:
     """``(layer, patches, d_model)``: the patch tokens after every block, in token order."""
-    return layer_features(run, hooked.n_layers, tokens=slice(hooked.n_prefix, None), batch=batch)
+    return layer_features(run, hooked.n_layers, tokens=slice(hooked.n_prefix, None), batch_index=batch_index)
 
 
 def pair_design(pairs: list[tuple[str, str]]) -> tuple[list[str], np.ndarray, np.ndarray]:

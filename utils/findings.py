@@ -169,36 +169,36 @@ def claim_probe(probes: dict) -> Claim:
     logistic probe (the paper's probe on held-out pairs) is reported beside it."""
     s = probes["summary"].set_index(["kind", "feature"])
     bp = probes["by_pair"]
-    cls = s.loc[("matched", "cls")]
-    g = bp[(bp.kind == "matched") & (bp.feature == "cls") & (bp.layer == cls.best_layer)]
+    r = s.loc[("matched", "readout")]
+    g = bp[(bp.kind == "matched") & (bp.feature == "readout") & (bp.layer == r.best_layer)]
     gest, glo, ghi = _ci(g, "accuracy")
-    n_layers = bp[bp.feature == "cls"].layer.nunique()
-    grouped = (f"the grouped logistic probe (5 folds by pair): best layer {int(cls.best_layer)}, "
-               f"{_fmt(100 * gest, 100 * glo, 100 * ghi, '%')}, p = {cls.p_best:.3f}")
-    if "paired_p_best" not in cls.index or "paired_by_pair" not in probes:  # inputs saved before the paired probe
+    n_layers = bp[bp.feature == "readout"].layer.nunique()
+    grouped = (f"the grouped logistic probe (5 folds by pair): best layer {int(r.best_layer)}, "
+               f"{_fmt(100 * gest, 100 * glo, 100 * ghi, '%')}, p = {r.p_best:.3f}")
+    if "paired_p_best" not in r.index or "paired_by_pair" not in probes:  # inputs saved before the paired probe
         return Claim("probe", "The model represents the outcome internally (linear probe)",
-                     f"CLS, held-out matched pairs: {grouped} (rule: best-layer p < {ALPHA})",
-                     rule_probe(float(cls.p_best)), float(cls.p_best), "probe_accuracy")
+                     f"readout (CLS) token, held-out matched pairs: {grouped} (rule: best-layer p < {ALPHA})",
+                     rule_probe(float(r.p_best)), float(r.p_best), "probe_accuracy")
     pp = probes["paired_by_pair"]
-    pg = pp[(pp.kind == "matched") & (pp.feature == "cls") & (pp.layer == cls.paired_best_layer)]
+    pg = pp[(pp.kind == "matched") & (pp.feature == "readout") & (pp.layer == r.paired_best_layer)]
     est, lo, hi = _ci(pg, "accuracy")
     return Claim("probe", "The model represents the outcome internally (linear probe)",
-                 f"paired probe on the CLS token (each held-out pair's strike-minus-gutter difference against "
-                 f"the other pairs' mean difference), best layer {int(cls.paired_best_layer)}: "
-                 f"{_fmt(100 * est, 100 * lo, 100 * hi, '%')} of pairs, p = {cls.paired_p_best:.3f} for the best "
-                 f"of {n_layers} layers ({int(cls.n_perm)} sign flips of whole pairs, max over layers); {grouped} "
+                 f"paired probe on the readout (CLS) token (each held-out pair's strike-minus-gutter difference "
+                 f"against the other pairs' mean difference), best layer {int(r.paired_best_layer)}: "
+                 f"{_fmt(100 * est, 100 * lo, 100 * hi, '%')} of pairs, p = {r.paired_p_best:.3f} for the best "
+                 f"of {n_layers} layers ({int(r.n_perm)} sign flips of whole pairs, max over layers); {grouped} "
                  f"(rule: the paired probe's p < {ALPHA})",
-                 rule_probe(float(cls.paired_p_best)), float(cls.paired_p_best), "probe_accuracy")
+                 rule_probe(float(r.paired_p_best)), float(r.paired_p_best), "probe_accuracy")
 
 
 def claim_layer0(probes: dict) -> Claim:
     bp = probes["by_pair"]
-    l0 = {k: _ci(d, "accuracy") for k, d in bp[(bp.feature == "cls") & (bp.layer == 0)].groupby("kind")}
+    l0 = {k: _ci(d, "accuracy") for k, d in bp[(bp.feature == "readout") & (bp.layer == 0)].groupby("kind")}
     txt = ", ".join(f"{k} pairs {100 * v[0]:.0f}% [{100 * v[1]:.0f}, {100 * v[2]:.0f}]" for k, v in l0.items())
     return Claim("layer0", "(Ours) The paper's 100% probe accuracy from layer 0 (its 'fingerprint' of surface "
                  "differences) does not transfer to held-out pairs",
-                 f"grouped CLS probe at layer 0 on held-out pairs: {txt}; the paper's single-pair probes are 100% "
-                 "by construction (rule: held-out accuracy on matched pairs < 90%)",
+                 f"grouped readout-token probe at layer 0 on held-out pairs: {txt}; the paper's single-pair probes "
+                 "are 100% by construction (rule: held-out accuracy on matched pairs < 90%)",
                  rule_layer0_surface(l0["matched"][0]) if "matched" in l0 else NOT_SUPPORTED)
 
 

@@ -151,11 +151,11 @@ class LoadedModel:
         return self.id2label[self.target_index]
 
     @property
-    def num_layers(self) -> int:
+    def n_layers(self) -> int:
         return self.config.num_hidden_layers
 
     @property
-    def num_heads(self) -> int:
+    def n_heads(self) -> int:
         return self.config.num_attention_heads
 
     @property
@@ -184,14 +184,14 @@ class LoadedModel:
         return self.num_frames // t, self.image_size // h, self.image_size // w
 
     @property
-    def num_patches(self) -> int:
+    def n_patches(self) -> int:
         t, r, c = self.grid
         return t * r * c
 
     @property
-    def num_tokens(self) -> int:
+    def n_tokens(self) -> int:
         """Patch tokens plus CLS where there is one."""
-        return self.num_patches + int(self.has_cls)
+        return self.n_patches + int(self.has_cls)
 
     def frame_indices(self, clip_frames: int) -> np.ndarray:
         """Which frames of a ``clip_frames`` clip the model reads (see the module docstring)."""

@@ -22,8 +22,8 @@ from tqdm.auto import tqdm
 
 from utils import memo
 from utils.ablation import ablation_names, top_fraction_ablation, top_vs_random
-from utils.attention import cls_attention_names, readout_attention_row
-from utils.attribution import complete_residual_ig, logit_lens_cls, residual_ig_names, token_dla, token_dla_names
+from utils.attention import readout_attention_names, readout_attention_row
+from utils.attribution import complete_residual_ig, logit_lens_readout, residual_ig_names, token_dla, token_dla_names
 from utils.data import CANONICAL_GUTTER, CANONICAL_STRIKE
 from utils.deltas import delta_names, delta_norms
 from utils.features import pair_design
@@ -56,7 +56,7 @@ def _clean(hooked: HookedVideoTransformer, data, clip_id: str, names) -> object:
 def ig_names(hooked: HookedVideoTransformer) -> set[str]:
     """What ``ig_vs_dla_pairs`` (and ``residual_ig_of``) read of a clean run."""
     last = hooked.n_layers - 1
-    return set(token_dla_names(hooked)) | set(residual_ig_names(hooked)) | {cls_attention_names(hooked)[last]}
+    return set(token_dla_names(hooked)) | set(residual_ig_names(hooked)) | {readout_attention_names(hooked)[last]}
 
 
 def residual_ig_of(hooked: HookedVideoTransformer, data, clip_id: str, target: int, steps: int = 16, rtol: float = 0.01,
@@ -102,7 +102,7 @@ def _analyse_pair(hooked: HookedVideoTransformer, pixels: dict, target: int, pai
     out["patching"] = pd.concat(sweeps, ignore_index=True)
     lens = []
     for k, r in runs.items():
-        d = logit_lens_cls(hooked, r, target)
+        d = logit_lens_readout(hooked, r, target)
         top = d[d["rank"] == 0].layer
         lens.append({"run": k, "first_top_layer": int(top.min()) if len(top) else -1,
                      "final_logit": float(d.logit.iloc[-1]), **tag})
@@ -144,36 +144,37 @@ def mlp_minus_attention(patching: pd.DataFrame, value: str = "recovery_notebook_
 
 
 PROBE_SITES = {  # probe features -> their site dimensions (before d_model)
-    "cls": ("layer",),  # the readout token after each block (the paper's probe: CLS; VideoMAE: the token mean)
+    "readout": ("layer",),  # the readout token after each block (the paper's probe: CLS; VideoMAE: the token mean)
     "patch_mean": ("layer",),  # the mean of all patch tokens after each block
     "time_step_mean": ("layer", "time_step"),  # the mean of the patch tokens of each tubelet time step
 }
 
 
 @torch.inference_mode()
-def probe_features(hooked: HookedVideoTransformer, data, ids: list[str], batch: int = 16) -> dict[str, torch.Tensor]:
+def probe_features(hooked: HookedVideoTransformer, data, ids: list[str],
+                   batch_size: int = 16) -> dict[str, torch.Tensor]:
     """Features of ``PROBE_SITES`` from the residual stream after every block, on the CPU:
     ``cls`` and ``patch_mean`` ``(clip, layer, d_model)``, ``time_step_mean``
     ``(clip, layer, time step, d_model)``."""
     site = [f"blocks.{i}.hook_resid_post" for i in range(hooked.n_layers)]
     T, R, C = hooked.grid
     parts: dict[str, list] = {k: [] for k in PROBE_SITES}
-    for i in range(0, len(ids), batch):
-        px = torch.cat([data.pixels(c) for c in ids[i : i + batch]])
+    for i in range(0, len(ids), batch_size):
+        px = torch.cat([data.pixels(c) for c in ids[i : i + batch_size]])
         r = hooked.run(px, names=site)
         x = torch.stack([r[s] for s in site], 1)  # (clip, layer, tokens, d_model)
         order = hooked.patch_order().flatten().to(x.device)  # (t, row, col) -> patch index (TimeSformer: frame last)
         patches = x[:, :, hooked.n_prefix:][:, :, order].reshape(*x.shape[:2], T, R * C, x.shape[-1])
         # what the classifier reads: CLS, or (VideoMAE) the mean of all tokens
-        parts["cls"].append(hooked.readout_tokens(x.flatten(0, 1)).reshape(*x.shape[:2], -1).cpu())
+        parts["readout"].append(hooked.readout_tokens(x.flatten(0, 1)).reshape(*x.shape[:2], -1).cpu())
         parts["patch_mean"].append(patches.mean((2, 3)).cpu())
         parts["time_step_mean"].append(patches.mean(3).cpu())
     return {k: torch.cat(v) for k, v in parts.items()}
 
 
-def cls_features(hooked: HookedVideoTransformer, data, ids: list[str], batch: int = 16) -> torch.Tensor:
+def clip_readout_features(hooked: HookedVideoTransformer, data, ids: list[str], batch_size: int = 16) -> torch.Tensor:
     """``(clip, layer, d_model)``: the CLS residual after every block, for probes."""
-    return probe_features(hooked, data, ids, batch)["cls"]
+    return probe_features(hooked, data, ids, batch_size)["readout"]
 
 
 def probe_pairs(hooked: HookedVideoTransformer, data, pair_sets: dict[str, list[tuple[str, str]]], n_splits: int = 5,
@@ -396,7 +397,8 @@ def probe_figure(table: pd.DataFrame):
     null; (c) matched pairs, mean patch token of each time step x layer. ``table``:
     ``probe_table`` output."""
     fig, axes = plt.subplots(1, 3, figsize=(18, 4.2), gridspec_kw={"width_ratios": [1, 1, 1.1]})
-    for ax, feature, title in ((axes[0], "cls", "(a) CLS token"), (axes[1], "patch_mean", "(b) mean patch token")):
+    panels = ((axes[0], "readout", "(a) readout token (CLS)"), (axes[1], "patch_mean", "(b) mean patch token"))
+    for ax, feature, title in panels:
         for kind, col in KIND_COLOURS.items():
             d = table[(table.kind == kind) & (table.feature == feature)]
             if not len(d):

@@ -221,22 +221,22 @@ def layout_heatmaps(layouts: dict, title: str):
     return fig
 
 
-def logit_lens_figure(lens, frames_lens: dict, target_label: str):
+def logit_lens_figure(lens, time_step_lens: dict, target_label: str):
     """Fig. 2: (a) the CLS logit lens per run (``lens``: ``run``, ``layer``, ``logit``), then per
-    run the lens on patch tokens per time step (``frames_lens``: run -> ``(layer, time step)``),
+    run the lens on patch tokens per time step (``time_step_lens``: run -> ``(layer, time step)``),
     every heatmap on one symmetric colour scale so that the runs can be compared."""
-    fig, axes = plt.subplots(1, 1 + len(frames_lens), figsize=(16, 4.2),
-                             gridspec_kw={"width_ratios": [1.1] + [1] * len(frames_lens)})
+    fig, axes = plt.subplots(1, 1 + len(time_step_lens), figsize=(16, 4.2),
+                             gridspec_kw={"width_ratios": [1.1] + [1] * len(time_step_lens)})
     by_run = {k: d.sort_values("layer") for k, d in lens.groupby("run", sort=False)}
     layers = next(iter(by_run.values())).layer.to_numpy()
     line_by_run(axes[0], layers, {k: d.logit.to_numpy() for k, d in by_run.items()},
                 f"'{target_label}' logit", "(a) CLS logit lens", "layer (0 = embedding)")
-    lim = symmetric_limit(*frames_lens.values())
-    for ax, letter, (name, m) in zip(axes[1:], "bcdefgh", frames_lens.items(), strict=False):
+    lim = symmetric_limit(*time_step_lens.values())
+    for ax, letter, (name, m) in zip(axes[1:], "bcdefgh", time_step_lens.items(), strict=False):
         heatmap(ax, m, f"({letter}) lens per time step: {name}", "time step", "layer (0 = embedding)",
                 cmap="RdBu_r", center=0, vmin=-lim, vmax=lim, cbar_label="mean patch logit")
         ax.invert_yaxis()
-    fig.suptitle(f"Fig. 2 · Where the '{target_label}' logit appears, across layers and frames")
+    fig.suptitle(f"Fig. 2 · Where the '{target_label}' logit appears, across layers and time steps")
     fig.tight_layout()
     return fig
 
@@ -342,7 +342,7 @@ def component_ablation_figure(comp, target_label: str, head_run: str = "strike")
         ax.set_title(f"{how}-ablation of one component")
         ax.legend(fontsize=7)
     heads = comp[(comp.run == head_run) & (comp.how == "mean") & comp.component.str.endswith("head")]
-    if len(heads):  # TimeSformer: a row per layer and attention step ("attention_time head", ...)
+    if len(heads):  # TimeSformer: a row per layer and attention step (attention_time_head, ...)
         rows = "layer" if heads.component.nunique() == 1 else ["layer", "component"]
         heatmap(axes[2], heads.pivot(index=rows, columns="head", values="delta_target_logit"),
                 f"mean-ablation of one head ({head_run})", "head", "layer", cmap="RdBu_r", center=0,

@@ -283,11 +283,11 @@ def dataset(split: str, outcomes=OUTCOMES, label_of: Callable = action_label
 
 
 @torch.inference_mode()
-def predict(model, clips: np.ndarray, batch: int = 64, preprocess=fast_preprocess) -> np.ndarray:
+def predict(model, clips: np.ndarray, batch_size: int = 64, preprocess=fast_preprocess) -> np.ndarray:
     model.eval()
     preds = []
-    for i in range(0, len(clips), batch):
-        x = preprocess(torch.from_numpy(clips[i : i + batch]))
+    for i in range(0, len(clips), batch_size):
+        x = preprocess(torch.from_numpy(clips[i : i + batch_size]))
         preds.append(model(pixel_values=x).logits.argmax(-1).numpy())
     return np.concatenate(preds)
 

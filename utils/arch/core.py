@@ -227,7 +227,7 @@ class Adapter:
     def token_dla_names(self, layer: int) -> list[str]:
         raise NotImplementedError
 
-    def attention_by_source(self, layer: int, cache: dict, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def attention_by_source(self, layer: int, cache: dict, batch_index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Readout of the decomposed attention's output split by source token:
         ``(per_token (tokens, d_model), bias (d_model,))``; they sum to
         ``readout_tokens(attention output)``."""
@@ -446,10 +446,6 @@ class HookedVideoTransformer:
         """Patch values ``(..., patches)`` (prefix tokens dropped, token order) -> ``(..., t, row, col)``."""
         order = self.patch_order().to(per_patch.device)
         return per_patch[..., order]
-
-    def by_frame(self, per_patch: torch.Tensor) -> torch.Tensor:
-        """Deprecated alias of ``by_time_step`` (a tubelet time step is not a frame)."""
-        return self.by_time_step(per_patch)
 
     def to_token_order(self, per_cell: torch.Tensor) -> torch.Tensor:
         """Inverse of ``by_time_step``: ``(..., t, row, col)`` -> ``(..., patches)`` in token order."""

@@ -174,17 +174,17 @@ class TimesformerAdapter(Adapter):
     def token_dla_names(self, layer: int) -> list[str]:
         return [f"blocks.{layer}.hook_resid_mid_time", f"blocks.{layer}.attn_space.hook_pattern_cls"]
 
-    def attention_by_source(self, layer: int, cache: dict, batch: int):
+    def attention_by_source(self, layer: int, cache: dict, batch_index: int):
         """CLS output of the spatial attention = mean over frames f of ``sum_s sum_h
         A_h^f[CLS, s] v_s^h W_O^h`` + ``b_O``: a patch token is a key in its own frame only;
         the CLS is a key in every frame."""
         T, R, C = self.grid
         blk = self.blocks[layer]
-        y = cache[f"blocks.{layer}.hook_resid_mid_time"][batch : batch + 1]  # (1, tokens, d)
+        y = cache[f"blocks.{layer}.hook_resid_mid_time"][batch_index : batch_index + 1]  # (1, tokens, d)
         seq = self._space_sequences(y)  # (frame, 1 + P, d)
         _, _, v = self._qkv(blk.attention.attention, blk.layernorm_before(seq))  # (frame, head, 1 + P, d_head)
         ov = torch.einsum("fhsd,hdm->fshm", v, self.W_O(layer, "attention_space"))  # (frame, 1 + P, head, d)
-        pattern = cache[f"blocks.{layer}.attn_space.hook_pattern_cls"][batch]  # (frame, head, 1 + P)
+        pattern = cache[f"blocks.{layer}.attn_space.hook_pattern_cls"][batch_index]  # (frame, head, 1 + P)
         per_key = torch.einsum("fhs,fshm->fsm", pattern, ov) / T  # (frame, 1 + P, d)
         per_token = torch.cat([per_key[:, 0].sum(0, keepdim=True),  # CLS: a key in every frame
                                per_key[:, 1:].transpose(0, 1).reshape(R * C * T, -1)])  # (row, col, frame)

@@ -97,14 +97,14 @@ class VideoMAEAdapter(Adapter):
     def token_dla_names(self, layer: int) -> list[str]:
         return [f"blocks.{layer}.hook_resid_pre", f"blocks.{layer}.attn.hook_pattern"]
 
-    def attention_by_source(self, layer: int, cache: dict, batch: int):
+    def attention_by_source(self, layer: int, cache: dict, batch_index: int):
         """Readout of the attention output = ``sum_s sum_h a_h[s] v_s^h W_O^h + b_O`` with
         ``a_h[s]`` the pattern column of key s averaged over the queries the readout pools
         (all of them with mean pooling, query 0 otherwise). Needs the full pattern."""
         blk = self.blocks[layer]
-        x = cache[f"blocks.{layer}.hook_resid_pre"][batch]  # (tokens, d_model)
+        x = cache[f"blocks.{layer}.hook_resid_pre"][batch_index]  # (tokens, d_model)
         v = blk.attention.attention.value(blk.layernorm_before(x)).view(x.shape[0], self.n_heads, self.d_head)
         ov = torch.einsum("thd,hdm->thm", v, self.W_O(layer))  # (tokens, head, d_model)
-        pattern = cache[f"blocks.{layer}.attn.hook_pattern"][batch]  # (head, query, key)
+        pattern = cache[f"blocks.{layer}.attn.hook_pattern"][batch_index]  # (head, query, key)
         weights = self.readout_tokens(pattern.transpose(0, 1)[None])[0]  # (head, key)
         return torch.einsum("ht,thm->tm", weights, ov), self.b_O(layer)

@@ -123,12 +123,12 @@ class VivitAdapter(Adapter):
     def token_dla_names(self, layer: int) -> list[str]:
         return [f"blocks.{layer}.hook_resid_pre", f"blocks.{layer}.attn.hook_pattern_cls"]
 
-    def attention_by_source(self, layer: int, cache: dict, batch: int):
+    def attention_by_source(self, layer: int, cache: dict, batch_index: int):
         """CLS output of the attention = sum over source tokens s and heads h of
         ``A_h[CLS, s] v_s^h W_O^h`` plus ``b_O`` (the pattern rows sum to one)."""
         blk = self.blocks[layer]
-        x = cache[f"blocks.{layer}.hook_resid_pre"][batch]  # (tokens, d_model)
+        x = cache[f"blocks.{layer}.hook_resid_pre"][batch_index]  # (tokens, d_model)
         v = blk.attention.v_proj(blk.layernorm_before(x)).view(x.shape[0], self.n_heads, self.d_head)
         ov = torch.einsum("thd,hdm->thm", v, self.W_O(layer))  # (tokens, head, d_model)
-        pattern = cache[f"blocks.{layer}.attn.hook_pattern_cls"][batch]  # (head, tokens)
+        pattern = cache[f"blocks.{layer}.attn.hook_pattern_cls"][batch_index]  # (head, tokens)
         return torch.einsum("ht,thm->tm", pattern, ov), self.b_O(layer)
