@@ -260,7 +260,8 @@ def test_update_across_rewrites_only_its_block(tmp_path):
     assert F.main(["--check", *args]) == 1
     plain = tmp_path / "plain.md"  # a README without the markers is left alone
     plain.write_text(f"{F.README_START}\nx\n{F.README_END}\n")
-    assert F.update_across(plain, tmp_path / "table17_across_architectures.csv") is False
+    assert F.update_block(plain, F.ACROSS_START, F.ACROSS_END,
+                          F.across_block(tmp_path / "table17_across_architectures.csv")) is False
 
 
 def test_readme_across_block_is_the_committed_table_17():

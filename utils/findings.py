@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -645,20 +646,19 @@ def readme_current_block(readme: str | Path, start_marker: str = README_START,
     return text[start : end + len(end_marker)]
 
 
-def has_across_block(readme: str | Path) -> bool:
-    """Whether the README holds notebook 07's markers (``ACROSS_START`` ... ``ACROSS_END``)."""
+def has_block(readme: str | Path, start_marker: str, end_marker: str) -> bool:
+    """Whether the README holds both markers."""
     text = Path(readme).read_text()
-    return ACROSS_START in text and ACROSS_END in text
+    return start_marker in text and end_marker in text
 
 
-def update_across(readme: str | Path | None = None, table_csv: str | Path | None = None) -> bool:
-    """Rewrite the README's across-architectures block from ``table_csv``; True if it changed.
-    A README without the markers is left alone."""
-    readme = Path(readme or paths.REPO_ROOT / "README.md")
-    if not has_across_block(readme):
+def update_block(readme: str | Path, start_marker: str, end_marker: str, new: str) -> bool:
+    """Replace the README's text from ``start_marker`` to ``end_marker`` (both included) by
+    ``new``; True if it changed. A README without the markers is left alone (False)."""
+    readme = Path(readme)
+    if not has_block(readme, start_marker, end_marker):
         return False
-    old = readme_current_block(readme, ACROSS_START, ACROSS_END)
-    new = across_block(table_csv)
+    old = readme_current_block(readme, start_marker, end_marker)
     if old == new:
         return False
     readme.write_text(readme.read_text().replace(old, new))
@@ -693,34 +693,24 @@ def circuits_block(folder: str | Path | None = None) -> str:
     return "\n".join([CIRCUITS_START, note, *(f"* {line}" for line in lines), CIRCUITS_END])
 
 
-def update_circuits(readme: str | Path | None = None, folder: str | Path | None = None) -> bool:
-    """Rewrite the README's circuit-discovery block; True if it changed (no markers: left alone)."""
-    readme = Path(readme or paths.REPO_ROOT / "README.md")
-    text = readme.read_text()
-    if CIRCUITS_START not in text or CIRCUITS_END not in text:
-        return False
-    old = readme_current_block(readme, CIRCUITS_START, CIRCUITS_END)
-    new = circuits_block(folder)
-    if old == new:
-        return False
-    readme.write_text(text.replace(old, new))
-    return True
+def blocks(findings_md=None, across_csv=None, circuits_folder=None) -> list[tuple[str, str, str, Callable]]:
+    """Every generated README block: ``(what, start marker, end marker, () -> its text)``."""
+    return [("claims table", README_START, README_END, lambda: readme_block(findings_md)),
+            ("across-architectures findings", ACROSS_START, ACROSS_END, lambda: across_block(across_csv)),
+            ("circuit findings", CIRCUITS_START, CIRCUITS_END, lambda: circuits_block(circuits_folder))]
 
 
 def update_readme(readme: str | Path | None = None, findings_md: str | Path | None = None) -> bool:
     """Rewrite the README's claims block from ``findings_md``; True if it changed."""
     readme = Path(readme or paths.REPO_ROOT / "README.md")
-    old = readme_current_block(readme)
-    new = readme_block(findings_md)
-    if old == new:
-        return False
-    readme.write_text(readme.read_text().replace(old, new))
-    return True
+    readme_current_block(readme)  # raises when the claims markers are missing
+    return update_block(readme, README_START, README_END, readme_block(findings_md))
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description="Rewrite README.md's claims table from figures/toy/findings.md "
-                                     "(and notebook 07's findings from its table 17).")
+    parser = argparse.ArgumentParser(description="Rewrite README.md's generated blocks: the claims table from "
+                                     "figures/toy/findings.md, notebook 07's findings from its table 17, notebook "
+                                     "08's from tables 18-21.")
     parser.add_argument("--check", action="store_true", help="only compare; exit 1 if the README differs")
     parser.add_argument("--readme", default=None)
     parser.add_argument("--findings", default=None, help="findings.md (default: figures/toy/findings.md)")
@@ -728,30 +718,20 @@ def main(argv=None) -> int:
                         help="notebook 07's table (default: figures/toy/table17_across_architectures.csv)")
     args = parser.parse_args(argv)
     readme = Path(args.readme or paths.REPO_ROOT / "README.md")
-    across = has_across_block(readme)
-    if args.check:
-        same = readme_current_block(readme) == readme_block(args.findings)
-        print("README claims table matches the findings" if same else "README claims table differs from the findings")
-        if across:
-            same_across = readme_current_block(readme, ACROSS_START, ACROSS_END) == across_block(args.across)
-            print("README across-architectures findings match table 17" if same_across
-                  else "README across-architectures findings differ from table 17")
-            same = same and same_across
-        if CIRCUITS_START in readme.read_text():
-            same_circuits = readme_current_block(readme, CIRCUITS_START, CIRCUITS_END) == circuits_block()
-            print("README circuit findings match tables 18-21" if same_circuits
-                  else "README circuit findings differ from tables 18-21")
-            same = same and same_circuits
-        return 0 if same else 1
-    changed = update_readme(readme, args.findings)
-    print("README claims table rewritten" if changed else "README claims table already up to date")
-    if across:
-        changed = update_across(readme, args.across)
-        print("README across-architectures findings rewritten" if changed
-              else "README across-architectures findings already up to date")
-    if update_circuits(readme):
-        print("README circuit findings rewritten")
-    return 0
+    readme_current_block(readme)  # the claims markers are required; the others are optional
+    same = True
+    for what, start, end, make in blocks(args.findings, args.across):
+        if not has_block(readme, start, end):
+            continue
+        text = make()
+        if args.check:
+            ok = readme_current_block(readme, start, end) == text
+            print(f"README {what} {'match' if ok else 'differ from'} the tables")
+            same = same and ok
+        else:
+            changed = update_block(readme, start, end, text)
+            print(f"README {what} {'rewritten' if changed else 'already up to date'}")
+    return 0 if same else 1
 
 
 if __name__ == "__main__":
