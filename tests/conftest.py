@@ -10,8 +10,9 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from transformers import VivitConfig, VivitForVideoClassification  # noqa: E402
 
+from utils.arch import ADAPTERS  # noqa: E402
 from utils.hooks import HookedVideoTransformer  # noqa: E402
-from utils.models import LoadedModel, load_model, toy_processor  # noqa: E402
+from utils.models import LoadedModel, load_model  # noqa: E402
 
 
 def tiny_loaded(layers: int = 3, seed: int = 0) -> LoadedModel:
@@ -28,7 +29,7 @@ def tiny_loaded(layers: int = 3, seed: int = 0) -> LoadedModel:
         model.vivit.embeddings.cls_token.normal_(0, 0.5)
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.05)
-    return LoadedModel(model, toy_processor(), "tiny", target_index=1)
+    return LoadedModel(model, ADAPTERS["vivit"].toy_processor(), "tiny", target_index=1)
 
 
 @pytest.fixture(scope="session")

@@ -35,8 +35,9 @@ from safetensors.torch import save_file
 from transformers import TimesformerConfig, VideoMAEConfig, VivitConfig, VivitForVideoClassification
 
 from utils import paths
+from utils.arch import ADAPTERS
 from utils.data import PAPER_DATASET, PAPER_FILES
-from utils.models import MODEL_CLASSES, PAPER_CHECKPOINT, default_processor
+from utils.models import PAPER_CHECKPOINT
 from utils.synthetic import render_pair
 from utils.video import write_video
 
@@ -95,7 +96,7 @@ def small_hub_like(arch: str, seed: int = 0):
         cfg = TimesformerConfig(**common, layer_norm_eps=1e-6, qkv_bias=True, attention_type="divided_space_time")
     else:
         cfg = VideoMAEConfig(**common, tubelet_size=2, qv_bias=True, use_mean_pooling=True)
-    model = MODEL_CLASSES[arch](cfg).eval()
+    model = ADAPTERS[arch].hf_class(cfg).eval()
     with torch.no_grad():  # nonzero everywhere, so that a weight left at its init would show
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.02)
@@ -121,7 +122,7 @@ def save_tf4_checkpoint(model, folder: Path) -> Path:
     if arch == "vivit":
         shutil.copy(paths.VIVIT_HUB_PROCESSOR, folder / "preprocessor_config.json")
     else:
-        default_processor(arch).save_pretrained(folder)
+        ADAPTERS[arch].hub_processor().save_pretrained(folder)
     return folder
 
 

@@ -1,17 +1,19 @@
 """One hooked core, three architectures: every check per architecture (ViViT, TimeSformer, VideoMAE).
 
-Small random-weight models from the toy configs (``utils.models.toy_config``,
-``utils.toy_models.timesformer_config`` / ``videomae_config``) narrowed to 3 layers x 3 heads,
+Small random-weight models from the toy configs (each adapter's ``toy_config``) narrowed to 3 layers x 3 heads,
 width 24, 48 x 48 frames (3 x 3 patches) and 4 time steps, so that time steps, rows and heads
 all differ in number and a layout slip shows. The reference is the HF model itself: plain
 PyTorch forward hooks on its submodules (removed in ``finally``) and its logits.
 """
 
+import re
+
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import VivitForVideoClassification
 
+from utils import paths
+from utils.arch import ADAPTERS
 from utils.attribution import (
     direct_logit_attribution,
     dla_names,
@@ -23,9 +25,8 @@ from utils.attribution import (
     token_dla_names,
 )
 from utils.hooks import HookedVideoTransformer
-from utils.models import LoadedModel, load_model, toy_config, toy_processor
+from utils.models import LoadedModel, load_model
 from utils.patching import Patch, naive_patches, needed_target_names, recovery, run_patches
-from utils.toy_models import MODEL_CLASSES, timesformer_config, timesformer_processor, videomae_config
 
 ARCHS = ("vivit", "timesformer", "videomae")
 SMALL = dict(image_size=48, num_hidden_layers=3, num_attention_heads=3, hidden_size=24, intermediate_size=48)
@@ -35,13 +36,13 @@ LABELS = {i: f"class{i}" for i in range(5)}
 
 def small_loaded(arch: str, seed: int = 0) -> LoadedModel:
     """A random 3-layer model of ``arch`` (4 x 3 x 3 patches; CLS for ViViT and TimeSformer)."""
-    config = {"vivit": toy_config, "timesformer": timesformer_config, "videomae": videomae_config}[arch]
-    cfg = config(5, LABELS)
+    adapter = ADAPTERS[arch]
+    cfg = adapter.toy_config(5, LABELS)
     for key, value in {**SMALL, "num_frames": FRAMES[arch]}.items():
         setattr(cfg, key, value)
     cfg._attn_implementation = "eager"  # HF returns its attention weights
     torch.manual_seed(seed)
-    model = {"vivit": VivitForVideoClassification, **MODEL_CLASSES}[arch](cfg).eval()
+    model = adapter.hf_class(cfg).eval()
     with torch.no_grad():  # HF starts CLS and learned position tables at zero; random values exercise every path
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.05)
@@ -50,7 +51,7 @@ def small_loaded(arch: str, seed: int = 0) -> LoadedModel:
             param = getattr(emb, name, None)
             if isinstance(param, torch.nn.Parameter):
                 param.normal_(0, 0.5)
-    processor = toy_processor() if arch == "vivit" else timesformer_processor()
+    processor = adapter.toy_processor()
     return LoadedModel(model, processor, f"small-{arch}", target_index=1)
 
 
@@ -429,3 +430,30 @@ def test_ablation_picks_patch_tokens_of_every_layout(small):
         assert sorted(res["tokens"]) == sorted(patches), score
     (drawn,) = random_token_sets(hooked, len(patches), 1, seed=0)
     assert sorted(drawn) == sorted(patches)
+
+
+# ---------------------------------------------------------------------------- one place per architecture
+ARCH_NAME = r"""["'](vivit|timesformer|videomae)["']"""
+COMPARISON = re.compile(rf"""(==|!=)\s*{ARCH_NAME}|{ARCH_NAME}\s*(==|!=)|\bin\s*[(\[{{][^)\]}}]*{ARCH_NAME}""")
+
+
+def test_no_branch_on_an_architecture_name_outside_its_adapter():
+    """An architecture's facts live in utils/arch/<name>.py: no code elsewhere in the package
+    compares a model type or architecture name (a fourth architecture touches one file)."""
+    offenders = []
+    for path in sorted((paths.REPO_ROOT / "utils").rglob("*.py")):
+        if path.parent.name == "arch":
+            continue
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            code = line.split("#", 1)[0]
+            if COMPARISON.search(code):
+                offenders.append(f"{path.relative_to(paths.REPO_ROOT)}:{n}: {line.strip()}")
+    assert not offenders, "branches on an architecture name:\n" + "\n".join(offenders)
+
+
+def test_the_branch_detector_sees_each_form():
+    for line in ('if arch == "vivit":', "if 'videomae' != cfg.model_type:", 'if a in ("vivit", "x"):',
+                 'ok = arch in {"timesformer"}'):
+        assert COMPARISON.search(line), line
+    for line in ('name = "vivit"', 'ADAPTERS["vivit"].hf_class', 'f"toy-{arch}"'):
+        assert not COMPARISON.search(line), line

@@ -6,10 +6,10 @@ import torch
 from safetensors.torch import load_file
 
 from utils import paths
-from utils.models import TOY_DIRS, ModelLoadError, fast_preprocess, load_model, profile_config
+from utils.labels import ModelLoadError
+from utils.models import TOY_DIRS, load_model, profile_config
 from utils.synthetic import ACTIONS, render_clip
-from utils.toy_models import fast_preprocess as toy_fast_preprocess
-from utils.toy_models import frame_indices
+from utils.toy_models import fast_preprocess, frame_indices
 
 FIXTURE = paths.FIXTURES_DIR / "vivit-tf4"
 
@@ -112,7 +112,7 @@ def test_toy_timesformer_and_videomae_profiles(arch):
         assert m.num_frames == 16 and m.tubelet == (2, 16, 16) and not m.has_cls and m.n_tokens == 288
     clip = render_clip("juggling", 3)  # 16 frames: TimeSformer reads 0, 2, ..., 14
     assert m.frame_indices(16).tolist() == frame_indices(arch).tolist()
-    torch.testing.assert_close(m.preprocess(clip), toy_fast_preprocess(torch.from_numpy(clip)[None], arch))
+    torch.testing.assert_close(m.preprocess(clip), fast_preprocess(torch.from_numpy(clip)[None], arch))
     with pytest.raises(ModelLoadError, match="PREPROCESS=original applies to ViViT only"):
         load_model(f"toy-{arch}", preprocess="original")
 
@@ -169,7 +169,7 @@ def test_paper_profile_offline_says_how_to_fix(monkeypatch):
 def test_a_checkpoint_names_its_own_analysed_class():
     """The positive control has no 'bowling' class: the generic default target means the class its
     config.json names (``default_target``), while any explicit class name or index still wins."""
-    from utils.models import resolve_target
+    from utils.labels import resolve_target
 
     id2label = {0: "bowling strike", 1: "bowling gutter", 2: "juggling"}
     assert resolve_target(id2label, "bowling", default="bowling strike") == 0

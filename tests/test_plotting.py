@@ -7,8 +7,10 @@ import pytest
 import torch
 from matplotlib.collections import QuadMesh
 
+from utils.arch import ADAPTERS
 from utils.plotting import (
     ATTN,
+    COMPONENT_COLOURS,
     MLP,
     ablation_change_bars,
     component_ablation_figure,
@@ -18,6 +20,7 @@ from utils.plotting import (
     heatmap,
     logit_lens_figure,
     probe_curves,
+    recovery_bars,
     symmetric_limit,
     to_numpy,
 )
@@ -119,3 +122,36 @@ def test_delta_norm_panels_plot_every_column():
     assert [line.get_ydata().tolist() for line in a.get_lines()] == [[0.1, 0.2, 0.4], [0.1, 0.1, 0.3], [0.0, 0.5, 0.9]]
     assert a.collections[0].get_offsets().tolist() == [[5.0, 75.0], [11.0, 250.0]]
     assert b.get_lines()[0].get_ydata().tolist() == [0.01, 0.02, 0.04]
+
+
+@pytest.mark.parametrize("arch", sorted(ADAPTERS))
+def test_every_component_of_an_architecture_reaches_every_component_figure(arch):
+    """Fig. 2c (DLA bars), Fig. 7's recovery bars and Fig. 8's component-ablation lines draw every
+    component of the architecture (its adapter's), TimeSformer's two attention steps included."""
+    from matplotlib.colors import to_hex
+
+    comps = list(ADAPTERS[arch].component_colours)
+    want = {COMPONENT_COLOURS[c].lower() for c in comps}
+
+    def colours(fig):
+        out = set()
+        for ax in fig.axes:
+            out |= {to_hex(p.get_facecolor()) for p in ax.patches}
+            out |= {to_hex(line.get_color()) for line in ax.get_lines()}
+        return out
+
+    dla = pd.DataFrame([(run, c, layer, -1, 0.1 * layer) for run in ("strike", "gutter") for c in comps
+                        for layer in range(3)] + [(run, c, -1, -1, 0.0) for run in ("strike", "gutter")
+                                                  for c in ("embed", "constant")],
+                       columns=["run", "component", "layer", "head", "logit"])
+    assert want <= colours(dla_figure(dla, {"strike": 1.0, "gutter": 0.5}, "bowling"))
+    fig, ax = plt.subplots()
+    rec = pd.DataFrame([(c, layer, 10.0 * layer) for c in comps for layer in range(3)],
+                       columns=["component", "layer", "recovery"])
+    recovery_bars(ax, rec, "recovery", "t")
+    assert want <= colours(fig)
+    comp = pd.DataFrame([(run, how, c, layer, -1, 0.1 * layer) for run in ("strike", "gutter")
+                         for how in ("zero", "mean") for c in comps for layer in range(3)],
+                        columns=["run", "how", "component", "layer", "head", "delta_target_logit"])
+    assert want <= colours(component_ablation_figure(comp, "bowling"))
+    plt.close("all")

@@ -15,7 +15,8 @@ from hubfiles import COMMIT, fill_hub_cache, save_tf4_checkpoint, small_hub_like
 
 from utils import paths
 from utils.clipsets import PairsCSVError, read_pairs_csv
-from utils.models import ModelLoadError, load_model, name_classes, resolve_device, resolve_target
+from utils.labels import ModelLoadError, name_classes, resolve_device, resolve_target
+from utils.models import load_model
 from utils.runner import run_all
 from utils.synthetic import render_pair
 from utils.video import write_video

@@ -8,8 +8,9 @@ import torch
 from transformers import AutoImageProcessor
 
 from utils import paths
+from utils.arch import ADAPTERS
 from utils.synthetic import ACTIONS, render_clip
-from utils.toy_models import MODEL_CLASSES, fast_preprocess, frame_indices, sample_frame_indices
+from utils.toy_models import fast_preprocess, frame_indices, sample_frame_indices
 from utils.train import ARCHS, SEEDS, model_card
 
 FRESH_SEEDS = range(900_000, 900_020)  # never used: training 0..249, val 100000.., test 200000..
@@ -26,7 +27,7 @@ SHIPPED = list(NEW)  # both shipped under data/models/
 @pytest.fixture(scope="module", params=SHIPPED)
 def toy(request):
     arch = request.param
-    model = MODEL_CLASSES[arch].from_pretrained(model_dir(arch), local_files_only=True).eval()
+    model = ADAPTERS[arch].hf_class.from_pretrained(model_dir(arch), local_files_only=True).eval()
     processor = AutoImageProcessor.from_pretrained(model_dir(arch), local_files_only=True)
     return arch, model, processor
 
@@ -43,8 +44,9 @@ def test_frame_indices():
     assert frame_indices("timesformer").tolist() == list(range(0, 16, 2))
     assert frame_indices("videomae").tolist() == list(range(16))
     assert frame_indices("timesformer", 32).tolist() == list(range(0, 32, 4))
+    assert frame_indices("vivit").tolist() == list(range(16))  # the toy ViViT reads every frame
     with pytest.raises(ValueError, match="unknown"):
-        frame_indices("vivit")
+        frame_indices("resnet")
     assert sample_frame_indices(16, 8).tolist() == list(range(0, 16, 2))  # every k-th
     assert sample_frame_indices(8, 8).tolist() == list(range(8))
     assert sample_frame_indices(20, 8).tolist() == np.linspace(0, 19, 8).round().astype(int).tolist()
@@ -132,7 +134,7 @@ def test_the_positive_control_tells_strike_from_gutter_on_fresh_seeds():
     is small and documented, and names its analysed class."""
     from transformers import VivitForVideoClassification
 
-    from utils.models import fast_preprocess as vivit_preprocess
+    from utils.toy_models import fast_preprocess as vivit_preprocess
     from utils.train import OUTCOME_CLASSES
 
     d = paths.MODELS_DIR / "toy-outcome"

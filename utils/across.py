@@ -43,6 +43,7 @@ import pandas as pd
 import torch
 
 from utils import paper
+from utils.arch import ADAPTERS
 from utils.arch.core import Run
 from utils.data import PAIR_SEED_BASE, synthetic_specs
 from utils.deltas import delta_names, delta_norms
@@ -313,10 +314,13 @@ def summary_table(tables: dict[str, pd.DataFrame], layers, step: int) -> pd.Data
         d = mlp_minus_best_attention(sel["patching"])
         rows.append(_row(model, "patching", "MLP minus attention recovery (points)",
                          summarise(d, [], "diff").iloc[0], where=mids, paper_value=ref["diff"]))
-        if {"attention_time", "attention_space"} <= set(cm.component):
+        steps = next((a.attention_steps for a in ADAPTERS.values()  # TimeSformer: temporal, then spatial
+                      if len(a.attention_steps) == 2 and set(a.attention_steps) <= set(cm.component)), None)
+        if steps:
             w = cm.pivot_table(index="pair", columns="component", values="recovery_notebook_pct")
-            ts = (w.attention_time - w.attention_space).rename("diff").reset_index()
-            rows.append(_row(model, "patching", "time minus space attention recovery (points)",
+            ts = (w[steps[0]] - w[steps[1]]).rename("diff").reset_index()
+            first, second = (s.removeprefix("attention_") for s in steps)
+            rows.append(_row(model, "patching", f"{first} minus {second} attention recovery (points)",
                              summarise(ts, [], "diff").iloc[0], where=mids))
         g = growth(sel["deltas"])
         last = int(sel["deltas"].layer.max())

@@ -27,13 +27,10 @@ from utils.hooks import HookedVideoTransformer
 from utils.plotting import to_numpy
 from utils.synthetic import bowling_divergence_frame
 
-READOUT_ATTENTION_SITES = ("attn.hook_pattern_cls", "attn_space.hook_pattern_cls", "attn.hook_pattern")
-
 
 def readout_attention_site(hooked: HookedVideoTransformer) -> str:
-    """The first of ``READOUT_ATTENTION_SITES`` the model's blocks have (module docstring)."""
-    sites = hooked.block_hooks()
-    return next(s for s in READOUT_ATTENTION_SITES if s in sites)
+    """The block site whose rows show what the readout attends to (the adapter says which)."""
+    return hooked.adapter.readout_attention_site
 
 
 def readout_attention_names(hooked: HookedVideoTransformer) -> list[str]:
@@ -46,12 +43,8 @@ def readout_attention_map(hooked: HookedVideoTransformer, run, layer: int, head:
                           batch_index: int = 0) -> np.ndarray:
     """``(time step, row, col)`` attention of ``head`` in ``layer`` from the token the
     classifier reads (CLS entry dropped; module docstring)."""
-    site = readout_attention_site(hooked)
-    act = run[f"blocks.{layer}.{site}"][batch_index]
-    if site == "attn_space.hook_pattern_cls":  # (frame, head, 1 + rows * cols): one CLS row per frame
-        return to_numpy(act[:, head, 1:].reshape(hooked.grid))
-    row = act[head] if site == "attn.hook_pattern_cls" else act[head].mean(0)  # (tokens,)
-    return to_numpy(hooked.by_time_step(row[hooked.n_prefix:]))
+    act = run[f"blocks.{layer}.{readout_attention_site(hooked)}"][batch_index]
+    return to_numpy(hooked.adapter.readout_attention_map(act, head, hooked.by_time_step))
 
 
 def readout_attention_row(hooked: HookedVideoTransformer, run, layer: int, batch_index: int = 0):

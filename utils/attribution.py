@@ -168,7 +168,7 @@ def token_dla(hooked: HookedVideoTransformer, run, target: int, batch_index: int
 
     Returns ``tokens`` ``(tokens,)`` (in token order, CLS first where there is one) and the
     remaining exact terms: ``resid_pre`` (the readout of the residual that attention reads:
-    ``hook_resid_pre``, TimeSformer ``hook_resid_mid_time``), ``attn_bias``, ``mlp`` and
+    ``hook_resid_pre``, TimeSformer ``hook_resid_mid_time``), ``attention_bias``, ``mlp`` and
     ``constant``; ``total`` is their sum and ``logit`` the model's logit.
     """
     last = hooked.n_layers - 1
@@ -182,12 +182,12 @@ def token_dla(hooked: HookedVideoTransformer, run, target: int, batch_index: int
         out = {
             "tokens": tokens,
             "resid_pre": float(_project(u, readout(hooked, x, batch_index))),
-            "attn_bias": float(_project(u, bias)),
+            "attention_bias": float(_project(u, bias)),
             "mlp": float(_project(u, readout(hooked, c[f"blocks.{last}.hook_mlp_out"], batch_index))),
             "constant": float(k),
             "logit": float(run.logits[batch_index, target]),
         }
-    out["total"] = float(tokens.sum()) + out["resid_pre"] + out["attn_bias"] + out["mlp"] + out["constant"]
+    out["total"] = float(tokens.sum()) + out["resid_pre"] + out["attention_bias"] + out["mlp"] + out["constant"]
     return out
 
 

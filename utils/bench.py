@@ -213,7 +213,7 @@ def main(argv=None):
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--memory-child", nargs=2, metavar=("PROFILE", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    from utils.models import ModelLoadError, resolve_device
+    from utils.labels import ModelLoadError, resolve_device
 
     try:
         device = resolve_device(args.device)

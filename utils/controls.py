@@ -67,7 +67,8 @@ from utils.arch.core import Run
 from utils.deltas import delta_names, delta_norms
 from utils.findings import ACTION, ALPHA, CONTROL, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED
 from utils.hooks import HookedVideoTransformer
-from utils.models import TOY_DIRS, LoadedModel, ModelLoadError, profile_config
+from utils.labels import ModelLoadError
+from utils.models import TOY_DIRS, LoadedModel, profile_config
 from utils.pairs import analyse_pair
 from utils.patching import auto_batch_size, component_sweep, head_patches, needed_target_names
 from utils.probes import N_PERM, paired_probe, paired_probe_by_pair
@@ -108,9 +109,10 @@ def skip_reason(profile: str, control_profile: str) -> str | None:
                 f"prepared clips the positive control can read; {profile!r} is not one")
     try:
         arch = profile_config(profile).model_type
-        if arch != "vivit":
-            return f"the positive control is a ViViT; {profile!r} is a {arch} (the controls need profile `toy`)"
-        profile_config(control_profile)
+        control_arch = profile_config(control_profile).model_type
+        if arch != control_arch:
+            return (f"the positive control {control_profile!r} is a {control_arch}; {profile!r} is a {arch} "
+                    "(the controls need the same architecture: profile `toy`)")
     except ModelLoadError as err:
         return str(err)
     if control_profile in TOY_DIRS and not (TOY_DIRS[control_profile] / "model.safetensors").is_file():
@@ -137,7 +139,7 @@ def output_metric(loaded: LoadedModel, contrast_class: str | None = None) -> int
     """The output metric's classes: ``loaded``'s target class alone, or (target, ``contrast_class``)."""
     if contrast_class is None:
         return loaded.target_index
-    from utils.models import resolve_target
+    from utils.labels import resolve_target
 
     return loaded.target_index, resolve_target(loaded.id2label, contrast_class, where=loaded.name)
 

@@ -30,6 +30,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from utils.arch import ADAPTERS
 from utils.hooks import HookedVideoTransformer, parse_name
 
 MID_SITES = ("hook_resid_mid", "hook_mlp_out", "hook_resid_post")  # patchable from resid_mid
@@ -42,14 +43,7 @@ FULL_ENTRY = {"hook_resid_pre": ("pre", None), "hook_attn_out": ("mid", "pre"), 
 
 # Which dimension of a one-run activation (no batch dim) ``positions`` and ``heads`` index.
 # positions are token indices: the query for ``attn.hook_pattern``, the key for ``_cls``.
-SITE_DIMS = {  # site: (token dim, head dim)
-    "attn.hook_z": (0, 1),  # (tokens, head, d_head)
-    "attn.hook_pattern": (1, 0),  # (head, query, key)
-    "attn.hook_pattern_cls": (1, 0),  # (head, key)
-    "attn_time.hook_z": (0, 1),  # TimeSformer (patches, head, d_head): row = token - 1 (no CLS row)
-    "attn_space.hook_z": (0, 1),  # TimeSformer (tokens, head, d_head)
-    "attn_space.hook_pattern_cls": (2, 1),  # TimeSformer (frame, head, key within the frame)
-}
+SITE_DIMS = {site: dims for a in ADAPTERS.values() for site, dims in a.site_dims.items()}  # site: (token, head) dim
 
 
 @dataclass

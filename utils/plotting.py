@@ -11,14 +11,18 @@ import numpy as np
 import seaborn as sns
 import torch
 
+from utils.arch import ADAPTERS
+
 STRIKE = "#009E73"  # bluish green: the strike run everywhere
 GUTTER = "#D55E00"  # vermillion: the gutter run everywhere
 ATTN = "#0072B2"  # blue: attention components
 MLP = "#E69F00"  # orange: MLP components
 PAPER = "#222222"  # the paper's reported numbers
 RUN_COLOURS = {"strike": STRIKE, "gutter": GUTTER}
-# TimeSformer's two attention steps: the temporal one lighter, the spatial one darker than ATTN
-COMPONENT_COLOURS = {"attention": ATTN, "attention_time": "#9ecae1", "attention_space": "#08519c", "mlp": MLP}
+# every architecture's components (each adapter's component_colours): TimeSformer's two attention
+# steps lighter and darker than ATTN
+COMPONENT_COLOURS = dict(sorted({c: colour for a in ADAPTERS.values() for c, colour in a.component_colours.items()}
+                               .items(), key=lambda kv: kv[0] == "mlp"))  # attention steps first, MLP last
 
 sns.set_theme(context="paper", style="whitegrid", font_scale=1.05)
 plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 130, "axes.titleweight": "bold"})
@@ -241,17 +245,27 @@ def logit_lens_figure(lens, time_step_lens: dict, target_label: str):
     return fig
 
 
+def component_label(component: str) -> str:
+    """``mlp`` -> ``MLP``, ``attention_time`` -> ``attention (time)``: legend text."""
+    if component == "mlp":
+        return "MLP"
+    return component.replace("_", " (", 1) + ")" if "_" in component else component
+
+
 def dla_bars(ax, dla, title: str, colour=None):
-    """Direct logit attribution of each layer's attention and MLP for one run (``dla``: rows
-    with ``component`` in attention / mlp, ``layer`` and ``logit``)."""
-    for k, comp in enumerate(("attention", "mlp")):
+    """Direct logit attribution of each layer's components for one run: every component of
+    ``COMPONENT_COLOURS`` that ``dla`` holds (rows with ``component``, ``layer`` and ``logit``;
+    TimeSformer: both attention steps and the MLP), side by side per layer."""
+    comps = [c for c in COMPONENT_COLOURS if c in set(dla.component)]
+    width = 0.8 / max(1, len(comps))
+    for k, comp in enumerate(comps):
         d = dla[dla.component == comp].sort_values("layer")
-        ax.bar(d.layer + (k - 0.5) * 0.4, d.logit, 0.4, color=COMPONENT_COLOURS[comp],
-               label="attention" if comp == "attention" else "MLP")
+        ax.bar(d.layer + (k - (len(comps) - 1) / 2) * width, d.logit, width, color=COMPONENT_COLOURS[comp],
+               label=component_label(comp))
     ax.axhline(0, color="k", lw=0.8)
     ax.set_title(title, color=colour)
     ax.set_xlabel("layer")
-    ax.set_xticks(sorted(dla[dla.component.isin(["attention", "mlp"])].layer.unique()))
+    ax.set_xticks(sorted(dla[dla.component.isin(comps)].layer.unique()))
     return ax
 
 

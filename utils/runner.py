@@ -195,16 +195,8 @@ def preflight(profile: str, strike_video: str, gutter_video: str, roots: list[Pa
     """Check every input before anything is written; raise SystemExit with one clear message."""
     from utils.clipsets import PairsCSVError, read_pairs_csv
     from utils.io import ensure_writable_dir
-    from utils.models import (
-        PROFILES,
-        ModelLoadError,
-        check_model_dir,
-        check_preprocess,
-        name_classes,
-        profile_config,
-        resolve_device,
-        resolve_target,
-    )
+    from utils.labels import ModelLoadError, check_preprocess, name_classes, resolve_device, resolve_target
+    from utils.models import PROFILES, check_model_dir, profile_config
     from utils.video import VideoError, probe_timestamps
 
     if profile not in PROFILES:

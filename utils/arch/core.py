@@ -35,8 +35,12 @@ from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+
+from utils.labels import kinetics_labels
+from utils.toy_models import sample_frame_indices
 
 HookFn = Callable[[torch.Tensor, str], torch.Tensor | None]
 
@@ -159,6 +163,61 @@ class Adapter:
     has_cls = True
     n_prefix = 1
     final_norm_per_token = True  # ln_final.hook_normalized over tokens (CLS readout), else pooled
+
+    # ------------------------------------------------------------------ facts known without a model
+    # (read by utils.models, utils.toy_models and the training recipe: an architecture's facts live
+    # in its adapter file and nowhere else)
+    hf_class: type | None = None  # the HuggingFace video classifier
+    processor_class: type | None = None  # what reads a checkpoint folder's preprocessor_config.json
+    hub_checkpoint = ""  # the public Kinetics-400 checkpoint the architecture's profiles mirror
+    shape_profile = ""  # the profile with that checkpoint's configuration and random weights
+    toy_profile = ""  # the profile of its toy model, trained here on the synthetic world
+    toy_frames = 16  # frames its toy model reads from a 16-frame synthetic clip
+    # per-head / per-token sites: which dimension of a one-run activation (no batch dim) the
+    # token positions and the heads index (utils.patching.Patch masks by them)
+    site_dims: dict[str, tuple[int, int]] = {}
+    readout_attention_site = ""  # the block site whose rows show what the readout attends to
+    component_colours: dict[str, str] = {}  # component -> colour in every figure
+    attention_steps: tuple[str, ...] = ("attention",)  # the attention components, in run order
+
+    @classmethod
+    def token_geometry(cls, config) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+        """``(tubelet, grid)`` of a config: pixels per token (frames, rows, cols) and the patch
+        grid (time steps, rows, cols)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def frame_indices(clip_frames: int, num_frames: int) -> np.ndarray:
+        """Which frames of a ``clip_frames`` clip a model reading ``num_frames`` frames sees:
+        every k-th from frame 0 when ``clip_frames = k * num_frames``, else evenly spaced
+        (``utils.toy_models.sample_frame_indices``, the rule the toy models were trained with)."""
+        return sample_frame_indices(clip_frames, num_frames)
+
+    def readout_attention_map(self, act: torch.Tensor, head: int, by_time_step) -> torch.Tensor:
+        """``(time step, row, col)``: the readout's attention of ``head`` from one run's
+        ``readout_attention_site`` activation ``act`` (no batch dim), the prefix dropped;
+        ``by_time_step`` turns patch values in token order into the grid."""
+        raise NotImplementedError
+
+    @staticmethod
+    def hub_processor():
+        """The processor of ``hub_checkpoint`` (for checkpoint folders without one)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def shape_config():
+        """``hub_checkpoint``'s exact configuration (for ``shape_profile``)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def toy_config(num_labels: int, id2label: dict[int, str]):
+        """The toy model's configuration: ViViT-B's depth and heads at width 96 on 96 x 96 frames."""
+        raise NotImplementedError
+
+    @staticmethod
+    def toy_processor():
+        """The processor saved with the toy model (x / 127.5 - 1 at 96 x 96 for every toy)."""
+        raise NotImplementedError
 
     # ------------------------------------------------------------------ forward pieces
     def embed(self, pixel_values: torch.Tensor) -> torch.Tensor:
@@ -454,3 +513,12 @@ class HookedVideoTransformer:
         out = torch.empty_like(flat)
         out[..., order] = flat
         return out
+
+
+def vit_b_kinetics400(hidden_act: str) -> dict:
+    """What the three Kinetics-400 checkpoints share: a ViT-B trunk (12 layers x 12 heads, 768
+    wide, MLP 3072) on 224 px frames, and the 400 Kinetics class names."""
+    names = kinetics_labels()
+    return dict(image_size=224, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                intermediate_size=3072, hidden_act=hidden_act, num_labels=400, id2label=names,
+                label2id={v: k for k, v in names.items()})

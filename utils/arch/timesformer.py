@@ -51,12 +51,83 @@ linear), so ``attn_time_out = z W_O + b_O`` holds per head as for the other arch
 from __future__ import annotations
 
 import torch
+from transformers import (
+    AutoImageProcessor,
+    TimesformerConfig,
+    TimesformerForVideoClassification,
+    VideoMAEImageProcessorPil,
+)
 
-from utils.arch.core import Adapter, Sites, attend
+from utils.arch.core import Adapter, Sites, attend, vit_b_kinetics400
+from utils.toy_models import IMAGE_SIZE, TOY_WIDTH, labels_config, toy_processor
 
 
 class TimesformerAdapter(Adapter):
     arch = "timesformer"
+    hf_class = TimesformerForVideoClassification
+    processor_class = AutoImageProcessor
+    hub_checkpoint = "facebook/timesformer-base-finetuned-k400"
+    shape_profile = "timesformer-shape"
+    toy_profile = "toy-timesformer"
+    toy_frames = 8  # frames 0, 2, ..., 14 of a 16-frame clip (as the hub checkpoint reads 8)
+    site_dims = {
+        "attn_time.hook_z": (0, 1),  # (patches, head, d_head): row = token - 1 (no CLS row)
+        "attn_space.hook_z": (0, 1),  # (tokens, head, d_head)
+        "attn_space.hook_pattern_cls": (2, 1),  # (frame, head, key within the frame)
+    }
+    readout_attention_site = "attn_space.hook_pattern_cls"  # the CLS query's row in each frame
+    # the temporal step lighter, the spatial step darker than the other models' attention blue
+    component_colours = {"attention_time": "#9ecae1", "attention_space": "#08519c", "mlp": "#E69F00"}
+    attention_steps = ("attention_time", "attention_space")
+
+    def readout_attention_map(self, act, head, by_time_step):
+        return act[:, head, 1:].reshape(self.grid)  # (frame, head, 1 + rows * cols): one CLS row per frame
+
+    @classmethod
+    def token_geometry(cls, config):
+        p = config.patch_size
+        return (1, p, p), (config.num_frames, config.image_size // p, config.image_size // p)
+
+    @staticmethod
+    def hub_processor() -> VideoMAEImageProcessorPil:
+        """The k400 TimeSformer's processor: short side 224, crop 224, x / 255, mean 0.45, std 0.225."""
+        return VideoMAEImageProcessorPil(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224},
+                                         image_mean=[0.45, 0.45, 0.45], image_std=[0.225, 0.225, 0.225])
+
+    @staticmethod
+    def shape_config() -> TimesformerConfig:
+        """TimeSformer-B on Kinetics-400, as ``facebook/timesformer-base-finetuned-k400``."""
+        return TimesformerConfig(
+            patch_size=16,  # -> 14 x 14 patches per frame
+            num_channels=3,
+            num_frames=8,  # -> 8 x 196 = 1568 patch tokens + CLS
+            hidden_dropout_prob=0.0,
+            attention_probs_dropout_prob=0.0,
+            layer_norm_eps=1e-6,
+            qkv_bias=True,
+            attention_type="divided_space_time",
+            drop_path_rate=0,
+            **vit_b_kinetics400("gelu"),
+        )
+
+    @staticmethod
+    def toy_config(num_labels: int, id2label: dict[int, str]) -> TimesformerConfig:
+        """The toy TimeSformer: 12 x 12 heads, 96 wide, divided space-time attention on 8 x 96 x 96."""
+        return TimesformerConfig(
+            image_size=IMAGE_SIZE,
+            patch_size=16,  # -> 6 x 6 = 36 patches per frame, 8 x 36 = 288 + CLS = 289 tokens
+            num_channels=3,
+            num_frames=TimesformerAdapter.toy_frames,
+            **TOY_WIDTH,
+            drop_path_rate=0,  # int in the config schema
+            layer_norm_eps=1e-6,
+            qkv_bias=True,
+            attention_type="divided_space_time",
+            num_labels=num_labels,
+            **labels_config(id2label),
+        )
+
+    toy_processor = staticmethod(toy_processor)
     has_cls = True
     n_prefix = 1
     final_norm_per_token = True
@@ -78,8 +149,7 @@ class TimesformerAdapter(Adapter):
         self.blocks = self.base.encoder.layer
         self.n_layers, self.n_heads, self.d_model = cfg.num_hidden_layers, cfg.num_attention_heads, cfg.hidden_size
         self.d_head = self.d_model // self.n_heads
-        self.tubelet = (1, cfg.patch_size, cfg.patch_size)
-        self.grid = (cfg.num_frames, cfg.image_size // cfg.patch_size, cfg.image_size // cfg.patch_size)
+        self.tubelet, self.grid = self.token_geometry(cfg)
         self.final_norm = self.base.layernorm
         self.classifier = model.classifier
 

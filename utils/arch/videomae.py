@@ -28,12 +28,80 @@ projection to the readout (mean pooling is linear).
 from __future__ import annotations
 
 import torch
+from transformers import (
+    AutoImageProcessor,
+    VideoMAEConfig,
+    VideoMAEForVideoClassification,
+    VideoMAEImageProcessorPil,
+)
 
-from utils.arch.core import Adapter, Sites, attend
+from utils.arch.core import Adapter, Sites, attend, vit_b_kinetics400
+from utils.toy_models import CLIP_FRAMES, IMAGE_SIZE, TOY_WIDTH, labels_config, toy_processor
 
 
 class VideoMAEAdapter(Adapter):
     arch = "videomae"
+    hf_class = VideoMAEForVideoClassification
+    processor_class = AutoImageProcessor
+    hub_checkpoint = "MCG-NJU/videomae-base-finetuned-kinetics"
+    shape_profile = "videomae-shape"
+    toy_profile = "toy-videomae"
+    toy_frames = CLIP_FRAMES
+    site_dims = {
+        "attn.hook_z": (0, 1),  # (tokens, head, d_head)
+        "attn.hook_pattern": (1, 0),  # (head, query, key)
+    }
+    readout_attention_site = "attn.hook_pattern"  # no CLS: the mean over queries (the readout is the token mean)
+    component_colours = {"attention": "#0072B2", "mlp": "#E69F00"}
+
+    def readout_attention_map(self, act, head, by_time_step):
+        return by_time_step(act[head].mean(0)[self.n_prefix:])  # (head, query, key) -> mean query row
+
+    @classmethod
+    def token_geometry(cls, config):
+        t, p = config.tubelet_size, config.patch_size
+        return (t, p, p), (config.num_frames // t, config.image_size // p, config.image_size // p)
+
+    @staticmethod
+    def hub_processor() -> VideoMAEImageProcessorPil:
+        """The Kinetics VideoMAE's processor: short side 224, crop 224, x / 255, ImageNet mean and std."""
+        return VideoMAEImageProcessorPil(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224},
+                                         image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225])
+
+    @staticmethod
+    def shape_config() -> VideoMAEConfig:
+        """VideoMAE-B on Kinetics-400, as ``MCG-NJU/videomae-base-finetuned-kinetics``."""
+        return VideoMAEConfig(
+            patch_size=16,
+            num_channels=3,
+            num_frames=16,
+            tubelet_size=2,  # -> 8 x 14 x 14 = 1568 tokens, no CLS
+            hidden_dropout_prob=0.0,
+            attention_probs_dropout_prob=0.0,
+            layer_norm_eps=1e-12,  # the transformers default, as the checkpoint's config
+            qv_bias=True,  # 4.x: qkv_bias (query and value bias, no key bias)
+            use_mean_pooling=True,  # mean over tokens -> fc_norm -> classifier
+            **vit_b_kinetics400("gelu"),
+        )
+
+    @staticmethod
+    def toy_config(num_labels: int, id2label: dict[int, str]) -> VideoMAEConfig:
+        """The toy VideoMAE: 12 x 12 heads, 96 wide, tubelet 2 x 16 x 16 on 16 x 96 x 96, mean pooling."""
+        return VideoMAEConfig(
+            image_size=IMAGE_SIZE,
+            patch_size=16,
+            num_channels=3,
+            num_frames=CLIP_FRAMES,
+            tubelet_size=2,  # -> 8 x 6 x 6 = 288 tokens, no CLS
+            **TOY_WIDTH,
+            layer_norm_eps=1e-12,  # the transformers default, as the hub checkpoint's config
+            qv_bias=True,  # bias on query and value, none on key (VideoMAE's qkv_bias)
+            use_mean_pooling=True,  # mean over tokens + fc_norm -> classifier (the Kinetics checkpoint)
+            num_labels=num_labels,
+            **labels_config(id2label),
+        )
+
+    toy_processor = staticmethod(toy_processor)
     has_cls = False
     n_prefix = 0
     attention_hooks = ("attn.hook_z", "attn.hook_pattern")
@@ -47,9 +115,7 @@ class VideoMAEAdapter(Adapter):
         self.blocks = self.base.encoder.layer
         self.n_layers, self.n_heads, self.d_model = cfg.num_hidden_layers, cfg.num_attention_heads, cfg.hidden_size
         self.d_head = self.d_model // self.n_heads
-        self.tubelet = (cfg.tubelet_size, cfg.patch_size, cfg.patch_size)
-        self.grid = (cfg.num_frames // cfg.tubelet_size, cfg.image_size // cfg.patch_size,
-                     cfg.image_size // cfg.patch_size)
+        self.tubelet, self.grid = self.token_geometry(cfg)
         self.mean_pooling = model.fc_norm is not None
         self.final_norm_per_token = not self.mean_pooling
         self.final_norm = model.fc_norm if self.mean_pooling else self.base.layernorm

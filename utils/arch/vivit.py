@@ -30,15 +30,87 @@ toy's MLP 1.5x faster and its whole block 1.2x (2 cores); ``mlp_out`` stays with
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import torch
 import torch.nn.functional as F
+from transformers import VivitConfig, VivitForVideoClassification, VivitImageProcessor
 from transformers.activations import FastGELUActivation
 
-from utils.arch.core import Adapter, Sites, attend
+from utils import paths
+from utils.arch.core import Adapter, Sites, attend, vit_b_kinetics400
 
 
 class VivitAdapter(Adapter):
     arch = "vivit"
+    hf_class = VivitForVideoClassification
+    processor_class = VivitImageProcessor
+    hub_checkpoint = "google/vivit-b-16x2-kinetics400"  # the paper's model
+    shape_profile = "paper-shape"
+    toy_profile = "toy"
+    toy_frames = 16
+    site_dims = {
+        "attn.hook_z": (0, 1),  # (tokens, head, d_head)
+        "attn.hook_pattern": (1, 0),  # (head, query, key)
+        "attn.hook_pattern_cls": (1, 0),  # (head, key)
+    }
+    readout_attention_site = "attn.hook_pattern_cls"  # the CLS query's row
+    component_colours = {"attention": "#0072B2", "mlp": "#E69F00"}  # blue, orange
+
+    def readout_attention_map(self, act, head, by_time_step):
+        return by_time_step(act[head][self.n_prefix:])  # (head, tokens) -> the CLS row over patches
+
+    @classmethod
+    def token_geometry(cls, config):
+        tubelet = tuple(int(v) for v in config.tubelet_size)
+        ft, fh, fw = tubelet
+        return tubelet, (config.num_frames // ft, config.image_size // fh, config.image_size // fw)
+
+    @staticmethod
+    def frame_indices(clip_frames: int, num_frames: int) -> np.ndarray:
+        """ViViT samples evenly over the clip (``linspace``, rounded): all frames when the lengths agree."""
+        if clip_frames == num_frames:
+            return np.arange(clip_frames)
+        return np.linspace(0, clip_frames - 1, num_frames).round().astype(int)
+
+    @staticmethod
+    def hub_processor() -> VivitImageProcessor:
+        """The processor of ``google/vivit-b-16x2-kinetics400`` from the shipped copy of its config."""
+        return VivitImageProcessor.from_dict(json.loads(paths.VIVIT_HUB_PROCESSOR.read_text()))
+
+    @staticmethod
+    def shape_config() -> VivitConfig:
+        """ViViT-B/16x2 on Kinetics-400, exactly as ``google/vivit-b-16x2-kinetics400``."""
+        return VivitConfig(num_frames=32, tubelet_size=[2, 16, 16], layer_norm_eps=1e-6, qkv_bias=True,
+                           **vit_b_kinetics400("gelu_fast"))
+
+    @staticmethod
+    def toy_config(num_labels: int, id2label: dict[int, str]) -> VivitConfig:
+        """The toy ViViT: 12 layers x 12 heads like ViViT-B, but 96 wide on 16 x 96 x 96 clips."""
+        return VivitConfig(
+            image_size=96,
+            num_frames=16,
+            tubelet_size=[2, 16, 16],  # -> 8 x 6 x 6 = 288 patches + CLS = 289 tokens
+            hidden_size=96,
+            num_hidden_layers=12,
+            num_attention_heads=12,  # d_head = 8
+            intermediate_size=384,
+            hidden_act="gelu_fast",
+            hidden_dropout_prob=0.0,
+            attention_probs_dropout_prob=0.0,
+            layer_norm_eps=1e-6,
+            qkv_bias=True,
+            num_labels=num_labels,
+            id2label=id2label,
+            label2id={v: k for k, v in id2label.items()},
+        )
+
+    @staticmethod
+    def toy_processor() -> VivitImageProcessor:
+        """The toy model's preprocessing: 96 x 96 RGB, scaled to [-1, 1] (x / 127.5 - 1)."""
+        return VivitImageProcessor(do_resize=True, size={"height": 96, "width": 96}, do_center_crop=False,
+                                   do_rescale=True, rescale_factor=1 / 127.5, offset=True, do_normalize=False)
     has_cls = True
     n_prefix = 1
     final_norm_per_token = True
@@ -53,9 +125,7 @@ class VivitAdapter(Adapter):
         cfg = model.config
         self.n_layers, self.n_heads, self.d_model = cfg.num_hidden_layers, cfg.num_attention_heads, cfg.hidden_size
         self.d_head = self.d_model // self.n_heads
-        self.tubelet = tuple(cfg.tubelet_size)
-        ft, fh, fw = self.tubelet
-        self.grid = (cfg.num_frames // ft, cfg.image_size // fh, cfg.image_size // fw)
+        self.tubelet, self.grid = self.token_geometry(cfg)
         self.final_norm = self.base.layernorm
         self.classifier = model.classifier
 
