@@ -22,3 +22,18 @@ def test_paper_scale_on_a_cpu_gets_the_light_setting_and_says_so(capsys):
     assert "draws = 3 (one forward each)" in said and "set the parameter draws = 20" in said
     assert auto_setting("draws", 7, 20, 3, paper) == 7  # a value given is a value taken
     assert auto_setting("draws", 0, 20, 3, paper) == 0
+
+
+def test_one_helper_resolves_every_automatic_parameter(capsys):
+    from utils.context import AUTO, is_toy
+
+    toy, gpu = fake(129, 128), fake(3137, device="cuda")
+    assert auto_setting("n_pairs", AUTO, 20) == 20 and auto_setting("n_pairs", 5, 20) == 5  # a fixed default
+    # notebook 08: full for toy, the light value at paper scale, ``other`` for other profiles on a CPU
+    off = dict(light=0, other=1, what="AtP")
+    assert auto_setting("pairs", AUTO, 8, hooked=toy, profile="toy", **off) == 8
+    assert auto_setting("pairs", AUTO, 8, hooked=toy, profile="toy-videomae", **off) == 1
+    assert "profile 'toy-videomae' on a CPU" in capsys.readouterr().out
+    assert auto_setting("pairs", AUTO, 8, hooked=fake(3137), profile="paper", **off) == 0
+    assert auto_setting("pairs", AUTO, 8, hooked=gpu, profile="paper", **off) == 8  # an accelerator: full
+    assert is_toy("toy") and is_toy("toy-outcome") and not is_toy("paper-shape") and not is_toy("toys/folder")

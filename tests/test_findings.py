@@ -294,3 +294,14 @@ def test_the_seed_column_compares_verdicts_claim_by_claim(tmp_path):
 ])
 def test_magnitudes_in_words(est, lo, hi, paper_value, words):
     assert F.magnitude(est, lo, hi, paper_value, 1.0, "x").startswith(words)
+
+
+def test_notebook_sentences_follow_their_rules():
+    assert F.proxy_words(0.51).startswith("a fair proxy") and F.proxy_words(0.5).startswith("a poor proxy")
+    assert F.proxy_words(-0.51).startswith("anti-correlated") and F.proxy_words(-0.5).startswith("a poor")
+    rec = pd.DataFrame({"attention_time": [1.0, 5.0, 2.0], "attention_space": [3.0, 1.0, 2.0], "mlp": [2.0, 6.0, 2.0]})
+    assert F.mlp_ahead_layers(rec, ["attention_time", "attention_space"]) == 1  # ahead of both at one layer only
+    assert F.mlp_ahead_layers(rec.rename(columns={"attention_time": "attention"})[["attention", "mlp"]],
+                              ["attention"]) == 2
+    assert F.single_component_words(99.0) == "a single component reaches 100%"
+    assert F.single_component_words(98.9) == "no single component reaches 100%"

@@ -82,6 +82,9 @@ def test_stored_without_outputs_and_with_one_literal_parameters_cell(path):
     assert not imported & set(declared), f"parameters shadow imports: {imported & set(declared)}"
     text = "".join("".join(c["source"]) for c in code)
     assert "sys.path" not in text and "os.chdir" not in text
+    profile_line = next(line for line in src.splitlines() if line.startswith("profile ="))
+    assert "utils.models.PROFILES" in profile_line, "the profile comment points to the one profile list"
+    assert " < 0 else " not in text, "-1 (automatic) is resolved by utils.context.auto_setting"
 
 
 @pytest.mark.slow

@@ -28,17 +28,38 @@ def paper_scale_cpu(hooked: HookedVideoTransformer) -> bool:
     return hooked.device.type == "cpu" and hooked.n_tokens * hooked.d_model > 512 * 512
 
 
-def auto_setting(name: str, value, full, light, hooked: HookedVideoTransformer, what: str = ""):
-    """A notebook parameter whose ``-1`` means automatic: ``full``, or ``light`` for a paper-scale
-    model on a CPU (``paper_scale_cpu``), never silently: a reduced setting is printed with how to
-    get the full one. Any other value is taken as given."""
-    if value != -1:
+AUTO = -1  # a notebook parameter's "automatic" value
+
+
+def auto_setting(name: str, value, full, light=None, hooked: HookedVideoTransformer | None = None, what: str = "",
+                 profile: str | None = None, other=None):
+    """The one place a notebook parameter's ``-1`` (``AUTO``) is resolved; any other value is
+    taken as given. Automatic means ``full``, except:
+
+    * ``light`` for a paper-scale model on a CPU (``paper_scale_cpu(hooked)``);
+    * ``other`` for a ``profile`` other than ``toy`` on a CPU (notebook 08 keeps the other toy
+      models' ``make figures`` within budget).
+
+    A reduced setting is printed with how to get the full one, never silent."""
+    if value != AUTO:
         return value
-    if paper_scale_cpu(hooked) and light != full:
-        print(f"{name} = {light}{f' ({what})' if what else ''}: reduced because this {hooked.n_tokens}-token "
-              f"model runs on a CPU; for the full version set the parameter {name} = {full} (or run on a GPU)")
-        return light
-    return full
+    if light is not None and hooked is not None and paper_scale_cpu(hooked):
+        chosen, why = light, f"this {hooked.n_tokens}-token model runs on a CPU"
+    elif other is not None and hooked is not None and profile != "toy" and hooked.device.type == "cpu":
+        chosen, why = other, f"profile {profile!r} on a CPU keeps its make figures budget"
+    else:
+        return full
+    if chosen != full:
+        print(f"{name} = {chosen}{f' ({what})' if what else ''}: reduced because {why}; for the full version set "
+              f"the parameter {name} = {full} (or run on a GPU)")
+    return chosen
+
+
+def is_toy(profile: str) -> bool:
+    """A model trained here on the synthetic world (``utils.models.TOY_DIRS``)."""
+    from utils.models import TOY_DIRS
+
+    return profile in TOY_DIRS
 
 
 class Analysis(NamedTuple):

@@ -20,7 +20,6 @@ from tqdm.auto import tqdm
 
 from utils import atp, memo
 from utils.circuit import Graph, edge_scores, faithfulness, top_edges
-from utils.context import paper_scale_cpu
 from utils.data import CANONICAL_STRIKE
 from utils.hooks import HookedVideoTransformer, parse_name
 from utils.pairs import DIRECTIONS, analyse_pair, fine_grained_patching
@@ -38,26 +37,6 @@ from utils.stats import spearman, summarise, top_indices
 EXACT_COLUMNS = {"readout": "recovery_readout_pct", "logit": "delta_target_logit"}
 NODE_TYPES = ("component", "head", "time_step", "position")
 LABEL_COLUMNS = ["layer", "component", "site", "head", "time_step", "row", "col"]
-
-
-def setting(name: str, value, full, light, profile: str, hooked: HookedVideoTransformer, what: str = ""):
-    """A notebook 08 parameter whose ``-1`` means automatic, never silently: ``full`` under the
-    ``toy`` profile (and on a GPU), 0 for a paper-scale model on a CPU (``utils.context``),
-    ``light`` otherwise (the other toy models on a CPU, whose ``make figures`` must stay within 3
-    minutes; notebook 08 passes 0 there). A reduced value is printed with how to get the full
-    one; any other value is taken as given."""
-    if value != -1:
-        return value
-    if paper_scale_cpu(hooked):
-        chosen, why = 0, f"this {hooked.n_tokens}-token model runs on a CPU"
-    elif profile != "toy" and hooked.device.type == "cpu":
-        chosen, why = light, f"profile {profile!r} on a CPU keeps its make figures budget"
-    else:
-        return full
-    if chosen != full:
-        print(f"{name} = {chosen}{f' ({what})' if what else ''}: reduced because {why}; for the full version set "
-              f"the parameter {name} = {full}")
-    return chosen
 
 
 def _name(clip_id: str) -> str:

@@ -92,6 +92,32 @@ def rule_late(mean_first_layer: float, n_layers: int) -> str:
     return SUPPORTED if mean_first_layer >= 2 * n_layers / 3 else NOT_SUPPORTED
 
 
+# ---------------------------------------------------------------------------- notebooks 02 and 04
+PROXY_RHO = 0.5  # a token score is a fair proxy of token DLA when Spearman's rho exceeds this
+FULL_RECOVERY = 99.0  # a component "reaches 100%" of the difference from this projection recovery on
+
+
+def proxy_words(rank_corr: float, threshold: float = PROXY_RHO) -> str:
+    """Notebook 02: how well the notebook's token score stands in for token DLA, from their
+    Spearman rank correlation over patches."""
+    if rank_corr > threshold:
+        return "a fair proxy for what the last layer reads."
+    if rank_corr < -threshold:
+        return "anti-correlated with what the last layer reads: it ranks tokens nearly in reverse."
+    return "a poor proxy for what the last layer reads."
+
+
+def mlp_ahead_layers(recovery: pd.DataFrame, attention: list[str]) -> int:
+    """Notebook 04: at how many layers the MLP recovers more than every attention component
+    (``recovery``: layer x component; TimeSformer: more than both attention steps)."""
+    return int((recovery["mlp"] > recovery[attention].max(axis=1)).sum())
+
+
+def single_component_words(best_projection_pct: float, full: float = FULL_RECOVERY) -> str:
+    """Notebook 04: whether one component alone carries the whole difference."""
+    return "a single component reaches 100%" if best_projection_pct >= full else "no single component reaches 100%"
+
+
 # ---------------------------------------------------------------------------- controls
 def rule_controlled(verdict: str, action_detects: bool, control_detects: bool) -> str:
     """A verdict about the outcome, decided with notebook 09's controls (``utils.controls``):
