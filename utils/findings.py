@@ -426,13 +426,14 @@ def _control_cells(c: Claim, controls: pd.DataFrame | None, control_probes: pd.D
             n = pr.loc[(ACTION, "null")]
             what = (f"paired probe on null pairs: layer {int(n.best_layer)}, {100 * n.accuracy:.0f}%, "
                     f"p = {n.p_value:.3f}; " + what)
-    ctrl = f"{c.measure}: contrast {_ci3(k)}, {'detects' if k.detects else 'misses'} the outcome"
+    action_detects, control_detects = bool(a.contrast_ci_low > 0), bool(k.contrast_ci_low > 0)  # utils.controls.detects
+    ctrl = f"{c.measure}: contrast {_ci3(k)}, {'detects' if control_detects else 'misses'} the outcome"
     if c.key == "probe" and control_probes is not None and (CONTROL, "outcome") in \
             control_probes.set_index(["model", "pairs"]).index:
         o = control_probes.set_index(["model", "pairs"]).loc[(CONTROL, "outcome")]
         ctrl = (f"paired probe on outcome pairs: layer {int(o.best_layer)}, {100 * o.accuracy:.0f}%, "
                 f"p = {o.p_value:.3f}; " + ctrl)
-    return what, ctrl, bool(a.detects), bool(k.detects)
+    return what, ctrl, action_detects, control_detects
 
 
 def _p(p: float) -> str:
