@@ -502,6 +502,17 @@ def save_inputs(folder: str | Path, **inputs) -> Path:
     return path
 
 
+def drop_inputs(folder: str | Path) -> None:
+    """Remove inputs an earlier run kept (a run without matched pairs has none: notebook 09 must
+    not judge claims on a previous run's tables)."""
+    (Path(folder) / INPUTS_FILE).unlink(missing_ok=True)
+
+
+def has_inputs(folder: str | Path) -> bool:
+    """Whether notebook 06 kept the claims' inputs in ``folder`` (it does when matched pairs exist)."""
+    return (Path(folder) / INPUTS_FILE).is_file()
+
+
 def load_inputs(folder: str | Path) -> dict:
     """What ``save_inputs`` kept (a pickle this project wrote itself)."""
     return pd.read_pickle(Path(folder) / INPUTS_FILE)
