@@ -9,7 +9,7 @@ PAIRS ?=# number of matched pairs (default: each notebook's own)
 PAIRS_CSV ?=# a CSV of your own video pairs: pair_id,strike_path,gutter_path[,matched]
 TARGET ?= bowling# the analysed class: a class name or an index
 DEVICE ?= auto# auto (a CUDA GPU when available) | cpu | cuda
-ARCH ?= vivit# make toy-model: vivit | timesformer | videomae | outcome (the positive control)
+ARCH ?= vivit# make toy-model: vivit | timesformer | videomae | outcome (the positive control) | seed1 | seed2 (the seed spread)
 PREPROCESS ?= checkpoint# checkpoint (the checkpoint's own processor; hub ViViT: [-3, 1]) | original ([-1, 1])
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -54,7 +54,7 @@ test-notebooks: $(STAMP) ## every notebook as Jupyter runs it (nbmake: a fresh k
 lint: $(STAMP) ## ruff only (the package, the tests and the notebooks)
 	$(PY) -m ruff check utils tests notebooks
 
-toy-model: $(STAMP) ## retrain a toy model from scratch (fixed seed): ARCH=vivit (default) | timesformer | videomae | outcome
+toy-model: $(STAMP) ## retrain a toy model from scratch (fixed seed): ARCH=vivit (default) | timesformer | videomae | outcome | seed1 | seed2
 	$(PY) -m utils.train --arch "$(ARCH)"
 
 bench: $(STAMP) ## benchmarks at paper scale and on the toy model -> benchmarks/results.md
