@@ -305,3 +305,10 @@ def test_notebook_sentences_follow_their_rules():
                               ["attention"]) == 2
     assert F.single_component_words(99.0) == "a single component reaches 100%"
     assert F.single_component_words(98.9) == "no single component reaches 100%"
+
+
+def test_readme_controls_block_is_the_committed_tables():
+    """README.md's controls paragraph is notebook 09's "What we see", built from the committed
+    Tables 22-24; after notebook 09 rewrites them, run `python -m utils.findings`."""
+    assert F.readme_current_block(paths.REPO_ROOT / "README.md", F.CONTROLS_START, F.CONTROLS_END) == \
+        F.controls_block(), "README's controls paragraph differs from tables 22-24: run `python -m utils.findings`"

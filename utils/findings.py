@@ -731,9 +731,34 @@ def circuits_block(folder: str | Path | None = None) -> str:
     return "\n".join([CIRCUITS_START, note, *(f"* {line}" for line in lines), CIRCUITS_END])
 
 
+CONTROLS_START = "<!-- controls:start -->"  # README markers around notebook 09's generated "What we see"
+CONTROLS_END = "<!-- controls:end -->"
+CONTROL_TABLES = ("table22_controls", "table23_pair_pixel_difference", "table24_paired_probe")
+
+
+def controls_block(folder: str | Path | None = None) -> str:
+    """What the README holds between ``CONTROLS_START`` and ``CONTROLS_END``: notebook 09's
+    "What we see" (``utils.controls.what_we_see``) from its Tables 22-24 in ``folder`` (default
+    ``figures/toy``)."""
+    from utils.controls import what_we_see
+
+    folder = Path(folder or paths.FIGURES_DIR / "toy")
+
+    def read(name):
+        f = folder / f"{name}.csv"
+        return pd.read_csv(f, keep_default_na=False, na_values=[""]) if f.is_file() else None
+
+    t22, t23, t24 = (read(n) for n in CONTROL_TABLES)
+    rel = folder.resolve().relative_to(paths.REPO_ROOT) if folder.resolve().is_relative_to(paths.REPO_ROOT) else folder
+    note = f"<!-- generated from {rel}/table22..table24 by `python -m utils.findings`; do not edit by hand -->"
+    text = what_we_see(t22, t23, t24) if t22 is not None else "Notebook 09 wrote no controls table."
+    return "\n".join([CONTROLS_START, note, text, CONTROLS_END])
+
+
 def blocks(findings_md=None, across_csv=None, circuits_folder=None) -> list[tuple[str, str, str, Callable]]:
     """Every generated README block: ``(what, start marker, end marker, () -> its text)``."""
     return [("claims table", README_START, README_END, lambda: readme_block(findings_md)),
+            ("controls", CONTROLS_START, CONTROLS_END, lambda: controls_block(circuits_folder)),
             ("across-architectures findings", ACROSS_START, ACROSS_END, lambda: across_block(across_csv)),
             ("circuit findings", CIRCUITS_START, CIRCUITS_END, lambda: circuits_block(circuits_folder))]
 
