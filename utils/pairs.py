@@ -335,17 +335,29 @@ def delta_norms_pairs_figure(dn: pd.DataFrame, canonical: pd.Series):
     """Fig. 9: mean token delta norm per layer over matched and unmatched pairs (mean and 95%
     CI; ``dn``: ``summarise(deltas, ["kind", "layer"], "mean_token_norm")``) and the canonical
     pair's (``canonical``: layer -> norm)."""
-    fig, ax = plt.subplots(figsize=(7.5, 4))
-    for kind, col in KIND_COLOURS.items():
-        d = dn[dn.kind == kind]
-        if len(d):
-            ax.plot(d.layer, d.estimate, "o-", color=col, label=f"{kind} pairs (n={int(d.n_pairs.iloc[0])})")
+    kinds = [k for k in KIND_COLOURS if (dn.kind == k).any()]
+    # (a) matched pairs and the canonical pair on their own linear scale; (b) every kind on a log
+    # scale: unmatched pairs differ ~10x more and would flatten the matched curve on one axis
+    panels = [("(a) matched pairs (linear)", [k for k in kinds if k == "matched"], False)]
+    if len(kinds) > 1:
+        panels.append(("(b) every kind of pair (log scale)", kinds, True))
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4), squeeze=False)
+    for ax, (title, shown, log) in zip(axes[0], panels, strict=True):
+        for kind in shown:
+            d = dn[dn.kind == kind]
+            col = KIND_COLOURS[kind]
+            ax.plot(d.layer, d.estimate, "o-", color=col, label=f"{kind} pairs (n={int(d.n_pairs.iloc[0])}), 95% CI")
             ax.fill_between(d.layer, d.ci_low, d.ci_high, color=col, alpha=0.2)
-    ax.plot(canonical.index, canonical.values, "s--", color="tab:purple", label="canonical pair")
-    ax.set_xlabel("layer (-1 = embedding)")
-    ax.set_ylabel("mean ||strike − gutter||₂ per token")
-    ax.set_title("Delta norms: matched pairs differ only in the outcome; unmatched in everything")
-    ax.legend(fontsize=8)
+        ax.plot(canonical.index, canonical.values, "s--", color="tab:purple", label="canonical pair")
+        if log:
+            ax.set_yscale("log")
+        ax.set_xlabel("layer (-1 = embedding)")
+        ax.set_ylabel("mean ‖strike − gutter‖₂ per token")
+        ax.set_title(title, fontsize=10)
+        ax.legend(fontsize=8)
+    fig.suptitle("Fig. 9 · Delta norms: matched pairs differ only in the outcome; unmatched pairs in everything",
+                 fontweight="bold")
+    fig.tight_layout()
     return fig
 
 

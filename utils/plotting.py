@@ -176,7 +176,6 @@ def recovery_bars(ax, df, column, title, paper=None, ylabel="recovery (%)", full
     layers = sorted(df.layer.unique())
     comps = [c for c in COMPONENT_COLOURS if c in set(df.component)]
     width = 0.8 / len(comps)
-    paper_labelled = False  # one legend entry for the paper's markers, whichever component has them
     for k, comp in enumerate(comps):
         sub = df[df.component == comp].set_index("layer").reindex(layers)
         offset = (k - (len(comps) - 1) / 2) * width
@@ -186,10 +185,8 @@ def recovery_bars(ax, df, column, title, paper=None, ylabel="recovery (%)", full
             pts = [(layer, v) for (layer, c), v in paper.items() if c == comp]
             if pts:
                 px, py = zip(*pts, strict=True)
-                ax.scatter(np.array(px) + offset, py, marker="D", s=22,
-                           color=PAPER, edgecolor="white", zorder=3,
-                           label="paper (Table 3)" if not paper_labelled else None)
-                paper_labelled = True
+                ax.scatter(np.array(px) + offset, py, marker="D", s=30, color=COMPONENT_COLOURS[comp],
+                           edgecolor=PAPER, linewidth=1.2, zorder=3, label=f"{comp} (paper, Table 3)")
     ax.axhline(0, color="k", lw=0.8)
     if full_line:
         ax.axhline(100, color="grey", lw=0.8, ls="--")
