@@ -47,6 +47,11 @@ def readout_attention_map(hooked: HookedVideoTransformer, run, layer: int, head:
     return to_numpy(hooked.adapter.readout_attention_map(act, head, hooked.by_time_step))
 
 
+def uniform_attention(hooked: HookedVideoTransformer) -> float:
+    """The weight every key would get from a uniform readout-attention row (the baseline of Fig. 1)."""
+    return 1.0 / hooked.adapter.readout_attention_keys()
+
+
 def readout_attention_row(hooked: HookedVideoTransformer, run, layer: int, batch_index: int = 0):
     """``(patches,)`` in token order: ``readout_attention_map`` averaged over heads (a torch tensor)."""
     maps = np.stack([readout_attention_map(hooked, run, layer, h, batch_index) for h in range(hooked.n_heads)]).mean(0)

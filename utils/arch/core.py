@@ -193,6 +193,10 @@ class Adapter:
         (``utils.toy_models.sample_frame_indices``, the rule the toy models were trained with)."""
         return sample_frame_indices(clip_frames, num_frames)
 
+    def readout_attention_keys(self) -> int:
+        """How many keys one readout-attention row spreads over (uniform attention: 1 / this)."""
+        return self.n_prefix + self.grid[0] * self.grid[1] * self.grid[2]
+
     def readout_attention_map(self, act: torch.Tensor, head: int, by_time_step) -> torch.Tensor:
         """``(time step, row, col)``: the readout's attention of ``head`` from one run's
         ``readout_attention_site`` activation ``act`` (no batch dim), the prefix dropped;

@@ -80,6 +80,9 @@ class TimesformerAdapter(Adapter):
     component_colours = {"attention_time": "#9ecae1", "attention_space": "#08519c", "mlp": "#E69F00"}
     attention_steps = ("attention_time", "attention_space")
 
+    def readout_attention_keys(self) -> int:
+        return 1 + self.grid[1] * self.grid[2]  # the spatial step: CLS and one frame's patches
+
     def readout_attention_map(self, act, head, by_time_step):
         return act[:, head, 1:].reshape(self.grid)  # (frame, head, 1 + rows * cols): one CLS row per frame
 
