@@ -12,8 +12,10 @@ clip seeds with the outcome made part of the task: bowling is split into the cla
 ``bowling strike`` and ``bowling gutter`` (``OUTCOME_CLASSES``). Partial outcomes (some pins
 down) are left out of its training set: a partial is neither the success nor the failure the
 paper contrasts, and labelling it either way would teach a pin-count threshold rather than the
-strike/gutter contrast the analyses probe (its bowling class holds as many clips, half strike,
-half gutter). In this model an outcome circuit exists by construction.
+strike/gutter contrast the analyses probe. Every training bowling seed is rendered once as a
+strike and once as a gutter ball (``Arch.paired_outcomes``), so the outcome is the only cue
+(one outcome per seed let the model memorise seeds and stay at chance on held-out clips).
+In this model an outcome circuit exists by construction.
 Train, validation and test clips come from disjoint seed ranges (``SEEDS``), so every
 held-out number is measured on clips the model never saw.
 
@@ -93,6 +95,7 @@ class Arch:
     classes: tuple[str, ...] = ACTIONS  # class names, index order
     label_of: Callable = action_label  # (action, outcome) -> class index
     train_outcomes: tuple[str, ...] = OUTCOMES  # the bowling outcomes of the training set
+    paired_outcomes: bool = False  # render every bowling seed once per outcome (matched pairs in training)
     config_extra: dict = field(default_factory=dict)  # extra config.json fields
     seed: int = SEED  # torch seed (initialisation and batch order); the clip seeds never change
 
@@ -145,7 +148,9 @@ bowling classes.
 Classes ({len(OUTCOME_CLASSES)}): {", ".join(OUTCOME_CLASSES)}. Partial outcomes (some pins
 down) are left out of training: a partial is neither the success nor the failure the paper
 contrasts, and labelling it either way would teach a pin-count threshold instead of the
-strike/gutter contrast."""
+strike/gutter contrast. Every bowling seed of the training set is rendered as a strike *and* as
+a gutter ball (a matched pair, like the analysed pairs): a first recipe that gave each seed one
+outcome let the model memorise seeds (training loss 0.06) and stay at chance on held-out clips."""
 
 
 def _timesformer_intro() -> str:
@@ -244,6 +249,7 @@ ARCHS["outcome"] = replace(  # the positive control: the toy ViViT's recipe, the
     classes=OUTCOME_CLASSES,
     label_of=outcome_label,
     train_outcomes=("strike", "gutter"),
+    paired_outcomes=True,
     config_extra={"default_target": "bowling strike", "contrast_class": "bowling gutter"},
     log_extra={"task": "outcome: bowling strike vs bowling gutter"},
 )
@@ -269,12 +275,17 @@ def _render(job):
     return render_clip(action, seed, outcome)
 
 
-def dataset(split: str, outcomes=OUTCOMES, label_of: Callable = action_label
+def dataset(split: str, outcomes=OUTCOMES, label_of: Callable = action_label, paired: bool = False
             ) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
-    """Render one split: clips uint8 (clip, frame, row, col, 3), labels (``label_of``), bowling outcomes."""
+    """Render one split: clips uint8 (clip, frame, row, col, 3), labels (``label_of``), bowling outcomes.
+    Bowling seeds cycle through ``outcomes``; with ``paired`` every bowling seed is rendered once
+    per outcome instead (matched pairs: the outcome is the only thing that tells the clips apart)."""
     jobs = []
     for _label, action in enumerate(ACTIONS):
         for i, seed in enumerate(SEEDS[split]):
+            if action == "bowling" and paired:
+                jobs += [(action, seed, o) for o in outcomes]
+                continue
             outcome = outcomes[i % len(outcomes)] if action == "bowling" else None
             jobs.append((action, seed, outcome))
     with Pool(2) as pool:
@@ -326,8 +337,8 @@ def train(
     torch.set_num_threads(threads or max(1, torch.get_num_threads()))
     t0 = time.time()
     print("rendering clips ...", flush=True)
-    x_train, y_train, _ = dataset("train", spec.train_outcomes, spec.label_of)
-    x_val, y_val, o_val = dataset("val", spec.train_outcomes, spec.label_of)
+    x_train, y_train, _ = dataset("train", spec.train_outcomes, spec.label_of, spec.paired_outcomes)
+    x_val, y_val, o_val = dataset("val", spec.train_outcomes, spec.label_of, spec.paired_outcomes)
     print(f"  {len(x_train)} train, {len(x_val)} val clips in {time.time() - t0:.0f}s", flush=True)
 
     config = spec.config(len(spec.classes), dict(enumerate(spec.classes)))
@@ -466,8 +477,11 @@ def model_card(log: dict, arch: str = "vivit") -> str:
                   "  each); the outcome is never a label or an input.")
         own, unit = "classified as bowling (%)", "action"
     else:
-        recipe = (f"- Bowling clips in training alternate strike / gutter ({', '.join(spec.train_outcomes)}), "
-                  "labelled by\n  outcome; partial outcomes are left out.")
+        recipe = ("- Every bowling seed of training is rendered once per outcome "
+                  f"({', '.join(spec.train_outcomes)}: matched pairs),\n  labelled by outcome; partial outcomes are "
+                  "left out. Alternating outcomes over seeds (one outcome per seed)\n  let the model memorise each "
+                  "seed's lane and camera: it fit the training set and stayed at chance\n  on held-out strike and "
+                  "gutter clips.")
         own, unit = "classified into its own class (%)", "class"
     return f"""# {spec.out_dir.name}
 
