@@ -155,3 +155,23 @@ def test_every_component_of_an_architecture_reaches_every_component_figure(arch)
                         columns=["run", "how", "component", "layer", "head", "delta_target_logit"])
     assert want <= colours(component_ablation_figure(comp, "bowling"))
     plt.close("all")
+
+
+def test_attention_overlay_raw_and_relative_to_uniform():
+    """Raw weights on inferno; relative to uniform: a uniform map is fully transparent and a patch
+    at 4x the mean is opaque red, each row stating the patches' share against uniform over keys."""
+    from utils.plotting import attention_overlay
+
+    frames = {"strike": np.zeros((4, 32, 32, 3), np.uint8)}
+    attn = np.full((2, 2, 2), 1 / 9)  # 8 patches + 1 prefix key, uniform
+    raw = attention_overlay(frames, {"strike": attn}, 2, "t")
+    assert raw.axes[-1].get_ylabel() == "CLS attention weight"
+    rel = attention_overlay(frames, {"strike": attn}, 2, "t", uniform=1 / 9)
+    assert np.all(rel.axes[0].images[1].get_alpha() == 0)  # uniform: clear
+    assert "1.00x uniform on patches" in rel.axes[0].get_ylabel()
+    peaked = attn.copy()
+    peaked[0, 0, 0] = 4 / 9  # one patch well above the rest
+    rel = attention_overlay(frames, {"strike": peaked}, 2, "t", uniform=1 / 9)
+    alpha = rel.axes[0].images[1].get_alpha()
+    assert alpha[0, 0] > 0.5 and alpha[-1, -1] < alpha[0, 0]
+    plt.close("all")

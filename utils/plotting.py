@@ -82,52 +82,33 @@ def attention_overlay(frames_by_run: dict, attn_by_run: dict, tubelet_t: int, ti
                       steps=None, uniform: float | None = None):
     """CLS attention ``(t, row, col)`` upsampled onto the first frame of each tubelet.
 
-    ``frames_by_run``: name -> uint8 ``(frame, H, W, 3)`` at model resolution. With ``uniform``
-    (the weight of uniform attention, ``utils.attention.uniform_attention``) the overlay shows
-    attention / uniform on a log scale centred at 1: red where the head looks more than uniform,
-    blue where less, transparent where it is uniform, so the frames stay readable.
+    ``frames_by_run``: name -> uint8 ``(frame, H, W, 3)`` at model resolution. Without
+    ``uniform`` the overlay is the raw weight. With ``uniform`` (the weight of uniform attention,
+    ``utils.attention.uniform_attention``) it is the weight over its mean over the patches, on a
+    log scale centred at 1 (1 = uniform over the patches, so the weight the readout keeps for
+    itself does not tint every patch): red where the head looks more, blue where less,
+    transparent where uniform, so the frames stay readable; each row states the patches' share
+    against uniform attention over all keys.
     """
+    from matplotlib.colors import LogNorm, Normalize
+
     names = list(frames_by_run)
     attn_by_run = {k: to_numpy(v) for k, v in attn_by_run.items()}
     T = next(iter(attn_by_run.values())).shape[0]
     steps = list(range(T)) if steps is None else list(steps)
-    if uniform is not None:
-        return _relative_overlay(frames_by_run, attn_by_run, tubelet_t, title, steps, uniform)
-    vmax = max(float(a.max()) for a in attn_by_run.values())
-    fig, axes = plt.subplots(len(names), len(steps), figsize=(1.7 * len(steps), 1.9 * len(names) + 0.6),
-                             squeeze=False)
-    for r, name in enumerate(names):
-        frames, attn = frames_by_run[name], attn_by_run[name]
-        H, W = frames.shape[1:3]
-        for c, t in enumerate(steps):
-            ax = axes[r, c]
-            ax.imshow(frames[t * tubelet_t])
-            im = ax.imshow(_upsample(attn[t], H, W), cmap="inferno", alpha=0.6, vmin=0, vmax=vmax)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if r == 0:
-                ax.set_title(f"t={t} (frames {t * tubelet_t}-{t * tubelet_t + tubelet_t - 1})",
-                             fontsize=8, fontweight="normal")
-            if c == 0:
-                ax.set_ylabel(f"({'ab'[r]}) {name}", color=RUN_COLOURS.get(name, "k"),
-                              fontweight="bold")
-    cb = fig.colorbar(im, ax=axes, fraction=0.015, pad=0.01)
-    cb.set_label("CLS attention weight")
-    fig.suptitle(title)
-    return fig
-
-
-def _relative_overlay(frames_by_run: dict, attn_by_run: dict, tubelet_t: int, title: str, steps, uniform: float):
-    """``attention_overlay`` relative to uniform attention (its docstring)."""
-    from matplotlib.colors import LogNorm
-
-    names = list(frames_by_run)
-    # relative to the map's own mean over patches (1 = uniform over the patches), so that the
-    # weight the readout keeps for itself (CLS) does not tint every patch blue
-    ratio = {k: np.maximum(a / a.mean(), 1e-3) for k, a in attn_by_run.items()}
-    on_patches = {k: float(a.sum()) / (a.size * uniform) for k, a in attn_by_run.items()}  # vs uniform over keys
-    span = min(30.0, max(2.0, max(float(max(r.max(), 1 / r.min())) for r in ratio.values())))
-    norm = LogNorm(vmin=1 / span, vmax=span)
+    labels = {k: f"({'ab'[r]}) {k}" for r, k in enumerate(names)}
+    if uniform is None:
+        shown = attn_by_run
+        norm, cmap, bar = Normalize(0, max(float(a.max()) for a in shown.values())), "inferno", "CLS attention weight"
+        alpha_of = lambda up: 0.6  # noqa: E731
+    else:
+        shown = {k: np.maximum(a / a.mean(), 1e-3) for k, a in attn_by_run.items()}
+        span = min(30.0, max(2.0, max(float(max(r.max(), 1 / r.min())) for r in shown.values())))
+        norm, cmap = LogNorm(vmin=1 / span, vmax=span), "RdBu_r"
+        bar = "attention ÷ its mean over patches\n(1 = uniform over patches; clear)"
+        alpha_of = lambda up: np.clip(np.abs(np.log(up)) / np.log(span), 0, 1) * 0.8  # noqa: E731
+        labels = {k: f"{lab}\n{float(attn_by_run[k].sum()) / (attn_by_run[k].size * uniform):.2f}x uniform on patches"
+                  for k, lab in labels.items()}
     fig, axes = plt.subplots(len(names), len(steps), figsize=(1.7 * len(steps), 1.9 * len(names) + 0.6),
                              squeeze=False)
     for r, name in enumerate(names):
@@ -136,19 +117,18 @@ def _relative_overlay(frames_by_run: dict, attn_by_run: dict, tubelet_t: int, ti
         for c, t in enumerate(steps):
             ax = axes[r, c]
             ax.imshow(frames[t * tubelet_t])
-            up = _upsample(ratio[name][t], H, W)
-            alpha = np.clip(np.abs(np.log(up)) / np.log(span), 0, 1) * 0.8  # uniform: transparent
-            im = ax.imshow(up, cmap="RdBu_r", norm=norm, alpha=alpha)
+            up = _upsample(shown[name][t], H, W)
+            im = ax.imshow(up, cmap=cmap, norm=norm, alpha=alpha_of(up))
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
                 ax.set_title(f"t={t} (frames {t * tubelet_t}-{t * tubelet_t + tubelet_t - 1})",
                              fontsize=8, fontweight="normal")
             if c == 0:
-                ax.set_ylabel(f"({'ab'[r]}) {name}\n{on_patches[name]:.2f}x uniform on patches",
-                              color=RUN_COLOURS.get(name, "k"), fontweight="bold", fontsize=8)
+                ax.set_ylabel(labels[name], color=RUN_COLOURS.get(name, "k"), fontweight="bold",
+                              fontsize=8 if uniform is not None else None)
     cb = fig.colorbar(im, ax=axes, fraction=0.015, pad=0.01)
-    cb.set_label("attention ÷ its mean over patches\n(1 = uniform over patches; clear)")
+    cb.set_label(bar)
     fig.suptitle(title)
     return fig
 
