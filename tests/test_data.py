@@ -35,3 +35,12 @@ def test_every_prepared_clip_of_a_toy_run_is_held_out(tmp_path):
     assert len(seeds) == 8 and not [s for s in seeds if split_of(s)]
     assert manifest["target_index"] == 0 and manifest["preprocess"] == "checkpoint"
     assert all(c["is_target"] for c in manifest["clips"][:2]), "the canonical pair must be called bowling"
+
+
+def test_mean_ablation_reference_seeds_are_apart_from_every_split_and_pair():
+    from utils.data import REFERENCE_SEED_BASE
+
+    reference = set(range(REFERENCE_SEED_BASE, REFERENCE_SEED_BASE + 1000))
+    assert not [s for s in reference if split_of(s)]
+    analysed = {s for _, a, b, _ in synthetic_specs(500, 500, 500) for s in (a, b)}
+    assert not reference & analysed

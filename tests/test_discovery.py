@@ -50,26 +50,99 @@ class _Data:
         return self.px[clip_id]
 
 
-def test_the_smallest_circuit_reaches_the_threshold_and_one_edge_fewer_does_not():
+def _curves(discovery: list[float], held_out: list[float], sizes=(1, 2, 4, 8)) -> pd.DataFrame:
+    """Curves of two pairs per split whose mean metric at each size is the value given (empty 0, full 100)."""
+    rows = []
+    for split, values in (("discovery", discovery), ("held-out", held_out)):
+        for pair, shift in (("a", -5.0), ("b", 5.0)):
+            for n, v in zip(sizes, values, strict=True):
+                rows.append({"split": split, "method": "EAP", "ablation": "counterfactual", "metric_name": "readout",
+                             "pair": f"{split}-{pair}", "n_edges": n, "metric": v + shift, "metric_empty": 0.0,
+                             "metric_full": 100.0})
+    return pd.DataFrame(rows)
+
+
+def test_the_size_is_chosen_on_the_discovery_pairs_and_held_out_pairs_cannot_move_it():
+    base = _curves([10, 50, 85, 95], [10, 50, 85, 95])
+    assert D.select_size(base, 80, "readout", "EAP") == 4
+    for held in ([90, 90, 90, 90], [0, 0, 0, 0], [10, 79, 81, 99]):  # held-out values that would pick 1, none, 4
+        assert D.select_size(_curves([10, 50, 85, 95], held), 80, "readout", "EAP") == 4
+    assert D.select_size(_curves([10, 81, 85, 95], [10, 50, 85, 95]), 80, "readout", "EAP") == 2  # discovery does
+    assert D.select_size(_curves([10, 50, 60, 70], [90, 90, 90, 90]), 80, "readout", "EAP") == -1
+    with pytest.raises(ValueError, match="no discovery-pair curve"):
+        D.select_size(base, 80, "logit", "EAP")
+
+
+def test_the_circuit_is_sized_on_discovery_pairs_to_one_edge_and_judged_on_held_out_ones():
     hooked = HookedVideoTransformer(tiny_loaded())
     graph = Graph(hooked)
     g = torch.Generator().manual_seed(3)
-    data = _Data(torch.randn(6, 4, 3, 32, 32, generator=g))
-    pairs = [(f"pair{i:03d}_strike", f"pair{i:03d}_gutter") for i in range(3)]
-    scores = D.discovery_scores(graph, data, pairs[:1], progress=False)
+    data = _Data(torch.randn(8, 4, 3, 32, 32, generator=g))
+    pairs = [(f"pair{i:03d}_strike", f"pair{i:03d}_gutter") for i in range(4)]
+    splits = {"discovery": pairs[:2], "held-out": pairs[2:]}
+    scores = {"EAP": D.discovery_scores(graph, data, splits["discovery"], 0, progress=False),
+              "random": D.random_scores(graph)}
     sizes = [1, 4, 16, graph.n_edges]
-    curve = D.faithfulness_curve(graph, data, pairs[1:], scores, sizes, progress=False)
-    full = curve[curve.n_edges == graph.n_edges].faithfulness_pct
+    curves = D.circuit_curves(graph, data, splits, scores, sizes, 0, progress=False)
+    full = curves[(curves.n_edges == graph.n_edges) & (curves.metric_name == "readout")].faithfulness_pct
     assert full.to_numpy() == pytest.approx(100.0, abs=1e-3)
-    n, curve = D.smallest_circuit(graph, data, pairs[1:], scores, curve, threshold=60, refine=12)
-    mean = curve.groupby("n_edges").faithfulness_pct.mean()
+    table, curves = D.judged_sizes(graph, data, splits, scores, curves, 60, "readout", 0, refine=12)
+    n = int(table[table.method == "EAP"].n_edges.iloc[0])
+    disc = curves[(curves.split == "discovery") & (curves.method == "EAP") & (curves.metric_name == "readout")]
+    mean = disc.groupby("n_edges").metric.mean()  # empty 0 and full 100 for the readout: the mean is the ratio
     assert n > 0 and mean.loc[n] >= 60
     assert (n - 1) in mean.index and mean.loc[n - 1] < 60  # bisection narrowed it to one edge
-    comp = D.circuit_composition(graph, scores, n)
+    row = table[table.method == "EAP"].iloc[0]
+    assert row.discovery_pct == pytest.approx(mean.loc[n]) and row.n_pairs == 2
+    held = curves[(curves.split == "held-out") & (curves.method == "EAP") & (curves.metric_name == "readout")]
+    assert row.held_out_pct == pytest.approx(held[held.n_edges == n].metric.mean())
+    comp = D.circuit_composition(graph, scores["EAP"], n)
     assert comp.edges.sum() == n and comp.score_share_pct.sum() == pytest.approx(100)
-    lines = D.summary_lines(None, None, D.summarise(curve, ["ablation", "n_edges"], "faithfulness_pct"), comp, n,
-                            graph.n_edges, 60)
+    per = comp.set_index("sender")
+    assert (per.share_per_sender_pct * per.senders_in_graph).to_numpy() == pytest.approx(per.score_share_pct.to_numpy())
+    lines = D.summary_lines(None, None, table, None, comp, graph.n_edges, 60, "readout", "the readout")
     assert any(f"keeps {n} of {graph.n_edges} edges" in line for line in lines)
+
+
+def test_eap_ig_with_one_step_is_eap_and_edges_into_the_readout_score_the_same_for_any_steps():
+    """With m = 1 the only interpolation point is the clean input: EAP. The readout projection is
+    linear in the final residual, so an edge into the readout has one gradient on every run."""
+    from utils import atp
+    from utils.circuit import edge_scores
+
+    hooked = HookedVideoTransformer(tiny_loaded())
+    graph = Graph(hooked)
+    g = torch.Generator().manual_seed(5)
+    clean, cf = torch.randn(2, 1, 4, 3, 32, 32, generator=g)
+    final = atp.final_site(hooked)
+    cf_run = hooked.run(cf, names=graph.cache_names() | {final})
+    metric = atp.readout_projection(hooked, hooked.run(clean, names={final})[final], cf_run[final])
+    ref = graph.sender_outputs(cf_run.cache)[0]
+    eap = edge_scores(graph, clean, ref, metric)
+    one = edge_scores(graph, clean, ref, metric, counterfactual_pixels=cf, ig_steps=1)
+    four = edge_scores(graph, clean, ref, metric, counterfactual_pixels=cf, ig_steps=4)
+    assert torch.allclose(one, eap, atol=1e-6 * eap.abs().max())
+    assert torch.allclose(four[:, -1], eap[:, -1], atol=1e-5 * eap.abs().max())
+    assert not torch.allclose(four[:, :-1], eap[:, :-1], atol=1e-3 * eap.abs().max())  # earlier edges: curvature
+    with pytest.raises(ValueError, match="counterfactual_pixels"):
+        edge_scores(graph, clean, ref, metric, ig_steps=2)
+
+
+def test_output_metrics_read_the_models_own_logits():
+    from utils import atp
+
+    hooked = HookedVideoTransformer(tiny_loaded())
+    g = torch.Generator().manual_seed(6)
+    clean, cf = torch.randn(2, 1, 4, 3, 32, 32, generator=g)
+    final = atp.final_site(hooked)
+    a, b = hooked.run(clean, names={final}), hooked.run(cf, names={final})
+    m = atp.output_metrics(hooked, a[final], b[final], (0, 1))
+    assert float(m["logit"](a[final])) == pytest.approx(float(a.logits[0, 0] - a.logits[0, 1]), abs=1e-5)
+    assert float(atp.logit_difference(hooked, 1)(b[final])) == pytest.approx(float(b.logits[0, 1]), abs=1e-5)
+    assert float(m["kl"](a[final])) == pytest.approx(0, abs=1e-9)
+    p, q = a.logits.double().softmax(-1), b.logits.double().softmax(-1)
+    assert float(m["kl"](b[final])) == pytest.approx(-float((p * (p / q).log()).sum()), rel=1e-5)
+    assert float(m["readout"](a[final])) == pytest.approx(100, abs=1e-3)
 
 
 def test_validation_tables_line_up_and_ig_closes_the_gap_on_whole_sites():

@@ -25,6 +25,11 @@ Metrics (``Metric``; functions of the final residual stream ``(batch, tokens, d_
   the target run to the source run; 0 on the target, 100 on the source. Linear.
 * ``target_logit`` - the analysed class's logit minus the target run's. ``freeze_norm=True``
   divides by the target run's LayerNorm scale instead of the patched run's (linear).
+* ``logit_difference`` - an output metric (ACDC, EAP-IG): the analysed class's logit, or, for a
+  model with a contrast class (``toy-outcome``: ``bowling strike`` minus ``bowling gutter``), the
+  difference of the two logits.
+* ``negative_kl`` - minus the KL divergence from a reference run's class distribution (the full
+  model on the clean input) to the run's: 0 on the reference run itself, below elsewhere.
 
 The direction names of notebook 06 apply: ``strike->gutter`` patches strike (source) into gutter
 (target), as the paper does.
@@ -33,6 +38,7 @@ The direction names of notebook 06 apply: ``strike->gutter`` patches strike (sou
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -93,6 +99,49 @@ def target_logit(hooked: HookedVideoTransformer, target_class: int, target_resid
 
     base = logit(target_resid)[0].detach()
     return Metric("target_logit" + ("_frozen_norm" if freeze_norm else ""), lambda resid: logit(resid) - base)
+
+
+def logits(hooked: HookedVideoTransformer, resid: Tensor) -> Tensor:
+    """Logits ``(batch, classes)`` of final residuals ``(batch, tokens, d_model)``, differentiable
+    (the readout, the final norm and the classifier: ``HookedVideoTransformer.head`` without hooks;
+    under inference mode when ``resid`` was made there)."""
+    with torch.inference_mode() if resid.is_inference() else nullcontext():
+        return hooked.adapter.classifier(hooked.final_norm(hooked.readout_tokens(resid)))
+
+
+def logit_difference(hooked: HookedVideoTransformer, classes: int | tuple[int, int]) -> Metric:
+    """The logit of ``classes`` (one class index), or the first class's logit minus the second's."""
+    if isinstance(classes, int):
+        return Metric("logit", lambda resid: logits(hooked, resid)[:, classes])
+    a, b = classes
+
+    def fn(resid):
+        out = logits(hooked, resid)
+        return out[:, a] - out[:, b]
+
+    return Metric("logit_difference", fn)
+
+
+def negative_kl(hooked: HookedVideoTransformer, reference_resid: Tensor) -> Metric:
+    """``-KL(p_reference || p_run)`` over the classes, ``p`` the softmax of the logits; the
+    reference is a final residual ``(1, tokens, d_model)`` (the full model on the clean input)."""
+    with torch.no_grad():
+        log_p = torch.log_softmax(logits(hooked, reference_resid.detach()).double(), -1).clone()
+
+    def fn(resid):
+        log_q = torch.log_softmax(logits(hooked, resid).double(), -1)
+        return -(log_p.exp() * (log_p - log_q)).sum(-1)
+
+    return Metric("negative_kl", fn)
+
+
+def output_metrics(hooked: HookedVideoTransformer, clean_resid: Tensor, counterfactual_resid: Tensor,
+                   classes: int | tuple[int, int]) -> dict[str, Metric]:
+    """The three circuit metrics of one pair, by name: ``readout`` (the projection), ``logit``
+    (``logit_difference`` of ``classes``) and ``kl`` (``negative_kl`` to the clean run)."""
+    return {"readout": readout_projection(hooked, clean_resid, counterfactual_resid),
+            "logit": logit_difference(hooked, classes),
+            "kl": negative_kl(hooked, clean_resid)}
 
 
 def _start(hooked: HookedVideoTransformer, layer: int, target_cache: dict | None, target_pixels: Tensor | None):

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from utils.atp import final_site, readout_projection
+from utils.atp import Metric, final_site, readout_projection
 from utils.hooks import HookedVideoTransformer
 from utils.stats import top_indices
 
@@ -157,23 +157,45 @@ class Graph:
         return [f"blocks.{layer}.{s}" for layer in range(self.hooked.n_layers) for s in self.states]
 
 
-def edge_scores(graph: Graph, clean_pixels: Tensor, reference: Tensor, metric) -> Tensor:
-    """EAP score of every edge (``(sender, receiver)``, float64, 0 where no edge): the
-    first-order change in ``metric`` when the edge carries ``reference`` (``(sender, tokens,
-    d_model)``: the counterfactual run's sender outputs, or their mean) instead of the clean
-    run's output. One forward and one backward pass of the clean run."""
+def edge_scores(graph: Graph, clean_pixels: Tensor, reference: Tensor, metric,
+                counterfactual_pixels: Tensor | None = None, ig_steps: int = 0) -> Tensor:
+    """Edge scores (``(sender, receiver)``, float64, 0 where no edge): ``(ref_u - out_u) . g_v``
+    with ``reference`` (``(sender, tokens, d_model)``: the counterfactual run's sender outputs, or
+    their mean) and ``out_u`` the clean run's outputs.
+
+    * EAP (``ig_steps = 0``): ``g_v = dM/d input_v`` on the clean run: one forward and one
+      backward pass.
+    * EAP-IG (``ig_steps = m > 0``, Hanna et al. 2024): ``g_v`` is averaged over ``m`` runs whose
+      *input* moves from the counterfactual clip to the clean one,
+      ``x_k = x_cf + (k / m) (x_clean - x_cf)``, ``k = 1..m`` (the patch embedding is linear, so
+      this is EAP-IG's interpolation of the input embeddings); needs ``counterfactual_pixels``.
+      One batched forward and backward pass of ``m`` runs.
+    """
     h = graph.hooked
     states = graph.state_names()
-    names = set(states) | graph.cache_names() | {final_site(h)}
-    run = h.run(clean_pixels, names=names, grad=True)
     uniq = list(dict.fromkeys(states + [final_site(h)]))
-    tensors = [run[s] for s in uniq]
-    grads = torch.autograd.grad(metric(run[final_site(h)]).sum(), tensors, allow_unused=True)
-    by_name = {s: (torch.zeros_like(t) if g is None else g).detach() for s, t, g in zip(uniq, tensors, grads,
-                                                                                         strict=True)}
+    names = set(states) | graph.cache_names() | {final_site(h)}
+    clean_pixels = clean_pixels.to(h.device)
+    if ig_steps > 0:
+        if counterfactual_pixels is None:
+            raise ValueError("EAP-IG (ig_steps > 0) interpolates from the counterfactual clip: pass counterfactual_pixels")
+        cf = counterfactual_pixels.to(h.device)
+        alphas = torch.arange(1, ig_steps + 1, device=h.device, dtype=clean_pixels.dtype) / ig_steps
+        inputs = cf + alphas.view(-1, *[1] * (clean_pixels.dim() - 1)) * (clean_pixels - cf)
+        grad_run = h.run(inputs, names=set(uniq), grad=True)
+        tensors = [grad_run[s] for s in uniq]
+        with torch.inference_mode():
+            clean_cache = h.run(clean_pixels, names=graph.cache_names()).cache
+    else:
+        grad_run = h.run(clean_pixels, names=names, grad=True)
+        tensors = [grad_run[s] for s in uniq]
+        clean_cache = {k: v.detach() for k, v in grad_run.cache.items()}
+    grads = torch.autograd.grad(metric(grad_run[final_site(h)]).sum(), tensors, allow_unused=True)
+    by_name = {s: (torch.zeros_like(t) if g is None else g).detach().sum(0, keepdim=True) / len(t)
+               for s, t, g in zip(uniq, tensors, grads, strict=True)}  # mean over the m runs
     g_in = graph.receiver_gradients(by_name)[0].double()  # (receiver, tokens, d)
     with torch.no_grad():
-        clean_out = graph.sender_outputs({k: v.detach() for k, v in run.cache.items()})[0].double()
+        clean_out = graph.sender_outputs(clean_cache)[0].double()
     delta = reference.to(clean_out.device).double() - clean_out  # (sender, tokens, d)
     scores = torch.einsum("std,rtd->sr", delta, g_in).cpu()
     return scores * graph.valid
@@ -266,24 +288,35 @@ def top_edges(scores: Tensor, graph: Graph, n: int) -> Tensor:
 
 def faithfulness(graph: Graph, clean_pixels: Tensor, reference: Tensor, counterfactual_resid: Tensor,
                  clean_resid: Tensor, scores: Tensor, sizes: list[int], batch_size: int = 8,
-                 counterfactual: bool = False) -> pd.DataFrame:
-    """Faithfulness (percent, module docstring) of the top-``n`` circuit for every ``n`` in
-    ``sizes``, on one clean input. ``counterfactual_resid``, ``clean_resid``: final residuals
-    ``(1, tokens, d_model)`` that define the metric (``utils.atp.readout_projection``). The full
-    circuit is the clean run (M = 100); the empty one is run, unless ``counterfactual`` says that
-    ``reference`` holds the counterfactual run's own outputs: then it is that run (M = 0)."""
+                 counterfactual: bool = False, metrics: dict[str, Metric] | None = None) -> pd.DataFrame:
+    """The metrics of the top-``n`` circuit for every ``n`` in ``sizes``, on one clean input.
+    ``counterfactual_resid``, ``clean_resid``: final residuals ``(1, tokens, d_model)``;
+    ``metrics``: name -> ``Metric`` (default: ``readout``, the projection they define). The
+    full circuit is the clean run; the empty one is run, unless ``counterfactual`` says that
+    ``reference`` holds the counterfactual run's own outputs: then it is that run.
+
+    One row per size and metric: ``n_edges``, ``metric_name``, ``metric`` (unnormalised),
+    ``metric_empty``, ``metric_full`` and this pair's own ratio ``faithfulness_pct`` (module
+    docstring; ``utils.faithfulness`` averages the metrics over pairs before normalising)."""
     h = graph.hooked
-    metric = readout_projection(h, clean_resid, counterfactual_resid)
+    metrics = metrics or {"readout": readout_projection(h, clean_resid, counterfactual_resid)}
     with torch.inference_mode():
-        full = float(metric(clean_resid.to(h.device)).double())
-        empty = float(metric(counterfactual_resid.to(h.device)).double()) if counterfactual else None
         run = [n for n in sizes if n < graph.n_edges]  # every edge kept: the clean run itself
         keeps = [top_edges(scores, graph, n) for n in run]
-        keeps = torch.stack(keeps + ([torch.zeros_like(graph.valid)] if empty is None else []))
-        v = torch.cat([metric(circuit_run(graph, clean_pixels, reference, keeps[i:i + batch_size])).double().cpu()
-                       for i in range(0, len(keeps), batch_size)]).numpy()
-    if empty is None:
-        empty, v = float(v[-1]), v[:-1]
-    v = np.array([full if n >= graph.n_edges else v[run.index(n)] for n in sizes])
-    return pd.DataFrame({"n_edges": sizes, "metric": v, "faithfulness_pct": 100 * (v - empty) / (full - empty),
-                         "metric_empty": empty, "metric_full": full})
+        if not counterfactual:
+            keeps.append(torch.zeros_like(graph.valid))
+        finals = [circuit_run(graph, clean_pixels, reference, torch.stack(keeps[i:i + batch_size]))
+                  for i in range(0, len(keeps), batch_size)] if keeps else []
+        rows = []
+        for name, metric in metrics.items():
+            full = float(metric(clean_resid.to(h.device)).double())
+            v = torch.cat([metric(f).double().cpu() for f in finals]).numpy() if finals else np.zeros(0)
+            if counterfactual:
+                empty = float(metric(counterfactual_resid.to(h.device)).double())
+            else:
+                empty, v = float(v[-1]), v[:-1]
+            v = np.array([full if n >= graph.n_edges else v[run.index(n)] for n in sizes])
+            rows.append(pd.DataFrame({"n_edges": sizes, "metric_name": name, "metric": v,
+                                      "faithfulness_pct": 100 * (v - empty) / (full - empty),
+                                      "metric_empty": empty, "metric_full": full}))
+    return pd.concat(rows, ignore_index=True)

@@ -46,6 +46,7 @@ CANONICAL_SEED = 400_042  # the canonical matched pair: a seed no training, vali
 CANONICAL_STRIKE, CANONICAL_GUTTER = "canonical_strike", "canonical_gutter"  # clip ids of that pair
 PAIR_SEED_BASE = 300_000  # matched pairs use seeds PAIR_SEED_BASE + i: never used in training
 UNMATCHED_OFFSET = 50_000  # an unmatched pair: gutter clip from seed + offset
+REFERENCE_SEED_BASE = 500_000  # notebook 08's mean-ablation reference clips: seeds REFERENCE_SEED_BASE + i
 NULL_OUTCOME = "strike"  # the outcome both clips of a prepared null pair share
 PAIR_KINDS = {"canonical": "canonical", "pair": "matched", "unmatched": "unmatched",
               "null": "null"}  # a synthetic pair's name prefix -> its kind
@@ -80,6 +81,25 @@ def synthetic_specs(n_pairs: int, unmatched: int = 0, null_pairs: int = 0) -> li
     specs += [(n_pairs + unmatched + i, PAIR_SEED_BASE + i, PAIR_SEED_BASE + i, f"null{i:03d}")
               for i in range(null_pairs)]
     return specs
+
+
+def reference_clips(loaded: LoadedModel, n: int) -> list[Clip]:
+    """``n`` bowling clips apart from every analysed pair and every training split (seeds
+    ``REFERENCE_SEED_BASE + i``, strike for even ``i`` and gutter for odd): the reference set of
+    mean ablation (notebook 08). Rendered in memory, not written to the data folder."""
+    size, T = loaded.image_size, loaded.num_frames
+    clips = []
+    for i in range(n):
+        seed, outcome = REFERENCE_SEED_BASE + i, ("strike", "gutter")[i % 2]
+        clips.append(Clip(f"reference{i:03d}_{outcome}", -2, seed, outcome,
+                          f"synthetic: render_clip('bowling', {seed}, '{outcome}')",
+                          render_clip("bowling", seed, outcome, num_frames=T, size=size)))
+    return clips
+
+
+def is_synthetic(manifest: dict) -> bool:
+    """Whether every clip of a prepared data folder was rendered from the synthetic world."""
+    return bool(manifest["clips"]) and all(c["source"].startswith("synthetic:") for c in manifest["clips"])
 
 
 def pair_kind(name: str) -> str:

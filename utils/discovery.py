@@ -19,6 +19,7 @@ from matplotlib.lines import Line2D
 from tqdm.auto import tqdm
 
 from utils import atp, memo
+from utils import faithfulness as F
 from utils.circuit import Graph, edge_scores, faithfulness, top_edges
 from utils.data import CANONICAL_STRIKE
 from utils.hooks import HookedVideoTransformer, parse_name
@@ -216,17 +217,37 @@ def ig_convergence(hooked: HookedVideoTransformer, data, pair: tuple[str, str], 
 
 
 # ---------------------------------------------------------------------------- circuits
-def discovery_scores(graph: Graph, data, pairs: list[tuple[str, str]], progress: bool = True) -> torch.Tensor:
-    """EAP edge scores (strike clean, gutter counterfactual, readout metric) averaged over ``pairs``."""
+SCORE_METRICS = ("readout", "logit")  # what edges can be scored by (KL's gradient vanishes on the clean run)
+METHODS = {"EAP": 0, "EAP-IG": -1}  # method -> IG steps (-1: the notebook's ig_steps); "random" is the baseline
+
+
+def _metric(h, name: str, clean_final, cf_final, classes):
+    return atp.output_metrics(h, clean_final, cf_final, classes)[name]
+
+
+def discovery_scores(graph: Graph, data, pairs: list[tuple[str, str]], classes: int | tuple[int, int],
+                     metric: str = "readout", ig_steps: int = 0, progress: bool = True) -> torch.Tensor:
+    """Edge scores (strike clean, gutter counterfactual) averaged over ``pairs``: EAP
+    (``ig_steps = 0``) or EAP-IG with ``ig_steps`` input interpolations (``utils.circuit.edge_scores``),
+    by ``metric`` (``readout`` or ``logit``; ``classes``: its class, or class and contrast class)."""
+    if metric not in SCORE_METRICS:
+        raise ValueError(f"edges are scored by one of {SCORE_METRICS}, not {metric!r} (the KL divergence to the "
+                         f"clean run has zero gradient there)")
     h = graph.hooked
-    final = atp.final_site(h)
     total = torch.zeros(graph.valid.shape, dtype=torch.float64)
-    for s_id, g_id in tqdm(pairs, desc="edge scores", disable=not progress):
-        cf = h.run(data.pixels(g_id), names=graph.cache_names() | {final})
-        clean_final = h.run(data.pixels(s_id), names={final})[final]
-        metric = atp.readout_projection(h, clean_final, cf[final])
-        total += edge_scores(graph, data.pixels(s_id), graph.sender_outputs(cf.cache)[0], metric)
+    desc = "edge scores" + (f" (EAP-IG, m = {ig_steps})" if ig_steps else " (EAP)")
+    for s_id, g_id in tqdm(pairs, desc=desc, disable=not progress):
+        clean_final, cf_final, cf_out = _pair_state(graph, data, s_id, g_id)
+        m = _metric(h, metric, clean_final, cf_final, classes)
+        total += edge_scores(graph, data.pixels(s_id), cf_out, m, counterfactual_pixels=data.pixels(g_id),
+                             ig_steps=ig_steps)
     return total / len(pairs)
+
+
+def random_scores(graph: Graph, seed: int = 0) -> torch.Tensor:
+    """Random edge scores (uniform, seeded): the baseline circuit of each size is a random set of edges."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.rand(graph.valid.shape, generator=gen, dtype=torch.float64) * graph.valid.cpu()
 
 
 def _pair_state(graph: Graph, data, s_id: str, g_id: str):
@@ -247,57 +268,180 @@ def _pair_state(graph: Graph, data, s_id: str, g_id: str):
 
 
 def faithfulness_curve(graph: Graph, data, pairs: list[tuple[str, str]], scores: torch.Tensor, sizes: list[int],
-                       mean_ref: torch.Tensor | None = None, batch_size: int = 8,
+                       classes: int | tuple[int, int], mean_ref: torch.Tensor | None = None, batch_size: int = 8,
                        progress: bool = True) -> pd.DataFrame:
-    """Faithfulness (percent) of the top-``n`` circuit for each ``n`` in ``sizes`` on every pair
-    (strike clean; dropped edges carry the pair's gutter run, and, with ``mean_ref``, separately
-    the mean sender outputs). Columns: ``pair``, ``ablation``, ``n_edges``, ``faithfulness_pct``."""
+    """Every pair's metrics (``readout``, ``logit``, ``kl``; ``utils.atp.output_metrics``) for the
+    top-``n`` circuit of each ``n`` in ``sizes`` (strike clean; dropped edges carry the pair's
+    gutter run, and, with ``mean_ref``, separately the mean sender outputs). Columns: ``pair``,
+    ``ablation``, ``metric_name``, ``n_edges``, ``metric``, ``metric_empty``, ``metric_full``,
+    ``faithfulness_pct`` (the pair's own ratio; ``utils.faithfulness`` normalises means)."""
+    h = graph.hooked
     rows = []
-    for s_id, g_id in tqdm(pairs, desc="circuit runs", disable=not progress):
+    for s_id, g_id in tqdm(pairs, desc="circuit runs", disable=not progress, leave=False):
         clean_final, cf_final, cf_out = _pair_state(graph, data, s_id, g_id)
+        metrics = atp.output_metrics(h, clean_final, cf_final, classes)
         refs = {"counterfactual": cf_out}
         if mean_ref is not None:
             refs["mean"] = mean_ref
         for ablation, ref in refs.items():
             f = faithfulness(graph, data.pixels(s_id), ref, cf_final, clean_final, scores, sizes, batch_size,
-                             counterfactual=ablation == "counterfactual")
-            rows.append(f[["n_edges", "faithfulness_pct"]].assign(pair=_name(s_id), ablation=ablation))
-    return pd.concat(rows, ignore_index=True)[["pair", "ablation", "n_edges", "faithfulness_pct"]]
+                             counterfactual=ablation == "counterfactual", metrics=metrics)
+            rows.append(f.assign(pair=_name(s_id), ablation=ablation))
+    cols = ["pair", "ablation", "metric_name", "n_edges", "metric", "metric_empty", "metric_full", "faithfulness_pct"]
+    return pd.concat(rows, ignore_index=True)[cols]
 
 
-def smallest_circuit(graph: Graph, data, pairs, scores, curve: pd.DataFrame, threshold: float = 80.0,
-                     refine: int = 6, mean_ref=None) -> tuple[int, pd.DataFrame]:
-    """The fewest top-scored edges whose mean faithfulness over ``pairs`` (counterfactual
-    ablation) reaches ``threshold``: the first size of ``curve`` that does, narrowed by bisection
-    (``refine`` more sizes, all pairs each) between it and the size before; with ``mean_ref`` the
-    size found is also judged under mean ablation. Returns ``(n, curve with the new rows)``."""
-    cf = curve[curve.ablation == "counterfactual"]
-    mean = cf.groupby("n_edges").faithfulness_pct.mean().sort_index()
-    above = mean[mean >= threshold]
-    if above.empty:
-        return -1, curve
-    hi = int(above.index[0])
-    below = mean[mean.index < hi]
-    lo = int(below.index[-1]) if len(below) else 0
+def select_size(curves: pd.DataFrame, threshold: float, metric: str, method: str,
+                ablation: str = "counterfactual") -> int:
+    """The circuit size of ``method``: the fewest edges whose faithfulness on the **discovery**
+    pairs (``split == "discovery"``; MIB's ratio of means) reaches ``threshold`` percent under
+    ``metric`` and ``ablation``. Held-out rows are never read: they only judge the size chosen."""
+    d = curves[(curves.split == "discovery") & (curves.method == method) & (curves.metric_name == metric)
+               & (curves.ablation == ablation)]
+    if d.empty:
+        raise ValueError(f"no discovery-pair curve for method={method!r}, metric={metric!r}, ablation={ablation!r}")
+    return F.choose_size(F.curve(d, n_boot=1), threshold)
+
+
+def refine_size(graph: Graph, data, pairs, scores, curves: pd.DataFrame, threshold: float, metric: str,
+                method: str, classes, refine: int = 6) -> tuple[int, pd.DataFrame]:
+    """``select_size``, narrowed by bisection between the size it finds and the size before,
+    with new curve points on the discovery ``pairs`` only (``refine`` more sizes at most).
+    Returns ``(size, curves with the new discovery rows)``."""
+    n = select_size(curves, threshold, metric, method)
+    if n < 0:
+        return n, curves
+    mine = curves[(curves.split == "discovery") & (curves.method == method) & (curves.ablation == "counterfactual")]
+    below = sorted(k for k in set(mine.n_edges) if k < n)
+    lo, hi = (below[-1] if below else 0), n
     for _ in range(refine):
         if hi - lo <= 1:
             break
         mid = (lo + hi) // 2
-        new = faithfulness_curve(graph, data, pairs, scores, [mid], progress=False)
-        curve = pd.concat([curve, new], ignore_index=True)
-        if new.faithfulness_pct.mean() >= threshold:
-            hi = mid
-        else:
-            lo = mid
-    if mean_ref is not None and hi not in set(curve[curve.ablation == "mean"].n_edges):
-        new = faithfulness_curve(graph, data, pairs, scores, [hi], mean_ref=mean_ref, progress=False)
-        curve = pd.concat([curve, new[new.ablation == "mean"]], ignore_index=True)
-    return hi, curve.sort_values(["ablation", "pair", "n_edges"], kind="stable").reset_index(drop=True)
+        new = faithfulness_curve(graph, data, pairs, scores, [mid], classes, progress=False).assign(
+            split="discovery", method=method)
+        curves = pd.concat([curves, new], ignore_index=True)
+        hi, lo = (mid, lo) if select_size(curves, threshold, metric, method) == mid else (hi, mid)
+    return hi, curves
+
+
+def output_classes(loaded) -> int | tuple[int, int]:
+    """The logit metric's classes: the analysed class, and the contrast class where the checkpoint
+    names one (``config.contrast_class``: toy-outcome's ``bowling gutter``)."""
+    from utils.controls import output_metric
+
+    contrast = getattr(loaded.config, "contrast_class", "") or None
+    return output_metric(loaded, contrast)
+
+
+def circuit_metric(metric: str, loaded) -> str:
+    """Notebook 08's ``metric`` parameter resolved: ``auto`` is ``logit`` for a model that names a
+    contrast class (its output then holds the strike-vs-gutter decision) and ``readout`` otherwise
+    (the action-only models' output barely depends on the outcome: 0.01-0.03 in the logit)."""
+    if metric == "auto":
+        return "logit" if isinstance(output_classes(loaded), tuple) else "readout"
+    if metric not in SCORE_METRICS:
+        raise ValueError(f"metric = {metric!r}: circuits are scored and sized by one of {SCORE_METRICS} (or auto); "
+                         f"the KL divergence is reported beside them in every table")
+    return metric
+
+
+METRIC_WORDS = {"readout": "the readout projection (percent of the way from the gutter to the strike readout)",
+                "kl": "minus the KL divergence from the full model's class distribution"}
+
+
+def metric_label(metric: str, loaded) -> str:
+    """What ``metric`` measures on ``loaded``, for captions."""
+    classes = output_classes(loaded)
+    if metric in ("readout", "kl"):
+        return METRIC_WORDS[metric]
+    if isinstance(classes, tuple):
+        return f"the logit difference '{loaded.id2label[classes[0]]}' minus '{loaded.id2label[classes[1]]}'"
+    return f"the '{loaded.id2label[classes]}' logit"
+
+
+def circuit_curves(graph: Graph, data, splits: dict[str, list], scores: dict[str, torch.Tensor], sizes: list[int],
+                   classes, mean_ref: torch.Tensor | None = None, mean_splits: tuple[str, ...] = ("held-out",),
+                   progress: bool = True) -> pd.DataFrame:
+    """``faithfulness_curve`` for every split (name -> pairs) and method (name -> edge scores),
+    with ``split`` and ``method`` columns; mean ablation only on ``mean_splits``."""
+    parts = []
+    for split, pairs in splits.items():
+        for method, sc in tqdm(scores.items(), desc=f"circuits ({split} pairs)", disable=not progress):
+            ref = mean_ref if split in mean_splits else None
+            parts.append(faithfulness_curve(graph, data, pairs, sc, sizes, classes, mean_ref=ref,
+                                            progress=False).assign(split=split, method=method))
+    return pd.concat(parts, ignore_index=True)
+
+
+def judged_sizes(graph: Graph, data, splits: dict[str, list], scores: dict[str, torch.Tensor],
+                 curves: pd.DataFrame, threshold: float, metric: str, classes, mean_ref=None,
+                 refine: int = 6) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Each method's circuit size, chosen on the discovery pairs (``refine_size``), judged on the
+    held-out pairs: one row per method and ablation with ``n_edges``, the discovery pairs'
+    faithfulness and the held-out faithfulness with its interval (``metric``, MIB's ratio of
+    means). Returns ``(table, curves with every new row)``."""
+    rows = []
+    for method, sc in scores.items():
+        n, curves = refine_size(graph, data, splits["discovery"], sc, curves, threshold, metric, method, classes, refine)
+        if n < 0:
+            rows.append({"method": method, "metric": metric, "ablation": "counterfactual", "n_edges": -1})
+            continue
+        held = curves[(curves.split == "held-out") & (curves.method == method)]
+        if n not in set(held.n_edges):
+            new = faithfulness_curve(graph, data, splits["held-out"], sc, [n], classes, mean_ref=mean_ref,
+                                     progress=False).assign(split="held-out", method=method)
+            curves = pd.concat([curves, new], ignore_index=True)
+        disc = F.curve(curves[(curves.split == "discovery") & (curves.method == method)
+                              & (curves.metric_name == metric) & (curves.ablation == "counterfactual")], n_boot=1)
+        found = float(disc.set_index("n_edges").faithfulness_pct[n])
+        judged = curves[(curves.split == "held-out") & (curves.method == method) & (curves.metric_name == metric)]
+        for ablation, g in judged.groupby("ablation", sort=True):
+            r = F.curve(g).set_index("n_edges").loc[n]
+            rows.append({"method": method, "metric": metric, "ablation": ablation, "n_edges": n,
+                         "edge_fraction_pct": 100 * n / graph.n_edges, "discovery_pct": found,
+                         "held_out_pct": r.faithfulness_pct, "ci_low": r.ci_low, "ci_high": r.ci_high,
+                         "n_pairs": int(r.n_pairs)})
+    order = ["split", "method", "ablation", "metric_name", "pair", "n_edges"]
+    return pd.DataFrame(rows), curves.sort_values(order, kind="stable").reset_index(drop=True)
+
+
+def area_scores(curves: pd.DataFrame, n_edges: int) -> pd.DataFrame:
+    """CPR and CMD (``utils.faithfulness.area_table``) on the held-out pairs, per method, ablation
+    and metric, with the number of pairs whose denominator is near zero (``flagged_pairs``)."""
+    held = curves[curves.split == "held-out"]
+    by = ["method", "ablation", "metric_name"]
+    table = F.area_table(held, n_edges, by=by)
+    flags = F.denominators(held, by=by).groupby(by).flagged.sum().rename("flagged_pairs").reset_index()
+    return table.merge(flags, on=by, how="left")
+
+
+def reference_pixels(loaded, data, exclude: set[str], n: int) -> tuple[torch.Tensor, str]:
+    """The mean-ablation reference set, apart from every analysed pair: for a profile whose
+    clips come from the synthetic world, ``n`` fresh bowling clips (seeds ``REFERENCE_SEED_BASE
+    + i``, strike and gutter alternating, rendered and preprocessed as notebook 00 does); for any
+    other profile, its prepared clips outside ``exclude``. Returns the pixels and a sentence
+    saying what they are."""
+    from utils.data import REFERENCE_SEED_BASE, is_synthetic, reference_clips
+
+    if is_synthetic(data.manifest):
+        with torch.inference_mode():
+            px = torch.cat([loaded.preprocess(c.frames) for c in reference_clips(loaded, n)])
+        return px, (f"the mean over {n} fresh bowling clips (seeds {REFERENCE_SEED_BASE}-{REFERENCE_SEED_BASE + n - 1}, "
+                    f"strike and gutter alternating), none of them analysed")
+    ids = [i for i in data.ids if i not in exclude]
+    if not ids:
+        raise ValueError("mean ablation needs reference clips outside the analysed pairs; prepare more pairs "
+                         "(00_data_prep) or set mean_clips = 0")
+    return (torch.cat([data.pixels(i) for i in ids]),
+            f"the mean over the {len(ids)} prepared clips outside the analysed pairs (fewer than {n})"
+            if len(ids) < n else f"the mean over the {len(ids)} prepared clips outside the analysed pairs")
 
 
 def circuit_composition(graph: Graph, scores: torch.Tensor, n: int) -> pd.DataFrame:
     """Who the top-``n`` circuit's edges come from and go to: per sender kind (embedding,
-    each attention step's heads, MLP) its edges and its share of the circuit's total |score|."""
+    each attention step's heads, MLP) its edges, its share of the circuit's total |score| and
+    that share divided by the kind's number of senders in the graph (``share_per_sender_pct``)."""
     keep = top_edges(scores, graph, n)
     s_idx, r_idx = torch.nonzero(keep, as_tuple=True)
     w = scores[s_idx, r_idx].abs().numpy()
@@ -306,6 +450,10 @@ def circuit_composition(graph: Graph, scores: torch.Tensor, n: int) -> pd.DataFr
     d = pd.DataFrame({"sender": kinds, "receiver": recv, "abs_score": w})
     out = d.groupby("sender").agg(edges=("abs_score", "size"), abs_score=("abs_score", "sum")).reset_index()
     out["score_share_pct"] = 100 * out.abs_score / out.abs_score.sum()
+    # per sender: 144 heads against 12 MLPs is no contest of kinds, so divide by how many there are
+    in_graph = pd.Series([node.component for node in graph.senders]).value_counts()
+    out["senders_in_graph"] = out.sender.map(in_graph).astype(int)
+    out["share_per_sender_pct"] = out.score_share_pct / out.senders_in_graph
     out["circuit_edges"], out["graph_edges"] = n, graph.n_edges
     for receiver in ("mlp", "readout"):
         into = d[d.receiver == receiver].groupby("sender").size()
@@ -313,8 +461,9 @@ def circuit_composition(graph: Graph, scores: torch.Tensor, n: int) -> pd.DataFr
     return out.drop(columns="abs_score")
 
 
-def summary_lines(agree: pd.DataFrame | None, ig_summary: pd.DataFrame | None, curve_ci: pd.DataFrame | None,
-                  composition: pd.DataFrame | None, smallest: int, n_edges: int, threshold: float) -> list[str]:
+def summary_lines(agree: pd.DataFrame | None, ig_summary: pd.DataFrame | None, sizes: pd.DataFrame | None,
+                  scores: pd.DataFrame | None, composition: pd.DataFrame | None, n_edges: int, threshold: float,
+                  metric: str = "readout", metric_text: str = "") -> list[str]:
     """Notebook 08's findings, one sentence each, from its tables (nothing typed by hand)."""
     lines = []
     if agree is not None:
@@ -336,25 +485,39 @@ def summary_lines(agree: pd.DataFrame | None, ig_summary: pd.DataFrame | None, c
                          f"median error {100 * first.median_rel_error:.2f}% -> {100 * last.median_rel_error:.2f}% "
                          f"of the largest exact effect; the whole sites' worst error "
                          f"{first.max_error_whole_site:.2f} -> {last.max_error_whole_site:.3f} points.")
-    if curve_ci is not None:
-        cf = curve_ci[curve_ci.ablation == "counterfactual"].set_index("n_edges")
-        if smallest > 0:
-            r = cf.loc[smallest]
-            text = (f"The smallest circuit that recovers {threshold:g}% of the strike readout on held-out pairs keeps "
-                    f"{smallest} of {n_edges} edges ({100 * smallest / n_edges:.1f}%): {r.estimate:.1f}% "
-                    f"[{r.ci_low:.1f}, {r.ci_high:.1f}] with the gutter run as counterfactual")
-            mean = curve_ci[(curve_ci.ablation == "mean") & (curve_ci.n_edges == smallest)]
+    if sizes is not None and len(sizes):
+        for method, d in sizes.groupby("method", sort=False):
+            cf = d[d.ablation == "counterfactual"].iloc[0]
+            if cf.n_edges < 0:
+                lines.append(f"{method}: no circuit reaches {threshold:g}% on the discovery pairs.")
+                continue
+            text = (f"{method}: the size chosen on the discovery pairs ({cf.discovery_pct:.1f}% there) keeps "
+                    f"{int(cf.n_edges)} of {n_edges} edges ({cf.edge_fraction_pct:.1f}%); on {int(cf.n_pairs)} "
+                    f"held-out pairs it recovers {cf.held_out_pct:.1f}% [{cf.ci_low:.1f}, {cf.ci_high:.1f}] with the "
+                    f"gutter run as counterfactual")
+            mean = d[d.ablation == "mean"]
             if len(mean):
                 m = mean.iloc[0]
-                text += f", {m.estimate:.1f}% [{m.ci_low:.1f}, {m.ci_high:.1f}] with mean ablation"
-            lines.append(text + ".")
-        else:
-            lines.append(f"No circuit of up to {n_edges} edges reaches {threshold:g}% on average.")
+                text += f", {m.held_out_pct:.1f}% [{m.ci_low:.1f}, {m.ci_high:.1f}] with mean ablation"
+            lines.append(text + f" ({metric_text}).")
+    if scores is not None and len(scores):
+        d = scores[(scores.ablation == "counterfactual") & (scores.metric_name == metric)].set_index("method")
+        parts = [f"{m} {r.cpr:.2f} [{r.cpr_ci_low:.2f}, {r.cpr_ci_high:.2f}]" for m, r in d.iterrows()]
+        lines.append("MIB's CPR (area under the held-out faithfulness curve over edge fractions 0.1-100%, counterfactual "
+                     "ablation; 1 is perfect): " + "; ".join(parts) + ".")
+        if "random" in d.index:
+            better = [m for m, r in d.iterrows() if m != "random" and r.cpr_ci_low > d.loc["random"].cpr_ci_high]
+            lines.append("Above the random-circuit baseline (intervals apart): "
+                         + (", ".join(better) if better else "no method") + ".")
     if composition is not None:
         share = composition.set_index("sender").score_share_pct
         attn = share[[c for c in share.index if c.startswith("attention")]].sum()
+        per = composition.set_index("sender").share_per_sender_pct
+        head = per[[c for c in per.index if c.startswith("attention")]].mean()
         lines.append(f"In that circuit attention heads carry {attn:.0f}% of the total |edge score|, MLPs "
-                     f"{share.get('mlp', 0.0):.0f}% and the embedding {share.get('embed', 0.0):.0f}%.")
+                     f"{share.get('mlp', 0.0):.0f}% and the embedding {share.get('embed', 0.0):.0f}%; per sender, "
+                     f"an MLP carries {per.get('mlp', 0.0):.1f}% and a head {head:.2f}% "
+                     f"({per.get('mlp', 0.0) / head:.1f}x).")
     return lines
 
 
@@ -363,7 +526,8 @@ def atp_scatter_figure(validation: pd.DataFrame, metric: str = "readout"):
     """Fig. 15: AtP against exact patching, one panel per node type (all pairs and directions),
     coloured by layer; the diagonal is perfect agreement."""
     types = [t for t in NODE_TYPES if t in set(validation.node_type)]
-    fig, axes = plt.subplots(1, len(types), figsize=(3.6 * len(types), 3.6))
+    # constrained layout keeps the suptitle, the two-line panel titles and the colour bar apart
+    fig, axes = plt.subplots(1, len(types), figsize=(3.6 * len(types) + 1, 3.9), layout="constrained")
     axes = np.atleast_1d(axes)
     for ax, node_type in zip(axes, types, strict=True):
         d = validation[validation.node_type == node_type]
@@ -401,91 +565,107 @@ def ig_figure(summary: pd.DataFrame):
     return fig
 
 
-def faithfulness_figure(curve_ci: pd.DataFrame, smallest: int, n_total: int, threshold: float = 80.0):
-    """Fig. 17: faithfulness against edges kept (mean and 95% CI over pairs), counterfactual and
-    mean ablation; the dotted line is ``threshold``, the marker the smallest circuit reaching it."""
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for ablation, style in (("counterfactual", "o-"), ("mean", "s--")):
-        d = curve_ci[curve_ci.ablation == ablation].sort_values("n_edges")
-        if len(d):
-            ax.plot(d.n_edges, d.estimate, style, label=f"{ablation} ablation (n = {int(d.n_pairs.iloc[0])} pairs)")
-            ax.fill_between(d.n_edges, d.ci_low, d.ci_high, alpha=0.2)
-    ax.axhline(threshold, color="grey", ls=":", lw=1)
-    if smallest > 0:
-        ax.axvline(smallest, color="tab:red", ls=":", lw=1)
-        ax.annotate(f"{smallest} of {n_total} edges", (smallest, threshold), textcoords="offset points",
-                    xytext=(5, -14), color="tab:red", fontsize=8)
-    ax.set_xscale("log")
-    ax.set_xlabel(f"edges kept (top by |EAP score|, of {n_total})")
-    ax.set_ylabel("faithfulness (%): 0 = empty circuit, 100 = full model")
-    ax.set_title("How much of the strike readout does the top-n circuit recover?")
-    ax.legend(fontsize=8)
+METHOD_STYLES = {"EAP": ("tab:blue", "o-"), "EAP-IG": ("tab:green", "s-"), "random": ("grey", "^:")}
+
+
+def faithfulness_figure(curve: pd.DataFrame, sizes: pd.DataFrame, n_total: int, threshold: float, metric_text: str):
+    """Fig. 17: held-out faithfulness (MIB's ratio of means, 95% CI over pairs) against the share of
+    edges kept, one line per method, counterfactual and mean ablation side by side; the dotted
+    line is ``threshold``, the ticks each method's size chosen on the discovery pairs."""
+    ablations = [a for a in ("counterfactual", "mean") if a in set(curve.ablation)]
+    # each panel its own y scale: mean ablation's intervals are far wider than counterfactual ablation's
+    fig, axes = plt.subplots(1, len(ablations), figsize=(5.2 * len(ablations), 4.4), squeeze=False,
+                             layout="constrained")
+    for ax, ablation in zip(axes[0], ablations, strict=True):
+        for method, (colour, style) in METHOD_STYLES.items():
+            d = curve[(curve.ablation == ablation) & (curve.method == method)].sort_values("n_edges")
+            d = d[d.n_edges > 0]
+            if d.empty:
+                continue
+            x = 100 * d.n_edges / n_total
+            ax.plot(x, d.faithfulness_pct, style, color=colour, ms=4, label=method)
+            ax.fill_between(x, d.ci_low, d.ci_high, color=colour, alpha=0.15)
+            chosen = sizes[(sizes.method == method) & (sizes.ablation == ablation)]
+            if len(chosen) and chosen.n_edges.iloc[0] > 0:
+                ax.axvline(100 * chosen.n_edges.iloc[0] / n_total, color=colour, ls=":", lw=1)
+        ax.axhline(threshold, color="grey", ls=":", lw=1)
+        ax.axhline(100, color="black", lw=0.5)
+        ax.set_xscale("log")
+        ax.set_xlabel(f"edges kept (% of {n_total}, top by |score|)")
+        n_pairs = int(curve[curve.ablation == ablation].n_pairs.max())
+        ax.set_title(f"{ablation} ablation ({n_pairs} held-out pairs)", fontsize=9)
+        ax.legend(fontsize=8, loc="upper left")
+    axes[0, 0].set_ylabel("faithfulness (%): 0 = empty circuit, 100 = full model")
+    fig.suptitle(f"How much does the top-n circuit recover? Metric: {metric_text}.\n"
+                 f"Dotted verticals: each method's size, chosen on the discovery pairs.", fontsize=9)
     return fig
 
 
-def circuit_graph_figure(graph: Graph, scores: torch.Tensor, n: int, title: str = "", max_drawn: int = 80):
-    """Fig. 18: the top-``n`` circuit. Layers run top to bottom; each attention step's heads
-    and the MLP are nodes of a row; an edge ends at its receiver's input (a bar over the
-    heads of an attention step, the MLP node, or the readout); widths follow |score|, colour
-    its sign (blue: dropping the edge lowers the metric). Of a large circuit the ``max_drawn``
-    strongest edges are drawn (the title says so); every node with an edge in the circuit is solid."""
+def circuit_graph_figure(graph: Graph, scores: torch.Tensor, n: int, title: str = ""):
+    """Fig. 18: the top-``n`` circuit as a reader can follow it. Layers run left to right, one row
+    per component (each attention step, the MLP); a node is one component of one layer, its
+    heads aggregated (the number inside: heads with an edge in the circuit); an arrow joins two
+    nodes when circuit edges join them, its width the summed |score| of those edges, its colour
+    the sign of their sum (blue: dropping them lowers the metric). Every circuit edge is drawn."""
     h = graph.hooked
-    in_circuit = top_edges(scores, graph, n)
-    keep = top_edges(scores, graph, min(n, max_drawn))
-    comps = graph.components
-    rows_per_layer = len(comps)
-    H = h.n_heads
+    keep = top_edges(scores, graph, n)
+    comps = list(graph.components)
+    rows = {c: len(comps) - 1 - i for i, c in enumerate(comps)}  # the first component on top
+    mid = (len(comps) - 1) / 2
 
-    def y_of(layer, ci):
-        return -(layer * rows_per_layer + ci) - 1
+    def xy(component, layer):
+        if component == "embed":
+            return -2.2, mid
+        if component == "readout":
+            return h.n_layers + 0.2, mid
+        return layer + 0.35 * comps.index(component), rows[component]
 
-    def sender_xy(node):
-        if node.component == "embed":
-            return (H - 1) / 2, 0.0
-        ci = comps.index(node.component)
-        return (node.head if node.head is not None else H + 0.5), y_of(node.layer, ci)
-
-    def receiver_xy(node):
-        if node.component == "readout":
-            return (H - 1) / 2, y_of(h.n_layers, 0)
-        ci = comps.index(node.component)
-        x = (H - 1) / 2 if node.component in h.head_sites else H + 0.5
-        return x, y_of(node.layer, ci) + 0.35
-
-    fig, ax = plt.subplots(figsize=(8, 0.42 * (h.n_layers * rows_per_layer + 2) + 1))
     s_idx, r_idx = torch.nonzero(keep, as_tuple=True)
-    w = scores[s_idx, r_idx].numpy()
-    wmax = np.abs(w).max() if len(w) else 1.0
-    used = set(torch.nonzero(in_circuit.any(1)).flatten().tolist())
-    for s, r, v in zip(s_idx.tolist(), r_idx.tolist(), w, strict=True):
-        (x0, y0), (x1, y1) = sender_xy(graph.senders[s]), receiver_xy(graph.receivers[r])
-        ax.annotate("", (x1, y1), (x0, y0), arrowprops=dict(arrowstyle="-", lw=0.3 + 3 * abs(v) / wmax, alpha=0.6,
-                                                            color="tab:blue" if v < 0 else "tab:orange",
-                                                            connectionstyle="arc3,rad=0.15"))
-    for i, node in enumerate(graph.senders):
-        x, y = sender_xy(node)
-        colour = COMPONENT_COLOURS.get(node.component, "grey") if node.component != "embed" else "black"
-        ax.plot(x, y, "s" if node.component == "mlp" else "o", ms=6 if i in used else 3,
-                color=colour, alpha=1.0 if i in used else 0.2)
+    flows: dict[tuple, float] = {}
+    heads: dict[tuple, set] = {}
+    for si, ri in zip(s_idx.tolist(), r_idx.tolist(), strict=True):
+        snd, rcv = graph.senders[si], graph.receivers[ri]
+        a = ("embed", -1) if snd.component == "embed" else (snd.component, snd.layer)
+        b = ("readout", h.n_layers) if rcv.component == "readout" else (rcv.component, rcv.layer)
+        flows[(a, b)] = flows.get((a, b), 0.0) + float(scores[si, ri])
+        if snd.head is not None:
+            heads.setdefault(a, set()).add(snd.head)
+    used = {k for pair in flows for k in pair}
+    fig, ax = plt.subplots(figsize=(max(8.0, 0.75 * h.n_layers + 3), 1.5 + 1.3 * len(comps)), layout="constrained")
+    wmax = max((abs(v) for v in flows.values()), default=1.0) or 1.0
+    for (a, b), v in sorted(flows.items(), key=lambda kv: abs(kv[1])):
+        (x0, y0), (x1, y1) = xy(*a), xy(*b)
+        rad = -0.35 if y0 == y1 else 0.12  # along a row: arc above it
+        ax.annotate("", (x1, y1), (x0, y0),
+                    arrowprops=dict(arrowstyle="-|>", mutation_scale=6, lw=0.3 + 4 * abs(v) / wmax,
+                                    alpha=0.25 + 0.6 * abs(v) / wmax, shrinkA=7, shrinkB=7,
+                                    color="tab:blue" if v < 0 else "tab:orange", connectionstyle=f"arc3,rad={rad}"))
     for layer in range(h.n_layers):
-        for ci, comp in enumerate(comps):
-            if comp in h.head_sites:
-                ax.plot([-0.4, H - 0.6], [y_of(layer, ci) + 0.35] * 2, color="grey", lw=0.5, alpha=0.5)
-            ax.text(-1.0, y_of(layer, ci), f"L{layer} {comp.replace('attention', 'attn')}", ha="right",
-                    va="center", fontsize=7)
-    x, y = receiver_xy(graph.receivers[-1])
-    ax.plot(x, y, "D", color="black", ms=7)
-    ax.text(x + 0.5, y, "readout", va="center", fontsize=8)
-    ax.text((H - 1) / 2 + 0.5, 0.0, "embedding", va="center", fontsize=8)
-    ax.set_xlim(-6, H + 2)
-    ax.set_xticks(list(range(H)) + [H + 0.5], [str(i) for i in range(H)] + ["MLP"], fontsize=7)
+        for comp in comps:
+            x, y = xy(comp, layer)
+            on = (comp, layer) in used
+            colour = COMPONENT_COLOURS.get(comp, "grey")
+            ax.plot(x, y, "s" if comp == "mlp" else "o", ms=15 if on else 8, color=colour, alpha=1.0 if on else 0.2,
+                    zorder=3)
+            if comp in h.head_sites and (comp, layer) in heads:
+                ax.text(x, y, str(len(heads[(comp, layer)])), ha="center", va="center", fontsize=7, color="white",
+                        zorder=4, fontweight="bold")
+    for comp in comps:
+        ax.text(-0.45, rows[comp], comp.replace("_", " "), ha="right", va="center", fontsize=8)
+    for key, marker, label in ((("embed", -1), "o", "embedding"), (("readout", h.n_layers), "D", "readout")):
+        x, y = xy(*key)
+        ax.plot(x, y, marker, color="black", ms=9, zorder=3)
+        ax.text(x, y + 0.22, label, ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(range(h.n_layers), [f"L{i}" for i in range(h.n_layers)], fontsize=8)
     ax.set_yticks([])
+    ax.set_xlim(-2.9, h.n_layers + 0.8)
+    ax.set_ylim(-0.45, len(comps) + 0.9)  # room for the arcs above the top row, none below the bottom one
     ax.grid(False)
     for side in ("top", "right", "left"):
         ax.spines[side].set_visible(False)
-    handles = [Line2D([], [], color="tab:blue", lw=2, label="dropping it lowers the metric"),
-               Line2D([], [], color="tab:orange", lw=2, label="dropping it raises the metric")]
-    ax.legend(handles=handles, fontsize=7, loc="lower right")
-    drawn = f"; the {int(keep.sum())} strongest drawn" if int(keep.sum()) < n else ""
-    ax.set_title((title or f"Top-{n} edges by |EAP score|") + f"\n(x: head index{drawn})", fontsize=10)
+    handles = [Line2D([], [], color="tab:blue", lw=2, label="dropping these edges lowers the metric"),
+               Line2D([], [], color="tab:orange", lw=2, label="dropping them raises it")]
+    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(0.0, 1.0), frameon=False)
+    ax.set_title((title or f"Top-{n} edges") + f"\n{len(flows)} component-to-component links; number in a node: "
+                 f"its heads in the circuit (of {h.n_heads}); width: summed |edge score|", fontsize=9)
     return fig

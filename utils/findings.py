@@ -705,8 +705,19 @@ def update_block(readme: str | Path, start_marker: str, end_marker: str, new: st
 
 CIRCUITS_START = "<!-- circuits:start -->"  # README markers around notebook 08's generated findings
 CIRCUITS_END = "<!-- circuits:end -->"
-CIRCUIT_TABLES = ("table18_atp_vs_exact", "table19_ig_convergence", "table20_faithfulness",
-                  "table21_circuit_composition")
+CIRCUIT_TABLES = ("table18_atp_vs_exact", "table19_ig_convergence", "table26_circuit_size",
+                  "table25_circuit_scores", "table21_circuit_composition", "table20_faithfulness")
+
+
+def circuit_metric_of(folder: Path, sizes: pd.DataFrame | None) -> tuple[str, str]:
+    """The metric notebook 08 sized its circuits by (Table 26's ``metric`` column) and its words
+    (from Table 26's caption, ``Metric: ...``)."""
+    if sizes is None or "metric" not in sizes:
+        return "readout", ""
+    md = folder / "table26_circuit_size.md"
+    caption = md.read_text().split("\n", 1)[0] if md.is_file() else ""
+    words = caption.split("Metric: ", 1)[1].split(". ", 1)[0] if "Metric: " in caption else ""
+    return str(sizes.metric.iloc[0]), words
 
 
 def circuits_block(folder: str | Path | None = None) -> str:
@@ -721,13 +732,13 @@ def circuits_block(folder: str | Path | None = None) -> str:
         f = folder / f"{name}.csv"
         return pd.read_csv(f, keep_default_na=False, na_values=[""]) if f.is_file() else None
 
-    agree, ig, curve, comp = (read(n) for n in CIRCUIT_TABLES)
-    smallest = int(comp.circuit_edges.iloc[0]) if comp is not None else -1
+    agree, ig, sizes, scores, comp, curve = (read(n) for n in CIRCUIT_TABLES)
     threshold = float(comp.threshold_pct.iloc[0]) if comp is not None else 80.0
     n_edges = int(curve.n_edges.max()) if curve is not None else 0
-    lines = summary_lines(agree, ig, curve, comp, smallest, n_edges, threshold)
+    metric, text = circuit_metric_of(folder, sizes)
+    lines = summary_lines(agree, ig, sizes, scores, comp, n_edges, threshold, metric, text)
     rel = folder.resolve().relative_to(paths.REPO_ROOT) if folder.resolve().is_relative_to(paths.REPO_ROOT) else folder
-    note = (f"<!-- generated from {rel}/table18..table21 by `python -m utils.findings`; do not edit by hand -->")
+    note = (f"<!-- generated from {rel}/table18..table26 by `python -m utils.findings`; do not edit by hand -->")
     return "\n".join([CIRCUITS_START, note, *(f"* {line}" for line in lines), CIRCUITS_END])
 
 
