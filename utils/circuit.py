@@ -178,7 +178,8 @@ def edge_scores(graph: Graph, clean_pixels: Tensor, reference: Tensor, metric,
     clean_pixels = clean_pixels.to(h.device)
     if ig_steps > 0:
         if counterfactual_pixels is None:
-            raise ValueError("EAP-IG (ig_steps > 0) interpolates from the counterfactual clip: pass counterfactual_pixels")
+            raise ValueError("EAP-IG (ig_steps > 0) interpolates from the counterfactual clip: "
+                             "pass counterfactual_pixels")
         cf = counterfactual_pixels.to(h.device)
         alphas = torch.arange(1, ig_steps + 1, device=h.device, dtype=clean_pixels.dtype) / ig_steps
         inputs = cf + alphas.view(-1, *[1] * (clean_pixels.dim() - 1)) * (clean_pixels - cf)

@@ -383,7 +383,8 @@ def judged_sizes(graph: Graph, data, splits: dict[str, list], scores: dict[str, 
     means). Returns ``(table, curves with every new row)``."""
     rows = []
     for method, sc in scores.items():
-        n, curves = refine_size(graph, data, splits["discovery"], sc, curves, threshold, metric, method, classes, refine)
+        n, curves = refine_size(graph, data, splits["discovery"], sc, curves, threshold, metric, method, classes,
+                                refine)
         if n < 0:
             rows.append({"method": method, "metric": metric, "ablation": "counterfactual", "n_edges": -1})
             continue
@@ -427,8 +428,9 @@ def reference_pixels(loaded, data, exclude: set[str], n: int) -> tuple[torch.Ten
     if is_synthetic(data.manifest):
         with torch.inference_mode():
             px = torch.cat([loaded.preprocess(c.frames) for c in reference_clips(loaded, n)])
-        return px, (f"the mean over {n} fresh bowling clips (seeds {REFERENCE_SEED_BASE}-{REFERENCE_SEED_BASE + n - 1}, "
-                    f"strike and gutter alternating), none of them analysed")
+        seeds = f"{REFERENCE_SEED_BASE}-{REFERENCE_SEED_BASE + n - 1}"
+        return px, (f"the mean over {n} fresh bowling clips (seeds {seeds}, strike and gutter alternating), "
+                    f"none of them analysed")
     ids = [i for i in data.ids if i not in exclude]
     if not ids:
         raise ValueError("mean ablation needs reference clips outside the analysed pairs; prepare more pairs "
@@ -503,8 +505,8 @@ def summary_lines(agree: pd.DataFrame | None, ig_summary: pd.DataFrame | None, s
     if scores is not None and len(scores):
         d = scores[(scores.ablation == "counterfactual") & (scores.metric_name == metric)].set_index("method")
         parts = [f"{m} {r.cpr:.2f} [{r.cpr_ci_low:.2f}, {r.cpr_ci_high:.2f}]" for m, r in d.iterrows()]
-        lines.append("MIB's CPR (area under the held-out faithfulness curve over edge fractions 0.1-100%, counterfactual "
-                     "ablation; 1 is perfect): " + "; ".join(parts) + ".")
+        lines.append("MIB's CPR (area under the held-out faithfulness curve over edge fractions 0.1-100%, "
+                     "counterfactual ablation; 1 is perfect): " + "; ".join(parts) + ".")
         if "random" in d.index:
             better = [m for m, r in d.iterrows() if m != "random" and r.cpr_ci_low > d.loc["random"].cpr_ci_high]
             lines.append("Above the random-circuit baseline (intervals apart): "
