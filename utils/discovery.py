@@ -501,7 +501,7 @@ def summary_lines(agree: pd.DataFrame | None, ig_summary: pd.DataFrame | None, s
             if len(mean):
                 m = mean.iloc[0]
                 text += f", {m.held_out_pct:.1f}% [{m.ci_low:.1f}, {m.ci_high:.1f}] with mean ablation"
-            lines.append(text + f" ({metric_text}).")
+            lines.append(text + (f"; metric: {metric_text}." if metric_text else "."))
     if scores is not None and len(scores):
         d = scores[(scores.ablation == "counterfactual") & (scores.metric_name == metric)].set_index("method")
         parts = [f"{m} {r.cpr:.2f} [{r.cpr_ci_low:.2f}, {r.cpr_ci_high:.2f}]" for m, r in d.iterrows()]

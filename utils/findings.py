@@ -720,13 +720,10 @@ def circuit_metric_of(folder: Path, sizes: pd.DataFrame | None) -> tuple[str, st
     return str(sizes.metric.iloc[0]), words
 
 
-def circuits_block(folder: str | Path | None = None) -> str:
-    """What the README holds between ``CIRCUITS_START`` and ``CIRCUITS_END``: notebook 08's
-    findings (``utils.discovery.summary_lines``) from its tables in ``folder`` (default
-    ``figures/toy``); a table that is missing leaves its sentences out."""
+def _circuit_lines(folder: Path) -> list[str]:
+    """Notebook 08's sentences (``utils.discovery.summary_lines``) from its tables in ``folder``;
+    a missing table leaves its sentences out."""
     from utils.discovery import summary_lines
-
-    folder = Path(folder or paths.FIGURES_DIR / "toy")
 
     def read(name):
         f = folder / f"{name}.csv"
@@ -736,10 +733,31 @@ def circuits_block(folder: str | Path | None = None) -> str:
     threshold = float(comp.threshold_pct.iloc[0]) if comp is not None else 80.0
     n_edges = int(curve.n_edges.max()) if curve is not None else 0
     metric, text = circuit_metric_of(folder, sizes)
-    lines = summary_lines(agree, ig, sizes, scores, comp, n_edges, threshold, metric, text)
-    rel = folder.resolve().relative_to(paths.REPO_ROOT) if folder.resolve().is_relative_to(paths.REPO_ROOT) else folder
-    note = (f"<!-- generated from {rel}/table18..table26 by `python -m utils.findings`; do not edit by hand -->")
-    return "\n".join([CIRCUITS_START, note, *(f"* {line}" for line in lines), CIRCUITS_END])
+    return summary_lines(agree, ig, sizes, scores, comp, n_edges, threshold, metric, text)
+
+
+def circuits_block(folder: str | Path | None = None, control: str | Path | None = None) -> str:
+    """What the README holds between ``CIRCUITS_START`` and ``CIRCUITS_END``: notebook 08's
+    findings from its tables in ``folder`` (default ``figures/toy``) and, where notebook 08 ran on
+    the positive control (``control``, default ``figures/toy-outcome``), the circuit sentences of
+    that model beside them: a method that cannot find a faithful circuit where one exists by
+    construction says so there."""
+    folder = Path(folder or paths.FIGURES_DIR / "toy")
+    control = Path(control or paths.FIGURES_DIR / "toy-outcome")
+    lines = [f"* {line}" for line in _circuit_lines(folder)]
+    if (control / "table26_circuit_size.csv").is_file():
+        lines.append("* **The positive control** (`toy-outcome`, where the outcome is the task), the same pipeline:")
+        lines += [f"  * {line}" for line in _circuit_lines(control) if not line.startswith(("AtP", "On the", "Time"))]
+    else:
+        lines.append("* The positive control (`toy-outcome`): notebook 08 has not run on it "
+                     "(`make figures PROFILE=toy-outcome`).")
+
+    def rel(f):
+        return f.resolve().relative_to(paths.REPO_ROOT) if f.resolve().is_relative_to(paths.REPO_ROOT) else f
+
+    note = (f"<!-- generated from {rel(folder)}/table18..table26 and {rel(control)}/table20..table26 by "
+            f"`python -m utils.findings`; do not edit by hand -->")
+    return "\n".join([CIRCUITS_START, note, *lines, CIRCUITS_END])
 
 
 CONTROLS_START = "<!-- controls:start -->"  # README markers around notebook 09's generated "What we see"
