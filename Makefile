@@ -19,7 +19,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export MPLBACKEND := agg
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: help figures seeds test test-extended test-notebooks lint toy-model bench lock clean
+.PHONY: help figures seeds test test-extended test-notebooks exercises lint toy-model bench lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -48,8 +48,12 @@ test: $(STAMP) ## lint, unit tests and every notebook (offline: HF_HUB_OFFLINE=1
 test-extended: $(STAMP) ## notebooks 00-08 for toy-timesformer and toy-videomae (about 3 minutes; CI runs it too)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -m extended
 
-test-notebooks: $(STAMP) ## every notebook as Jupyter runs it (nbmake: a fresh kernel each, inline figures); writes figures/toy as make figures does
-	env -u MPLBACKEND HF_HUB_OFFLINE=1 $(PY) -m pytest --nbmake notebooks/ -o addopts="" -q
+test-notebooks: $(STAMP) ## every notebook as Jupyter runs it (nbmake: a fresh kernel each, inline figures), and the exercises' solutions; writes figures/toy as make figures does
+	env -u MPLBACKEND HF_HUB_OFFLINE=1 $(PY) -m pytest --nbmake notebooks/[0-9][0-9]_*.ipynb notebooks/exercises/solutions/ \
+		-o addopts="" -q
+
+exercises: $(STAMP) ## rebuild the exercise notebooks (student and solution) from notebooks/exercises/src
+	$(PY) -m utils.exercises
 
 lint: $(STAMP) ## ruff only (the package, the tests and the notebooks)
 	$(PY) -m ruff check utils tests notebooks
