@@ -178,8 +178,8 @@ def test_summary_table_reads_the_made_up_effects():
     tables = made_up_tables()
     s = A.summary_table(tables, [4, 7, 10], step=3).set_index(["model", "measure"])
     assert s.loc[("A", "MLP minus attention recovery (points)")].estimate == pytest.approx(10, abs=1)
-    # B: MLP against the better of its two attention steps (space, 25): 5 - 25
-    assert s.loc[("B", "MLP minus attention recovery (points)")].estimate == pytest.approx(-20, abs=1)
+    # B: MLP against the sum of its two attention steps (time 10 + space 25): 5 - 35
+    assert s.loc[("B", "MLP minus attention recovery (points)")].estimate == pytest.approx(-30, abs=1)
     assert s.loc[("B", "time minus space attention recovery (points)")].estimate == pytest.approx(-15, abs=1)
     assert ("A", "time minus space attention recovery (points)") not in s.index
     ref = A.paper_mid_means([4, 7, 10])
@@ -269,3 +269,13 @@ def test_readme_across_block_is_the_committed_table_17():
     sentences word for word; after notebook 07 rewrites the table, run `python -m utils.findings`."""
     assert F.readme_current_block(paths.REPO_ROOT / "README.md", F.ACROSS_START, F.ACROSS_END) == F.across_block(), (
         "README's across-architectures findings differ from table 17: run `.venv/bin/python -m utils.findings`")
+
+
+def test_per_layer_leads_names_the_layers_whose_intervals_are_apart():
+    rows = [("V", "mlp", 4, 30, 28, 32), ("V", "attention", 4, 20, 18, 22),  # MLP ahead
+            ("V", "mlp", 7, 20, 15, 25), ("V", "attention", 7, 22, 18, 26),  # overlap: neither
+            ("V", "mlp", 10, 10, 8, 12), ("V", "attention", 10, 30, 28, 32),  # attention ahead
+            ("T", "mlp", 4, 30, 28, 32), ("T", "attention_time", 4, 20, 18, 22), ("T", "attention_space", 4, 29, 27, 31)]
+    t = pd.DataFrame(rows, columns=["model", "component", "layer", "estimate", "ci_low", "ci_high"])
+    t["measure"] = "recovery_notebook_pct"
+    assert F.per_layer_leads(t) == "T: no layer apart; V: MLP ahead at layer 4; attention ahead at layer 10"

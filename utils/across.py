@@ -237,16 +237,26 @@ def growth(deltas: pd.DataFrame, frm: int = GROWTH_FROM) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def mlp_minus_best_attention(patching: pd.DataFrame, layers=MID_LAYERS,
-                             value: str = "recovery_notebook_pct") -> pd.DataFrame:
-    """Per model and pair: MLP minus attention recovery (TimeSformer: the better of its two
-    attention steps at each layer), averaged over the patched layers within ``layers``
+def training_steps(profile: str) -> int:
+    """The optimiser steps a shipped toy model was trained for (its ``training_log.json``)."""
+    import json
+
+    from utils.models import TOY_DIRS
+
+    return int(json.loads((TOY_DIRS[profile] / "training_log.json").read_text())["steps"])
+
+
+def mlp_minus_attention(patching: pd.DataFrame, layers=MID_LAYERS,
+                        value: str = "recovery_notebook_pct") -> pd.DataFrame:
+    """Per model and pair: MLP minus attention recovery (TimeSformer: the *sum* of its two
+    attention steps at each layer, the attention a ViViT block does in one step; the better of
+    two would pick the noisier one), averaged over the patched layers within ``layers``
     (inclusive), as ``utils.findings.claim_mlp_vs_attention`` does for the toy ViViT."""
     p = patching[(patching.direction == DIRECTION) & patching.layer.between(*layers)]
     rows = []
     for model, d in p.groupby("model", sort=False):
         w = d.pivot_table(index=["pair", "layer"], columns="component", values=value)
-        attn = w[[c for c in w.columns if str(c).startswith("attention")]].max(axis=1)
+        attn = w[[c for c in w.columns if str(c).startswith("attention")]].sum(axis=1)
         diff = (w["mlp"] - attn).groupby(level="pair").mean()
         rows += [{"model": model, "pair": pair, "diff": float(v)} for pair, v in diff.items()]
     return pd.DataFrame(rows)
@@ -287,8 +297,8 @@ def summary_table(tables: dict[str, pd.DataFrame], layers, step: int) -> pd.Data
     ``where`` (the site it refers to) and the paper's number where it reports one.
 
     * classified: share of a pair's clips classified as the target (mean of its two clips);
-    * patching: attention and MLP recovery (notebook metric) and MLP minus the better attention
-      step, each averaged over the patched layers within ``MID_LAYERS``; TimeSformer also time
+    * patching: attention and MLP recovery (notebook metric) and MLP minus attention (the sum of
+      TimeSformer's two steps), each averaged over the patched layers within ``MID_LAYERS``; TimeSformer also time
       minus space attention;
     * growth: delta after the last block / after block ``GROWTH_FROM``;
     * time: share of the last layer's delta before the divergence ``step``; the time step
@@ -311,7 +321,7 @@ def summary_table(tables: dict[str, pd.DataFrame], layers, step: int) -> pd.Data
             rows.append(_row(model, "patching", f"{comp} recovery (%)", s, where=mids,
                              paper_value=ref["mlp" if comp == "mlp" else "attention"] if comp in ("mlp", "attention")
                              else float("nan")))
-        d = mlp_minus_best_attention(sel["patching"])
+        d = mlp_minus_attention(sel["patching"])
         rows.append(_row(model, "patching", "MLP minus attention recovery (points)",
                          summarise(d, [], "diff").iloc[0], where=mids, paper_value=ref["diff"]))
         steps = next((a.attention_steps for a in ADAPTERS.values()  # TimeSformer: temporal, then spatial

@@ -251,12 +251,12 @@ def claim_mlp_vs_attention(patching: pd.DataFrame, n_layers: int) -> Claim:
     w = p.pivot_table(index=["pair", "layer"], columns="component", values="recovery_notebook_pct").reset_index()
     layers = range(4, min(10, n_layers - 1) + 1)
     mid = w[w.layer.isin(layers)]
-    # TimeSformer has two attention steps: MLP against the better of the two
+    # TimeSformer has two attention steps: MLP against their sum (what one ViViT attention step does)
     steps = [c for c in mid.columns if str(c).startswith("attention")]
-    attention = mid[steps].max(axis=1)
+    attention = mid[steps].sum(axis=1)
     per_pair = (mid.mlp - attention).groupby(mid.pair).mean().rename("diff").reset_index()
     est, lo, hi = _ci(per_pair, "diff")
-    versus = "attention" if len(steps) == 1 else f"the better attention step ({' or '.join(steps)})"
+    versus = "attention" if len(steps) == 1 else f"attention ({' + '.join(steps)})"
     paper_diff = float(np.mean([paper.TABLE3[(lay, "mlp")] - paper.TABLE3[(lay, "attention")]
                                 for lay in range(4, 11)]))
     return Claim("mlp_vs_attention", "MLPs recover more than attention (paper: MLP 42-60% vs attention 37-54%, "
@@ -577,7 +577,34 @@ def _which(models: list[str], total: int) -> str:
     return "all three" if len(models) == total == 3 else ", ".join(models)
 
 
-def across_findings(t: pd.DataFrame) -> list[str]:
+def per_layer_leads(per_layer: pd.DataFrame, measure: str = "recovery_notebook_pct") -> str:
+    """Per model, the layers where MLP and attention recovery have intervals that do not overlap,
+    and which leads there (Table 17's per-layer companion; TimeSformer: the MLP leads where its
+    interval lies above both attention steps', attention where a step's lies above the MLP's)."""
+    d = per_layer[per_layer.measure == measure]
+    parts = []
+    for model, g in d.groupby("model", sort=True):
+        mlp_ahead, attn_ahead = [], []
+        for layer, gl in g.groupby("layer", sort=True):
+            m = gl[gl.component == "mlp"]
+            a = gl[gl.component.str.startswith("attention")]
+            if m.empty or a.empty:
+                continue
+            m = m.iloc[0]
+            if m.ci_low > a.ci_high.max():
+                mlp_ahead.append(str(layer))
+            elif a.ci_low.max() > m.ci_high:
+                attn_ahead.append(str(layer))
+        text = []
+        if mlp_ahead:
+            text.append(f"MLP ahead at layer {', '.join(mlp_ahead)}")
+        if attn_ahead:
+            text.append(f"attention ahead at layer {', '.join(attn_ahead)}")
+        parts.append(f"{model}: {'; '.join(text) if text else 'no layer apart'}")
+    return "; ".join(parts)
+
+
+def across_findings(t: pd.DataFrame, per_layer: pd.DataFrame | None = None) -> list[str]:
     """Notebook 07's findings, one Markdown bullet per question, every number read from Table 17
     (``t``: ``utils.across.summary_table``, or its CSV read back). The rules are this module's:
     a difference counts when its interval excludes 0 (``rule_difference``), growth when the
@@ -595,9 +622,11 @@ def across_findings(t: pd.DataFrame) -> list[str]:
     paper_txt = f"; the paper (ViViT-B, one pair): {paper_diff.iloc[0]:+.2f} points at the same layers" \
         if len(paper_diff) else ""
     out.append(f"* **Attention vs MLP** (strike into gutter, notebook metric, mean over {where}; TimeSformer: "
-               f"MLP against the better of its two attention steps): MLP minus attention {txt}{paper_txt}. "
+               f"MLP against the sum of its two attention steps): MLP minus attention {txt}{paper_txt}. "
                f"MLPs recover more than attention in {_which(ahead, n_models)}; attention recovers more in "
-               f"{_which(behind, n_models)}.")
+               f"{_which(behind, n_models)}."
+               + (f" Layer by layer (intervals apart): {per_layer_leads(per_layer)}." if per_layer is not None
+                  else ""))
     ts = _across(t, "patching", "time minus space")
     if len(ts):
         r = ts.iloc[0]
@@ -642,7 +671,9 @@ def across_block(table_csv: str | Path | None = None) -> str:
     table_csv = Path(table_csv or paths.FIGURES_DIR / "toy" / "table17_across_architectures.csv").resolve()
     src = table_csv.relative_to(paths.REPO_ROOT) if table_csv.is_relative_to(paths.REPO_ROOT) else table_csv
     note = f"<!-- generated from {src} by `python -m utils.findings`; do not edit by hand -->"
-    lines = across_findings(pd.read_csv(table_csv, keep_default_na=False, na_values=[""]))
+    per_layer_csv = table_csv.with_name(table_csv.stem + "_per_layer.csv")
+    per_layer = pd.read_csv(per_layer_csv) if per_layer_csv.is_file() else None
+    lines = across_findings(pd.read_csv(table_csv, keep_default_na=False, na_values=[""]), per_layer)
     return "\n".join([ACROSS_START, note, *lines, ACROSS_END])
 
 
