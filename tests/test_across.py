@@ -275,7 +275,8 @@ def test_per_layer_leads_names_the_layers_whose_intervals_are_apart():
     rows = [("V", "mlp", 4, 30, 28, 32), ("V", "attention", 4, 20, 18, 22),  # MLP ahead
             ("V", "mlp", 7, 20, 15, 25), ("V", "attention", 7, 22, 18, 26),  # overlap: neither
             ("V", "mlp", 10, 10, 8, 12), ("V", "attention", 10, 30, 28, 32),  # attention ahead
-            ("T", "mlp", 4, 30, 28, 32), ("T", "attention_time", 4, 20, 18, 22), ("T", "attention_space", 4, 29, 27, 31)]
+            ("T", "mlp", 4, 30, 28, 32), ("T", "attention_time", 4, 20, 18, 22),
+            ("T", "attention_space", 4, 29, 27, 31)]
     t = pd.DataFrame(rows, columns=["model", "component", "layer", "estimate", "ci_low", "ci_high"])
     t["measure"] = "recovery_notebook_pct"
     assert F.per_layer_leads(t) == "T: no layer apart; V: MLP ahead at layer 4; attention ahead at layer 10"
