@@ -780,8 +780,13 @@ def circuits_block(folder: str | Path | None = None, control: str | Path | None 
         lines.append("* **The positive control** (`toy-outcome`, where the outcome is the task), the same pipeline:")
         lines += [f"  * {line}" for line in _circuit_lines(control) if not line.startswith(("AtP", "On the", "Time"))]
     else:
-        lines.append("* The positive control (`toy-outcome`): notebook 08 has not run on it "
-                     "(`make figures PROFILE=toy-outcome`).")
+        from utils.models import TOY_DIRS
+
+        shipped = (TOY_DIRS["toy-outcome"] / "config.json").is_file()
+        lines.append("* The positive control (`toy-outcome`): " + (
+            "notebook 08 has not run on it (`make figures PROFILE=toy-outcome`)." if shipped else
+            "not shipped yet, so no circuit found here is compared with one found where the outcome matters by "
+            "construction: nothing yet tells whether these circuits carry an outcome or a pixel difference."))
 
     def rel(f):
         return f.resolve().relative_to(paths.REPO_ROOT) if f.resolve().is_relative_to(paths.REPO_ROOT) else f
