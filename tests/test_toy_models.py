@@ -125,4 +125,3 @@ def test_fresh_held_out_clips_are_classified(toy):
     assert overall >= 0.95, (arch, hits)
     assert hits[("bowling", "strike")] >= 0.95 and hits[("bowling", "gutter")] >= 0.95, (arch, hits)
     assert min(hits.values()) >= 0.8, (arch, hits)
-

@@ -76,7 +76,7 @@ def _judge(name: str, got: torch.Tensor, want: torch.Tensor, mistakes: dict[str,
 
 
 # ---------------------------------------------------------------------------- exercise 1: readout logit lens
-def _lens(hooked, run, target, final_norm: bool = True, where: str = "readout") -> torch.Tensor:
+def _lens(hooked, run, target, final_norm: bool, where: str = "readout") -> torch.Tensor:
     names = ["hook_embed"] + [f"blocks.{i}.hook_resid_post" for i in range(hooked.n_layers)]
     x = torch.stack([run[n][0] for n in names])  # (layer, tokens, d)
     x = x[:, 0] if where == "readout" else x.mean(1)
@@ -84,16 +84,16 @@ def _lens(hooked, run, target, final_norm: bool = True, where: str = "readout") 
         return hooked.adapter.classifier(hooked.final_norm(x) if final_norm else x)[:, target].double()
 
 
-def lens_mistakes(hooked, run, target) -> dict[str, tuple[torch.Tensor, str]]:
+def lens_mistakes(hooked, run, target, want: torch.Tensor) -> dict[str, tuple[torch.Tensor, str]]:
     return {
         "the final LayerNorm was left out": (
             _lens(hooked, run, target, final_norm=False),
             "the classifier reads the *normalised* residual: apply hooked.final_norm before hooked.adapter.classifier"),
         "the mean over all tokens was read instead of the CLS token": (
-            _lens(hooked, run, target, where="mean"),
+            _lens(hooked, run, target, final_norm=True, where="mean"),
             "ViViT's classifier reads token 0, the CLS token (hooked.readout_tokens picks it)"),
         "the embedding (layer 0) was left out": (
-            _lens(hooked, run, target)[1:],
+            want[1:],
             "layer 0 is the embedding (hook_embed): n_layers + 1 values in all"),
     }
 
@@ -105,7 +105,7 @@ def check_readout_logit_lens(fn: Callable) -> None:
     run = full_run(strike)
     got = _as_tensor(fn(hooked, run, target), "readout_logit_lens")
     want = torch.tensor(attribution.logit_lens_readout(hooked, run, target).logit.to_numpy(), dtype=torch.float64)
-    _judge("readout_logit_lens", got, want, lens_mistakes(hooked, run, target))
+    _judge("readout_logit_lens", got, want, lens_mistakes(hooked, run, target, want))
 
 
 # ---------------------------------------------------------------------------- exercise 2: DLA, frozen LayerNorm

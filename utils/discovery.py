@@ -222,7 +222,10 @@ METHODS = {"EAP": 0, "EAP-IG": -1}  # method -> IG steps (-1: the notebook's ig_
 
 
 def _metric(h, name: str, clean_final, cf_final, classes):
-    return atp.output_metrics(h, clean_final, cf_final, classes)[name]
+    """The scoring metric ``name`` (``SCORE_METRICS``) of one pair."""
+    if name == "readout":
+        return atp.readout_projection(h, clean_final, cf_final)
+    return atp.logit_difference(h, classes)
 
 
 def discovery_scores(graph: Graph, data, pairs: list[tuple[str, str]], classes: int | tuple[int, int],
