@@ -7,7 +7,7 @@ from test_architectures import ARCHS, FRAMES, small_loaded
 
 from utils import atp, circuit
 from utils.hooks import HookedVideoTransformer
-from utils.patching import Patch, component_patches, head_patches, needed_target_names
+from utils.patching import Patch, component_patches, head_patches, needed_target_names, time_step_patches
 
 
 @pytest.fixture(scope="module", params=ARCHS)
@@ -96,6 +96,73 @@ def test_integrated_gradients_approach_exact_patching_as_steps_grow(setup):
     parts, total = atp.ig(hooked, heads, metric, tgt.cache, src.cache, 4), atp.ig(hooked, whole, metric, tgt.cache,
                                                                                  src.cache, 4)
     assert parts[4].sum() == pytest.approx(float(total[4][0]), rel=1e-6, abs=1e-9)
+
+
+# ----------------------------------------------------------------------------- AtP* (QK fix, GradDrop)
+def _time_steps(hooked, src, layer):
+    return time_step_patches(hooked, src.cache, layer)
+
+
+def test_the_qk_fix_is_exact_where_only_the_attention_is_nonlinear(setup):
+    """With the last block's MLP switched off, the final residual is the last block's resid_mid and
+    the readout projection is linear in it: what a time step written into the last resid_pre does
+    passes through one softmax only. The QK fix computes that softmax exactly, so it equals exact
+    patching; plain AtP linearises it and does not (so the equality is not vacuous)."""
+    arch, *_ = setup
+    hooked = HookedVideoTransformer(small_loaded(arch))
+    hooked.adapter.mlp = lambda layer, x: torch.zeros_like(x)  # every MLP off: blocks are attention only
+    g = torch.Generator().manual_seed(1)
+    px = torch.randn(2, FRAMES[arch], 3, 48, 48, generator=g)
+    last = hooked.n_layers - 1
+    final = atp.final_site(hooked)
+    names = {f"blocks.{last}.hook_resid_pre", f"blocks.{last}.hook_resid_mid", final} | set(needed_target_names(hooked))
+    src, tgt = hooked.run(px[:1], names=names), hooked.run(px[1:], names=names)
+    patches = _time_steps(hooked, src, last)
+    metric = atp.readout_projection(hooked, src[final], tgt[final])
+    ex = atp.exact(hooked, patches, metric, tgt.cache)
+    qk = atp.atp_qk_fix(hooked, patches, metric, tgt.cache)
+    plain = atp.atp(hooked, patches, metric, target_cache=tgt.cache)
+    assert ex.abs().max() > 1.0  # the time steps act
+    assert torch.allclose(qk, ex, rtol=1e-4, atol=1e-4 * float(ex.abs().max())), (qk, ex)
+    assert (plain - ex).abs().max() > 1e-2 * float(ex.abs().max()), (plain, ex)
+
+
+def test_the_qk_fix_leaves_heads_to_plain_atp_and_serves_several_metrics(setup):
+    _, hooked, _, _, src, tgt = setup
+    heads = head_patches(hooked, src.cache, layers=[1])
+    steps = _time_steps(hooked, src, 1)
+    ms = metrics(hooked, src, tgt)
+    both = atp.atp_qk_fix(hooked, heads + steps, ms, tgt.cache)
+    for m, est in zip(ms, both, strict=True):
+        assert torch.allclose(est[:len(heads)], atp.atp(hooked, heads, m, target_cache=tgt.cache), rtol=1e-5,
+                              atol=1e-8)
+        assert torch.allclose(est[len(heads):], atp.atp_qk_fix(hooked, steps, m, tgt.cache), rtol=1e-5, atol=1e-8)
+
+
+def test_graddrop_turns_a_dropped_block_into_the_identity_for_the_gradient(setup):
+    """With block 1's components dropped, the gradient at its resid_pre is the gradient at its
+    resid_post (the residual stream's skip is all that is left); without the drop it is not."""
+    _, hooked, _, _, src, tgt = setup
+    metric = metrics(hooked, src, tgt)[0]
+    sites = ["blocks.1.hook_resid_pre", "blocks.2.hook_resid_pre"]
+    _, dropped = atp.graddrop_gradients(hooked, sites, metric, tgt.cache, layer=1)
+    assert torch.allclose(dropped[sites[0]], dropped[sites[1]], rtol=1e-5, atol=1e-7)
+    _, plain = atp.gradients(hooked, sites, metric, target_cache=tgt.cache)
+    assert (plain[sites[0]] - plain[sites[1]]).abs().max() > 1e-3 * plain[sites[1]].abs().max()
+
+
+def test_atp_star_is_the_qk_fix_where_no_later_block_can_be_dropped(setup):
+    """AtP* = sum over blocks of |the estimate with that block's gradient dropped| / (L - 1): for
+    the last block's nodes no drop reaches them (L / (L - 1) |AtP_QK|); for earlier ones it does."""
+    _, hooked, _, _, src, tgt = setup
+    L = hooked.n_layers
+    metric = metrics(hooked, src, tgt)[0]
+    for layer, same in ((L - 1, True), (0, False)):
+        patches = _time_steps(hooked, src, layer) + head_patches(hooked, src.cache, layers=[layer])
+        star = atp.atp_star(hooked, patches, metric, tgt.cache)
+        scaled = atp.atp_qk_fix(hooked, patches, metric, tgt.cache).abs() * L / (L - 1)
+        assert (star >= 0).all()
+        assert torch.allclose(star, scaled, rtol=1e-5, atol=1e-9) == same, (layer, star, scaled)
 
 
 # ----------------------------------------------------------------------------- circuits

@@ -167,3 +167,19 @@ def test_validation_tables_line_up_and_ig_closes_the_gap_on_whole_sites():
         d = d.set_index("m")
         assert d.max_error_whole_site[8] < d.max_error_whole_site[0] / 5
         assert d.max_error_whole_site[8] < 0.05 * validation.exact_readout.abs().max()
+
+
+def test_the_agreement_table_ranks_atp_star_against_the_magnitude_of_the_exact_effect():
+    """AtP* is unsigned: a score proportional to |exact| agrees perfectly, whatever the signs of the
+    exact effects, and has no error column; AtP and the QK fix keep their signed comparison."""
+    v = _validation(0.0)
+    v["atp_qk_readout"] = v["atp_qk_logit"] = v.exact_readout
+    v["atp_star_readout"] = v["atp_star_logit"] = 3 * v.exact_readout.abs()
+    table = D.agreement_table(v, top_k=5)
+    assert list(table.estimate.unique()) == ["AtP", "AtP + QK fix", "AtP*"] and table.columns[0] == "estimate"
+    star = table[table.estimate == "AtP*"]
+    assert (star.spearman == 1).all() and (star.top_k_overlap == 1).all() and star.median_rel_error.isna().all()
+    assert (table[table.estimate == "AtP + QK fix"].spearman == 1).all()
+    v["atp_star_readout"] = -v.exact_readout.abs()
+    assert (D.agreement(v, 5, "atp_star").query("metric == 'readout'").spearman == -1).all()
+    assert (D.agreement(v.drop(columns=[c for c in v if c.startswith("atp_star")]), 5, "atp").spearman == 1).all()

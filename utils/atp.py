@@ -270,3 +270,135 @@ def ig(hooked: HookedVideoTransformer, patches: Sequence[Patch], metric: Metric,
             out.setdefault(m, []).extend((p, _site_rows(p, act, g)) for p in patches if p.hook == site)
     order = {id(p): i for i, p in enumerate(patches)}
     return {m: torch.stack([v for _, v in sorted(rows, key=lambda pv: order[id(pv[0])])]) for m, rows in out.items()}
+
+
+# ----------------------------------------------------------------------------- AtP* (Kramár et al. 2024)
+
+
+def _patched(p: Patch, act: Tensor) -> Tensor:
+    """The activation ``act`` (one run, no batch dim) with ``p`` written into it."""
+    value = p.value.to(act.device, act.dtype)
+    if p.positions is None and p.heads is None:
+        return value.expand_as(act).clone()
+    return torch.where(p.mask(act), value, act)
+
+
+def _attention_step(hooked: HookedVideoTransformer, layer: int, x: Tensor) -> Tensor:
+    """``resid_pre -> resid_mid`` of block ``layer`` (every attention step of the block, exact)."""
+    from utils.arch.core import Sites
+
+    with torch.inference_mode():
+        return hooked.adapter.attention(layer, x.to(hooked.device), Sites(layer, {}, None, frozenset()))
+
+
+def qk_fix_deltas(hooked: HookedVideoTransformer, patches: Sequence[Patch], target_cache: dict,
+                  batch_size: int = 8) -> list[Tensor | None]:
+    """For every patch of a ``hook_resid_pre`` site, the exact change it makes to the block's
+    ``resid_mid`` (its attention recomputed with the patched tokens: queries, keys, values and the
+    softmax); None for other sites. What AtP*'s QK fix linearises after."""
+    out: list[Tensor | None] = [None] * len(patches)
+    by_site: dict[str, list[int]] = {}
+    for i, p in enumerate(patches):
+        if parse_name(p.hook)[1] == "hook_resid_pre":
+            by_site.setdefault(p.hook, []).append(i)
+    for site, idx in by_site.items():
+        layer = parse_name(site)[0]
+        act = target_cache[site][0].to(hooked.device)
+        mid = target_cache.get(f"blocks.{layer}.hook_resid_mid")
+        base = (mid[0].to(hooked.device) if mid is not None else _attention_step(hooked, layer, act[None])[0])
+        for start in range(0, len(idx), batch_size):
+            chunk = idx[start:start + batch_size]
+            x = torch.stack([_patched(patches[i], act) for i in chunk])
+            delta = _attention_step(hooked, layer, x) - base
+            for i, d in zip(chunk, delta, strict=True):
+                out[i] = d.clone()
+    return out
+
+
+def _qk_sites(patches: Sequence[Patch]) -> list[str]:
+    """The gradient sites AtP* needs: ``resid_mid`` for resid_pre patches, the patch's own site otherwise."""
+    sites = []
+    for p in patches:
+        layer, site = parse_name(p.hook)
+        sites.append(f"blocks.{layer}.hook_resid_mid" if site == "hook_resid_pre" else p.hook)
+    return sites
+
+
+def _qk_rows(patches, sites, deltas, acts, grads) -> Tensor:
+    rows = []
+    for p, site, delta in zip(patches, sites, deltas, strict=True):
+        g = grads[site]
+        if delta is None:
+            rows.append(_site_rows(p, acts[site], g))
+        else:
+            rows.append((delta.double() * g.double()).sum())
+    return torch.stack(rows)
+
+
+def atp_qk_fix(hooked: HookedVideoTransformer, patches: Sequence[Patch], metric: Metric | Sequence[Metric],
+               target_cache: dict) -> Tensor | list[Tensor]:
+    """AtP with Kramár et al.'s QK fix (``(patch,)``, float64). A node written into a block's
+    ``resid_pre`` (a time step, a position) reaches the metric first through that block's
+    attention, whose softmax AtP linearises (and misses when saturated); the fix computes that
+    attention exactly with the patched tokens and takes the first-order estimate only after it:
+
+        AtP_QK(n) = (resid_mid(patched) - resid_mid(target)) . dM/d resid_mid |target
+
+    Other nodes (heads' ``hook_z``, components) come after their own softmax: plain AtP.
+    ``target_cache`` needs each patched layer's ``resid_pre`` (and ``hook_resid_mid`` saves a run)."""
+    sites = _qk_sites(patches)
+    deltas = qk_fix_deltas(hooked, patches, target_cache)
+    acts, grads = gradients(hooked, sorted(set(sites)), metric, target_cache=target_cache)
+    one = isinstance(grads, dict)
+    out = [_qk_rows(patches, sites, deltas, acts, g) for g in ([grads] if one else grads)]
+    return out[0] if one else out
+
+
+def graddrop_gradients(hooked: HookedVideoTransformer, sites: Sequence[str], metric: Metric, target_cache: dict,
+                       layer: int) -> tuple[dict, dict]:
+    """``gradients`` with the backward pass through block ``layer``'s components dropped
+    (GradDrop: its attention and MLP outputs are constants for the backward pass; the residual
+    stream still carries the gradient past the block). The forward pass is the target run's."""
+    names = sorted(set(sites))
+    first = min(parse_name(s)[0] for s in names)
+    drop = {f"blocks.{layer}.{hook}": (lambda a, _name: a.detach()) for hook in hooked.components.values()}
+    final = final_site(hooked)
+    run = hooked.run(names=set(names) | {final}, hooks=drop, grad=True,
+                     **_start(hooked, first, target_cache, None))
+    acts = [run[s] for s in names]
+    live = [a for a in acts if a.requires_grad]  # a dropped block's own outputs are constants now
+    found = iter(torch.autograd.grad(metric(run[final]).sum(), live, allow_unused=True))
+    grads = [next(found) if a.requires_grad else None for a in acts]
+    return ({s: a[0].detach() for s, a in zip(names, acts, strict=True)},
+            {s: torch.zeros_like(a[0]) if g is None else g[0].detach() for s, a, g in zip(names, acts, grads,
+                                                                                         strict=True)})
+
+
+def atp_star(hooked: HookedVideoTransformer, patches: Sequence[Patch], metric: Metric, target_cache: dict,
+             deltas: Sequence[Tensor | None] | None = None) -> Tensor:
+    """AtP* (Kramár et al. 2024): the QK fix (``atp_qk_fix``) and GradDrop against cancellation.
+    A node whose direct and indirect effects cancel in the gradient looks unimportant to AtP; for
+    each block ``l`` GradDrop recomputes the estimate with the gradient through block ``l``'s
+    components dropped (``graddrop_gradients``), and scores the node by the mean magnitude
+
+        AtP*(n) = sum_l |AtP_QK,drop l(n)| / (L - 1)
+
+    an unsigned ranking score (``(patch,)``, float64), compared with ``|exact|``. Dropping a block
+    at or before a node's own layer leaves the node's gradient as it is (the block is not downstream
+    of what the node writes), so those terms are the plain QK-fix estimate. Costs one forward and
+    backward pass per block after the earliest node's."""
+    sites = _qk_sites(patches)
+    deltas = qk_fix_deltas(hooked, patches, target_cache) if deltas is None else deltas
+    node_layer = torch.tensor([parse_name(p.hook)[0] for p in patches])
+    acts, grads = gradients(hooked, sorted(set(sites)), metric, target_cache=target_cache)
+    plain = _qk_rows(patches, sites, deltas, acts, grads).abs().cpu()
+    total = torch.zeros(len(patches), dtype=torch.float64)
+    for layer in range(hooked.n_layers):
+        downstream = layer > node_layer
+        if not downstream.any():
+            total += plain
+            continue
+        acts, grads = graddrop_gradients(hooked, sites, metric, target_cache, layer)
+        dropped = _qk_rows(patches, sites, deltas, acts, grads).abs().cpu()
+        total += torch.where(downstream, dropped, plain)
+    return total / max(hooked.n_layers - 1, 1)

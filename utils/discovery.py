@@ -59,13 +59,24 @@ def _runs(hooked: HookedVideoTransformer, pixels: dict, src: str, tgt: str):
     return runs[src], runs[tgt]
 
 
+ESTIMATES = {"atp": "AtP", "atp_qk": "AtP + QK fix", "atp_star": "AtP*"}  # validation column prefix -> label
+
+
 def _estimates(hooked, patches, s, t, target: int) -> dict[str, np.ndarray]:
-    """AtP of ``patches`` on both metrics (one forward pass of the target, a backward each)."""
+    """Every estimate of ``patches`` on both metrics, keyed ``<estimate>_<metric>``: AtP (one
+    forward pass of the target, a backward each), AtP with the QK fix (``atp.atp_qk_fix``) and
+    AtP* (``atp.atp_star``: the QK fix under GradDrop, unsigned)."""
     final = atp.final_site(hooked)
     metrics = {"readout": atp.readout_projection(hooked, s[final], t[final]),
                "logit": atp.target_logit(hooked, target, t[final])}
-    est = atp.atp(hooked, patches, list(metrics.values()), target_cache=t.cache)
-    return {k: e.numpy() for k, e in zip(metrics, est, strict=True)}
+    out = {}
+    plain = atp.atp(hooked, patches, list(metrics.values()), target_cache=t.cache)
+    qk = atp.atp_qk_fix(hooked, patches, list(metrics.values()), t.cache)
+    deltas = atp.qk_fix_deltas(hooked, patches, t.cache)
+    for (name, metric), a, q in zip(metrics.items(), plain, qk, strict=True):
+        out[f"atp_{name}"], out[f"atp_qk_{name}"] = a.numpy(), q.numpy()
+        out[f"atp_star_{name}"] = atp.atp_star(hooked, patches, metric, t.cache, deltas).numpy()
+    return out
 
 
 def _tidy(exact: pd.DataFrame, est: dict, node_type: str, **tag) -> pd.DataFrame:
@@ -73,7 +84,9 @@ def _tidy(exact: pd.DataFrame, est: dict, node_type: str, **tag) -> pd.DataFrame
     out = exact[labels].copy()
     for metric, col in EXACT_COLUMNS.items():
         out[f"exact_{metric}"] = exact[col].to_numpy()
-        out[f"atp_{metric}"] = est[metric]
+        for prefix in ESTIMATES:
+            if f"{prefix}_{metric}" in est:
+                out[f"{prefix}_{metric}"] = est[f"{prefix}_{metric}"]
     return out.assign(node_type=node_type, **tag)
 
 
@@ -134,16 +147,21 @@ def top_overlap(exact: np.ndarray, estimate: np.ndarray, k: int) -> float:
 def agreement(validation: pd.DataFrame, top_k: int = 10, estimate: str = "atp") -> pd.DataFrame:
     """Per node type, metric and direction, over pairs (mean and 95% CI): the Spearman rank
     correlation of ``estimate`` with exact patching, the top-``top_k`` overlap (by magnitude),
-    and the median absolute error relative to the largest exact effect."""
+    and the median absolute error relative to the largest exact effect. AtP* is an unsigned
+    score: it is ranked against ``|exact|`` and has no error (NaN)."""
+    unsigned = estimate == "atp_star"
     per_pair = []
     for (node_type, direction, pair), d in validation.groupby(["node_type", "direction", "pair"], sort=False):
         for metric in EXACT_COLUMNS:
             ex, es = d[f"exact_{metric}"].to_numpy(), d[f"{estimate}_{metric}"].to_numpy()
             scale = np.abs(ex).max()
+            if unsigned:
+                ex = np.abs(ex)
             per_pair.append({"node_type": node_type, "direction": direction, "metric": metric, "pair": pair,
                              "n_nodes": len(d), "spearman": spearman(ex, es),
                              "top_k_overlap": top_overlap(ex, es, top_k),
-                             "median_rel_error": np.median(np.abs(es - ex)) / scale if scale > 0 else np.nan})
+                             "median_rel_error": np.median(np.abs(es - ex)) / scale if scale > 0 and not unsigned
+                             else np.nan})
     per_pair = pd.DataFrame(per_pair)
     keys = ["node_type", "direction", "metric"]
     out = None
@@ -156,6 +174,15 @@ def agreement(validation: pd.DataFrame, top_k: int = 10, estimate: str = "atp") 
     order = {t: i for i, t in enumerate(NODE_TYPES)}
     return out.sort_values(["node_type", "direction", "metric"], key=lambda c: c.map(order) if c.name == "node_type"
                            else c, kind="stable").reset_index(drop=True)
+
+
+def agreement_table(validation: pd.DataFrame, top_k: int = 10) -> pd.DataFrame:
+    """Table 18: ``agreement`` of every estimate the validation holds (``ESTIMATES``), one block
+    each, labelled in an ``estimate`` column."""
+    parts = [agreement(validation, top_k, prefix).assign(estimate=label) for prefix, label in ESTIMATES.items()
+             if f"{prefix}_readout" in validation]
+    out = pd.concat(parts, ignore_index=True)
+    return out[["estimate", *[c for c in out.columns if c != "estimate"]]]
 
 
 def ig_convergence(hooked: HookedVideoTransformer, data, pair: tuple[str, str], target: int, validation: pd.DataFrame,
@@ -471,6 +498,9 @@ def summary_lines(agree: pd.DataFrame | None, ig_summary: pd.DataFrame | None, s
                   metric: str = "readout", metric_text: str = "") -> list[str]:
     """Notebook 08's findings, one sentence each, from its tables (nothing typed by hand)."""
     lines = []
+    star = None
+    if agree is not None and "estimate" in agree:  # Table 18 holds AtP, AtP + QK fix and AtP*
+        star, agree = agree, agree[agree.estimate == ESTIMATES["atp"]]
     if agree is not None:
         a = agree[(agree.metric == "readout") & (agree.direction == "strike->gutter")]
         parts = [f"{r.node_type.replace('_', ' ')}s ρ = {r.spearman:.2f} [{r.spearman_ci_low:.2f}, "
@@ -482,6 +512,19 @@ def summary_lines(agree: pd.DataFrame | None, ig_summary: pd.DataFrame | None, s
             lines.append("On the change in the target logit: "
                          + "; ".join(f"{r.node_type.replace('_', ' ')}s ρ = {r.spearman:.2f}" for r in lg.itertuples())
                          + ".")
+    if star is not None:
+        d = star[(star.metric == "readout") & (star.direction == "strike->gutter")
+                 & star.node_type.isin(["time_step", "position"])]
+        parts = []
+        for node_type, g in d.groupby("node_type", sort=False):
+            r = g.set_index("estimate")
+            parts.append(f"{node_type.replace('_', ' ')}s " + ", ".join(
+                f"{label} {r.loc[label].spearman:.2f} [{r.loc[label].spearman_ci_low:.2f}, "
+                f"{r.loc[label].spearman_ci_high:.2f}]" for label in ESTIMATES.values() if label in r.index)
+                + f" (n = {int(r.n_pairs.iloc[0])} pairs)")
+        if parts:
+            lines.append("Where AtP fails, Kramár et al.'s remedies (Spearman over nodes; AtP* ranked against "
+                         "|exact|): " + "; ".join(parts) + ".")
     if ig_summary is not None:
         for node_type, d in ig_summary.groupby("node_type", sort=False):
             first, last = d.iloc[0], d.iloc[-1]
