@@ -778,7 +778,8 @@ def circuits_block(folder: str | Path | None = None, control: str | Path | None 
     lines = [f"* {line}" for line in _circuit_lines(folder)]
     if (control / "table26_circuit_size.csv").is_file():
         lines.append("* **The positive control** (`toy-outcome`, where the outcome is the task), the same pipeline:")
-        lines += [f"  * {line}" for line in _circuit_lines(control) if not line.startswith(("AtP", "On the", "Time", "Where AtP"))]
+        node_lines = ("AtP", "On the", "Time", "Where AtP")  # node validation: the action-only toy's alone
+        lines += [f"  * {line}" for line in _circuit_lines(control) if not line.startswith(node_lines)]
     else:
         from utils.models import TOY_DIRS
 
