@@ -108,6 +108,28 @@ def _recovery(patched, target, source, mistake=""):
     return out
 
 
+def _head_atp(hooked, source_run, target_run, target_pixels, metric, mistake=""):
+    """Exercise 4's answer as students get it wrong: the difference reversed, the gradient on the
+    source run, the gradient alone, or the CLS row only."""
+    L = hooked.n_layers
+    sites = [f"blocks.{la}.attn.hook_z" for la in range(L)]
+    final = f"blocks.{L - 1}.hook_resid_post"
+    grad_run = source_run if mistake == "source gradient" else target_run
+    x0 = grad_run["blocks.0.hook_resid_pre"].clone().requires_grad_(True)
+    run = hooked.run(start=("blocks.0.hook_resid_pre", x0), names=set(sites) | {final}, grad=True)
+    grads = torch.autograd.grad(metric(run[final]).sum(), [run[s] for s in sites])
+    out = torch.zeros(L, hooked.n_heads)
+    for la, (site, g) in enumerate(zip(sites, grads, strict=True)):
+        diff = source_run[site][0] - target_run[site][0]
+        if mistake == "reversed":
+            diff = -diff
+        if mistake == "gradient only":
+            diff = torch.ones_like(diff)
+        prod = diff * g[0]
+        out[la] = (prod[:1] if mistake == "cls only" else prod).sum(dim=(0, 2))
+    return out
+
+
 PLANTED = [
     (checks.check_readout_logit_lens, lens_without_layernorm, "the final LayerNorm was left out"),
     (checks.check_readout_logit_lens, lens_on_token_mean, "the mean over all tokens was read instead of the CLS"),
@@ -119,6 +141,10 @@ PLANTED = [
     (checks.check_recovery_measures, lambda p, t, s: _recovery(p, t, s, "mean first"), "norm of the mean"),
     (checks.check_recovery_measures, lambda p, t, s: _recovery(p, t, s, "norm"), "not the squared norm"),
     (checks.check_recovery_measures, lambda p, t, s: _recovery(p, t, s, "sign"), "eq. 2 lost its sign"),
+    (checks.check_head_attribution, lambda *a: _head_atp(*a, mistake="reversed"), "the other way (target minus"),
+    (checks.check_head_attribution, lambda *a: _head_atp(*a, mistake="source gradient"), "taken on the source run"),
+    (checks.check_head_attribution, lambda *a: _head_atp(*a, mistake="gradient only"), "not multiplied by the"),
+    (checks.check_head_attribution, lambda *a: _head_atp(*a, mistake="cls only"), "only the CLS token's row"),
 ]
 
 

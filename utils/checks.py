@@ -215,6 +215,69 @@ def check_recovery_measures(fn: Callable) -> None:
            {m: (as_vec(v), RECOVERY_HINTS[m]) for m, v in variants.items()})
 
 
+# ---------------------------------------------------------------------------- exercise 4: attribution patching
+def readout_metric(hooked, source_run, target_run):
+    """The readout projection (``utils.atp.readout_projection``) of the pair: 0 on the target run,
+    100 on the source run, linear in the final residual."""
+    from utils import atp
+
+    final = f"blocks.{hooked.n_layers - 1}.hook_resid_post"
+    return atp.readout_projection(hooked, source_run[final], target_run[final])
+
+
+def _head_atp(hooked, diff_run, grad_pixels, metric, cls_only: bool = False, times_diff: bool = True,
+              minus_run=None) -> torch.Tensor:
+    """Per-head AtP ``(layer, head)`` with the gradient taken on ``grad_pixels``' run and the
+    difference ``diff_run - minus_run`` (the common mistakes vary these)."""
+    L = hooked.n_layers
+    sites = [f"blocks.{la}.attn.hook_z" for la in range(L)]
+    final = f"blocks.{L - 1}.hook_resid_post"
+    with torch.enable_grad():
+        x0 = hooked.run(grad_pixels, names={"blocks.0.hook_resid_pre"})["blocks.0.hook_resid_pre"]
+        run = hooked.run(start=("blocks.0.hook_resid_pre", x0.clone().requires_grad_(True)),
+                         names=set(sites) | {final}, grad=True)
+        grads = torch.autograd.grad(metric(run[final]).sum(), [run[s] for s in sites])
+    out = torch.zeros(L, hooked.n_heads, dtype=torch.float64)
+    for la, (site, g) in enumerate(zip(sites, grads, strict=True)):
+        d = (diff_run[site][0] - minus_run[site][0]).double() if times_diff else torch.ones_like(g[0]).double()
+        prod = d * g[0].double()  # (tokens, head, d_head)
+        out[la] = (prod[:1] if cls_only else prod).sum(dim=(0, 2))
+    return out
+
+
+def check_head_attribution(fn: Callable) -> None:
+    """Exercise 4: ``fn(hooked, source_run, target_run, target_pixels, metric)`` -> AtP of every
+    head, ``(n_layers, n_heads)``: ``sum over tokens and d_head of (z_source - z_target) * dM/dz`` at
+    the target run."""
+    from utils import atp
+    from utils.patching import head_patches
+
+    hooked, _, strike, gutter = toy_pair()
+    source, target = full_run(strike), full_run(gutter)
+    with torch.inference_mode(False):  # gradients, even when the caller runs under inference mode
+        metric = readout_metric(hooked, source, target)
+        got = _as_tensor(fn(hooked, source, target, gutter, metric), "head_attribution")
+        want = atp.atp(hooked, head_patches(hooked, source.cache), metric,
+                       target_cache={"blocks.0.hook_resid_pre": target["blocks.0.hook_resid_pre"]})
+        want = want.reshape(hooked.n_layers, hooked.n_heads)
+        mistakes = {
+            "the difference was taken the other way (target minus source)": (
+                -want, "AtP estimates patching the *source* value in: (z_source - z_target) . gradient"),
+            "the gradient was taken on the source run": (
+                _head_atp(hooked, source, strike, metric, minus_run=target),
+                "linearise around the run being patched: the gradient of the metric on the *target* (gutter) run"),
+            "the gradient was not multiplied by the activation difference": (
+                _head_atp(hooked, source, gutter, metric, times_diff=False),
+                "a gradient says how sensitive the metric is; the estimate is that sensitivity times the change "
+                "(z_source - z_target), summed"),
+            "only the CLS token's row was summed": (
+                _head_atp(hooked, source, gutter, metric, cls_only=True, minus_run=target),
+                "a head writes to every token, and every token can reach the readout through later attention: sum "
+                "over all tokens"),
+        }
+    _judge("head_attribution", got, want, mistakes)
+
+
 MISTAKES = {  # check -> the mistakes it recognises (tests/test_exercises.py plants each)
     "check_readout_logit_lens": ("the final LayerNorm was left out",
                                  "the mean over all tokens was read instead of the CLS token",
@@ -223,4 +286,8 @@ MISTAKES = {  # check -> the mistakes it recognises (tests/test_exercises.py pla
                             "the components were not centred", "the LayerNorm's weight (gamma) was left out"),
     "check_patch_component": ("the patch went the other way (target into source)",),
     "check_recovery_measures": tuple(RECOVERY_HINTS),
+    "check_head_attribution": ("the difference was taken the other way (target minus source)",
+                               "the gradient was taken on the source run",
+                               "the gradient was not multiplied by the activation difference",
+                               "only the CLS token's row was summed"),
 }
