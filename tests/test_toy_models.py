@@ -11,7 +11,7 @@ from utils import paths
 from utils.arch import ADAPTERS
 from utils.synthetic import ACTIONS, render_clip
 from utils.toy_models import fast_preprocess, frame_indices, sample_frame_indices
-from utils.train import ARCHS, SEEDS, model_card
+from utils.train import ARCHS, SEED_SPREAD, SEEDS, model_card
 
 FRESH_SEEDS = range(900_000, 900_020)  # never used: training 0..249, val 100000.., test 200000..
 
@@ -22,7 +22,6 @@ def model_dir(arch):
 
 NEW = ("timesformer", "videomae")
 SHIPPED = list(NEW)  # both shipped under data/models/
-SEEDS_SHIPPED = ["seed1"]  # the seed-spread toys shipped so far (seed2 is trained by make toy-model ARCH=seed2)
 
 
 @pytest.fixture(scope="module", params=SHIPPED)
@@ -133,7 +132,7 @@ def _check_fresh_clips(arch, model, processor):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("recipe", SEEDS_SHIPPED)
+@pytest.mark.parametrize("recipe", [f"seed{s}" for s in SEED_SPREAD])
 def test_the_seed_spread_toys_are_shipped_and_meet_the_toys_bar(recipe):
     """toy-seed1 and toy-seed2 (the toy ViViT's recipe with other torch seeds, 250 steps) are
     small, documented, trained as their recipe says, and pass the other toys' bar on their card's
