@@ -336,7 +336,7 @@ def _qk_rows(patches, sites, deltas, acts, grads) -> Tensor:
 
 
 def atp_qk_fix(hooked: HookedVideoTransformer, patches: Sequence[Patch], metric: Metric | Sequence[Metric],
-               target_cache: dict) -> Tensor | list[Tensor]:
+               target_cache: dict, deltas: Sequence[Tensor | None] | None = None) -> Tensor | list[Tensor]:
     """AtP with Kramár et al.'s QK fix (``(patch,)``, float64). A node written into a block's
     ``resid_pre`` (a time step, a position) reaches the metric first through that block's
     attention, whose softmax AtP linearises (and misses when saturated); the fix computes that
@@ -345,20 +345,22 @@ def atp_qk_fix(hooked: HookedVideoTransformer, patches: Sequence[Patch], metric:
         AtP_QK(n) = (resid_mid(patched) - resid_mid(target)) . dM/d resid_mid |target
 
     Other nodes (heads' ``hook_z``, components) come after their own softmax: plain AtP.
-    ``target_cache`` needs each patched layer's ``resid_pre`` (and ``hook_resid_mid`` saves a run)."""
+    ``target_cache`` needs each patched layer's ``resid_pre`` (and ``hook_resid_mid`` saves a run);
+    ``deltas`` (``qk_fix_deltas``) may be given when computed already."""
     sites = _qk_sites(patches)
-    deltas = qk_fix_deltas(hooked, patches, target_cache)
+    deltas = qk_fix_deltas(hooked, patches, target_cache) if deltas is None else deltas
     acts, grads = gradients(hooked, sorted(set(sites)), metric, target_cache=target_cache)
     one = isinstance(grads, dict)
     out = [_qk_rows(patches, sites, deltas, acts, g) for g in ([grads] if one else grads)]
     return out[0] if one else out
 
 
-def graddrop_gradients(hooked: HookedVideoTransformer, sites: Sequence[str], metric: Metric, target_cache: dict,
-                       layer: int) -> tuple[dict, dict]:
+def graddrop_gradients(hooked: HookedVideoTransformer, sites: Sequence[str], metric: Metric | Sequence[Metric],
+                       target_cache: dict, layer: int):
     """``gradients`` with the backward pass through block ``layer``'s components dropped
     (GradDrop: its attention and MLP outputs are constants for the backward pass; the residual
-    stream still carries the gradient past the block). The forward pass is the target run's."""
+    stream still carries the gradient past the block). The forward pass is the target run's, one
+    for all metrics; returns ``(activations, gradients)``, the gradients a list with several metrics."""
     names = sorted(set(sites))
     first = min(parse_name(s)[0] for s in names)
     drop = {f"blocks.{layer}.{hook}": (lambda a, _name: a.detach()) for hook in hooked.components.values()}
@@ -367,15 +369,20 @@ def graddrop_gradients(hooked: HookedVideoTransformer, sites: Sequence[str], met
                      **_start(hooked, first, target_cache, None))
     acts = [run[s] for s in names]
     live = [a for a in acts if a.requires_grad]  # a dropped block's own outputs are constants now
-    found = iter(torch.autograd.grad(metric(run[final]).sum(), live, allow_unused=True))
-    grads = [next(found) if a.requires_grad else None for a in acts]
-    return ({s: a[0].detach() for s, a in zip(names, acts, strict=True)},
-            {s: torch.zeros_like(a[0]) if g is None else g[0].detach() for s, a, g in zip(names, acts, grads,
-                                                                                         strict=True)})
+    metrics = [metric] if isinstance(metric, Metric) else list(metric)
+    out = []
+    for i, m in enumerate(metrics):
+        found = iter(torch.autograd.grad(m(run[final]).sum(), live, allow_unused=True,
+                                         retain_graph=i < len(metrics) - 1))
+        grads = [next(found) if a.requires_grad else None for a in acts]
+        out.append({s: torch.zeros_like(a[0]) if g is None else g[0].detach()
+                    for s, a, g in zip(names, acts, grads, strict=True)})
+    return {s: a[0].detach() for s, a in zip(names, acts, strict=True)}, (out[0] if isinstance(metric, Metric)
+                                                                         else out)
 
 
-def atp_star(hooked: HookedVideoTransformer, patches: Sequence[Patch], metric: Metric, target_cache: dict,
-             deltas: Sequence[Tensor | None] | None = None) -> Tensor:
+def atp_star(hooked: HookedVideoTransformer, patches: Sequence[Patch], metric: Metric | Sequence[Metric],
+             target_cache: dict, deltas: Sequence[Tensor | None] | None = None) -> Tensor | list[Tensor]:
     """AtP* (Kramár et al. 2024): the QK fix (``atp_qk_fix``) and GradDrop against cancellation.
     A node whose direct and indirect effects cancel in the gradient looks unimportant to AtP; for
     each block ``l`` GradDrop recomputes the estimate with the gradient through block ``l``'s
@@ -383,22 +390,26 @@ def atp_star(hooked: HookedVideoTransformer, patches: Sequence[Patch], metric: M
 
         AtP*(n) = sum_l |AtP_QK,drop l(n)| / (L - 1)
 
-    an unsigned ranking score (``(patch,)``, float64), compared with ``|exact|``. Dropping a block
-    at or before a node's own layer leaves the node's gradient as it is (the block is not downstream
-    of what the node writes), so those terms are the plain QK-fix estimate. Costs one forward and
-    backward pass per block after the earliest node's."""
+    an unsigned ranking score (``(patch,)``, float64; a list with several metrics), compared with
+    ``|exact|``. Dropping a block at or before a node's own layer leaves the node's gradient as it
+    is (the block is not downstream of what the node writes), so those terms are the plain QK-fix
+    estimate. Costs one forward pass per block after the earliest node's, and a backward per metric."""
+    one = isinstance(metric, Metric)
+    metrics = [metric] if one else list(metric)
     sites = _qk_sites(patches)
     deltas = qk_fix_deltas(hooked, patches, target_cache) if deltas is None else deltas
     node_layer = torch.tensor([parse_name(p.hook)[0] for p in patches])
-    acts, grads = gradients(hooked, sorted(set(sites)), metric, target_cache=target_cache)
-    plain = _qk_rows(patches, sites, deltas, acts, grads).abs().cpu()
-    total = torch.zeros(len(patches), dtype=torch.float64)
+    acts, grads = gradients(hooked, sorted(set(sites)), metrics, target_cache=target_cache)
+    plain = [_qk_rows(patches, sites, deltas, acts, g).abs().cpu() for g in grads]
+    totals = [torch.zeros(len(patches), dtype=torch.float64) for _ in metrics]
     for layer in range(hooked.n_layers):
         downstream = layer > node_layer
         if not downstream.any():
-            total += plain
+            for total, p in zip(totals, plain, strict=True):
+                total += p
             continue
-        acts, grads = graddrop_gradients(hooked, sites, metric, target_cache, layer)
-        dropped = _qk_rows(patches, sites, deltas, acts, grads).abs().cpu()
-        total += torch.where(downstream, dropped, plain)
-    return total / max(hooked.n_layers - 1, 1)
+        acts, grads = graddrop_gradients(hooked, sites, metrics, target_cache, layer)
+        for total, p, g in zip(totals, plain, grads, strict=True):
+            total += torch.where(downstream, _qk_rows(patches, sites, deltas, acts, g).abs().cpu(), p)
+    out = [total / max(hooked.n_layers - 1, 1) for total in totals]
+    return out[0] if one else out

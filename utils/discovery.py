@@ -62,20 +62,22 @@ def _runs(hooked: HookedVideoTransformer, pixels: dict, src: str, tgt: str):
 ESTIMATES = {"atp": "AtP", "atp_qk": "AtP + QK fix", "atp_star": "AtP*"}  # validation column prefix -> label
 
 
-def _estimates(hooked, patches, s, t, target: int) -> dict[str, np.ndarray]:
-    """Every estimate of ``patches`` on both metrics, keyed ``<estimate>_<metric>``: AtP (one
-    forward pass of the target, a backward each), AtP with the QK fix (``atp.atp_qk_fix``) and
-    AtP* (``atp.atp_star``: the QK fix under GradDrop, unsigned)."""
+def _estimates(hooked, patches, s, t, target: int, star: bool = True) -> dict[str, np.ndarray]:
+    """Estimates of ``patches`` on both metrics, keyed ``<estimate>_<metric>``: AtP (one forward
+    pass of the target, a backward each) and, with ``star``, AtP with the QK fix
+    (``atp.atp_qk_fix``) and AtP* (``atp.atp_star``: the QK fix under GradDrop, unsigned; one
+    forward pass per block)."""
     final = atp.final_site(hooked)
     metrics = {"readout": atp.readout_projection(hooked, s[final], t[final]),
                "logit": atp.target_logit(hooked, target, t[final])}
-    out = {}
-    plain = atp.atp(hooked, patches, list(metrics.values()), target_cache=t.cache)
-    qk = atp.atp_qk_fix(hooked, patches, list(metrics.values()), t.cache)
-    deltas = atp.qk_fix_deltas(hooked, patches, t.cache)
-    for (name, metric), a, q in zip(metrics.items(), plain, qk, strict=True):
-        out[f"atp_{name}"], out[f"atp_qk_{name}"] = a.numpy(), q.numpy()
-        out[f"atp_star_{name}"] = atp.atp_star(hooked, patches, metric, t.cache, deltas).numpy()
+    ms = list(metrics.values())
+    out = {f"atp_{name}": a.numpy() for name, a in zip(metrics, atp.atp(hooked, patches, ms, target_cache=t.cache),
+                                                       strict=True)}
+    if star:
+        deltas = atp.qk_fix_deltas(hooked, patches, t.cache)
+        qk = atp.atp_qk_fix(hooked, patches, ms, t.cache, deltas)
+        for name, q, a in zip(metrics, qk, atp.atp_star(hooked, patches, ms, t.cache, deltas), strict=True):
+            out[f"atp_qk_{name}"], out[f"atp_star_{name}"] = q.numpy(), a.numpy()
     return out
 
 
@@ -106,7 +108,7 @@ def component_validation(hooked: HookedVideoTransformer, data, pairs: list[tuple
             ex = exact[exact.direction == direction].reset_index(drop=True)
             assert [(p.label["layer"], p.label["component"]) for p in patches] == list(zip(ex.layer, ex.component,
                                                                                           strict=True))
-            rows.append(_tidy(ex, _estimates(hooked, patches, s, t, target), "component",
+            rows.append(_tidy(ex, _estimates(hooked, patches, s, t, target, star=False), "component",
                               pair=_name(s_id), direction=direction))
     return pd.concat(rows, ignore_index=True)
 
@@ -177,10 +179,13 @@ def agreement(validation: pd.DataFrame, top_k: int = 10, estimate: str = "atp") 
 
 
 def agreement_table(validation: pd.DataFrame, top_k: int = 10) -> pd.DataFrame:
-    """Table 18: ``agreement`` of every estimate the validation holds (``ESTIMATES``), one block
-    each, labelled in an ``estimate`` column."""
-    parts = [agreement(validation, top_k, prefix).assign(estimate=label) for prefix, label in ESTIMATES.items()
-             if f"{prefix}_readout" in validation]
+    """Table 18: ``agreement`` of every estimate the validation holds (``ESTIMATES``; the QK fix
+    and AtP* on the nodes they were computed for), one block each, labelled in an ``estimate`` column."""
+    parts = []
+    for prefix, label in ESTIMATES.items():  # AtP everywhere; the QK fix and AtP* where they were computed
+        rows = validation.dropna(subset=[f"{prefix}_readout"]) if f"{prefix}_readout" in validation else None
+        if rows is not None and len(rows):
+            parts.append(agreement(rows, top_k, prefix).assign(estimate=label))
     out = pd.concat(parts, ignore_index=True)
     return out[["estimate", *[c for c in out.columns if c != "estimate"]]]
 
