@@ -250,7 +250,7 @@ def test_measures_agree_with_notebook_06s_patching_and_the_models_own_logits(toy
     from utils.patching import head_patches
 
     s, t = D._runs(toy_hooked, {k: data.pixels(k) for k in pairs[0]}, *pairs[0])
-    est = D._estimates(toy_hooked, head_patches(toy_hooked, s.cache), s, t, 0)["logit"]
+    est = D._estimates(toy_hooked, head_patches(toy_hooked, s.cache), s, t, 0, star=False)["atp_logit"]
     assert light.table.atp_head_effect[0] == pytest.approx(float(np.abs(est).mean()), rel=1e-4)
     assert 0 <= light.table.delta_before_divergence.min() <= light.table.delta_before_divergence.max() < 1
     summary = C.probe_summary(light.features, n_perm=50, model=C.ACTION, pairs=C.OUTCOME)
