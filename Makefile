@@ -19,7 +19,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export MPLBACKEND := agg
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: help figures seeds test test-extended test-notebooks exercises lint toy-model bench lock clean
+.PHONY: help figures seeds site test test-extended test-notebooks exercises lint toy-model bench lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -41,16 +41,26 @@ SEED_NOTEBOOKS := notebooks/00_data_prep.ipynb notebooks/06_beyond_the_paper.ipy
 seeds: $(STAMP) ## the seed spread: notebooks 00, 06, 09 for the toy ViViTs of torch seeds 1, 2 -> figures/toy-seedN (toy's findings compare with them; about 2 minutes each)
 	for p in $(SEED_PROFILES); do $(PY) -m utils.runner --profile $$p --no-html $(SEED_NOTEBOOKS) || exit 1; done
 
+site: $(STAMP) ## the reader's site of PROFILE's executed notebooks, README, findings and figures -> site/index.html (after make figures; opens offline)
+	$(PY) -m utils.site --profile "$(PROFILE)"
+
 test: $(STAMP) ## lint, unit tests and every notebook (offline: HF_HUB_OFFLINE=1)
 	$(PY) -m ruff check utils tests notebooks
-	HF_HUB_OFFLINE=1 $(PY) -m pytest
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -n 2
 
-test-extended: $(STAMP) ## notebooks 00-08 for toy-timesformer and toy-videomae (about 3 minutes; CI runs it too)
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -m extended
+test-extended: $(STAMP) ## notebooks 00-08 for toy-timesformer and toy-videomae, side by side (about 3 minutes; CI runs it too)
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -m extended -n 2
 
+# two notebooks at a time, each kernel on its share of the cores; 00 first (it renders the clips the
+# others read) and 09 last (it reads what 06 wrote)
+NB_THREADS := $(shell n=$$(( $$(nproc 2>/dev/null || echo 2) / 2 )); echo $$(( n > 0 ? n : 1 )))
+NB_FIRST := notebooks/00_data_prep.ipynb
+NB_LAST := notebooks/09_controls.ipynb
+NBMAKE := env -u MPLBACKEND HF_HUB_OFFLINE=1 $(PY) -m pytest --nbmake -o addopts="" -q
 test-notebooks: $(STAMP) ## every notebook as Jupyter runs it (nbmake: a fresh kernel each, inline figures), and the exercises' solutions; writes figures/toy as make figures does
-	env -u MPLBACKEND HF_HUB_OFFLINE=1 $(PY) -m pytest --nbmake notebooks/[0-9][0-9]_*.ipynb notebooks/exercises/solutions/ \
-		-o addopts="" -q
+	$(NBMAKE) $(NB_FIRST)
+	OMP_NUM_THREADS=$(NB_THREADS) $(NBMAKE) -n 2 $(filter-out $(NB_FIRST) $(NB_LAST),$(NOTEBOOKS)) notebooks/exercises/solutions/
+	$(NBMAKE) $(NB_LAST)
 
 exercises: $(STAMP) ## rebuild the exercise notebooks (student and solution) from notebooks/exercises/src
 	$(PY) -m utils.exercises

@@ -5,6 +5,14 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("MPLBACKEND", "agg")
+# `make test` runs two pytest-xdist workers (`-n 2`): each gets its share of the cores, and so do
+# the notebook kernels it starts (they inherit OMP_NUM_THREADS), so that the two do not fight for
+# them; the worker that makes the toy run (`toy_outputs`) takes every core once it starts it,
+# since the other finishes its share long before. On 2 cores: 690 s with one process, 520 s with
+# two on 1 thread each.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // _WORKERS))
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -13,6 +21,33 @@ from transformers import VivitConfig, VivitForVideoClassification  # noqa: E402
 from utils.arch import ADAPTERS  # noqa: E402
 from utils.hooks import HookedVideoTransformer  # noqa: E402
 from utils.models import LoadedModel, load_model  # noqa: E402
+
+if _WORKERS > 1:
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """Under xdist (``make test``: ``-n 2``), every test module that reads the fresh toy run
+    (the ``toy_outputs`` fixture: every notebook, about 5 minutes on 2 cores) goes to one worker,
+    so that the run is made once, not once per worker; the other tests are spread one by one.
+    The group is the largest unit, so it is handed out first and one worker starts the run at
+    once. (xdist's own ``--dist loadgroup`` cannot do it under pytest 9: it renames node ids.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    root = config.rootpath
+    sources: dict[str, bool] = {}
+
+    def reads_the_toy_run(module: str) -> bool:
+        if module not in sources:
+            path = root / module
+            sources[module] = path.is_file() and "toy_outputs" in path.read_text()
+        return sources[module]
+
+    class ToyRunScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "toy_run" if reads_the_toy_run(nodeid.split("::")[0]) else nodeid
+
+    return ToyRunScheduling(config, log)
 
 
 def tiny_loaded(layers: int = 3, seed: int = 0) -> LoadedModel:
@@ -75,6 +110,10 @@ def toy_outputs(tmp_path_factory):
     from utils import paths
     from utils.runner import run_all
 
+    if _WORKERS > 1:  # this worker has the toy run; the other finishes its share well before it
+        os.environ["OMP_NUM_THREADS"] = str(os.cpu_count() or 1)  # for this run's kernels and later ones
+        torch.set_num_threads(os.cpu_count() or 1)
     root = tmp_path_factory.mktemp("run")
     return run_all(sorted(paths.NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb")), "toy", html=False,
                    figures_root=root / "figures", data_root=root / "data", build_root=root / "build")
+
