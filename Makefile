@@ -19,7 +19,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export MPLBACKEND := agg
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: help figures seeds site test test-extended test-notebooks exercises lint toy-model bench lock clean
+.PHONY: help figures seeds site test test-extended test-notebooks test-browser exercises lint toy-model bench lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -61,6 +61,14 @@ test-notebooks: $(STAMP) ## every notebook as Jupyter runs it (nbmake: a fresh k
 	$(NBMAKE) $(NB_FIRST)
 	OMP_NUM_THREADS=$(NB_THREADS) $(NBMAKE) -n 2 $(filter-out $(NB_FIRST) $(NB_LAST),$(NOTEBOOKS)) notebooks/exercises/solutions/
 	$(NBMAKE) $(NB_LAST)
+
+BROWSER_STAMP := $(VENV)/.browser-stamp
+$(BROWSER_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[browser]"
+	touch $(BROWSER_STAMP)
+
+test-browser: $(BROWSER_STAMP) ## the site and the explorer in headless chromium (needs Debian's chromium: apt-get install chromium; .ci/run installs it)
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -m browser -q
 
 exercises: $(STAMP) ## rebuild the exercise notebooks (student and solution) from notebooks/exercises/src
 	$(PY) -m utils.exercises

@@ -183,3 +183,20 @@ def test_the_agreement_table_ranks_atp_star_against_the_magnitude_of_the_exact_e
     v["atp_star_readout"] = -v.exact_readout.abs()
     assert (D.agreement(v, 5, "atp_star").query("metric == 'readout'").spearman == -1).all()
     assert (D.agreement(v.drop(columns=[c for c in v if c.startswith("atp_star")]), 5, "atp").spearman == 1).all()
+
+
+def test_circuit_edges_lists_the_top_edges_with_their_scores():
+    from utils.circuit import top_edges
+
+    graph = Graph(HookedVideoTransformer(tiny_loaded()))
+    g = torch.Generator().manual_seed(3)
+    scores = torch.randn(graph.valid.shape, generator=g, dtype=torch.float64) * graph.valid
+    edges = D.circuit_edges(graph, scores, 7)
+    assert len(edges) == 7
+    keep = top_edges(scores, graph, 7)
+    s_idx, r_idx = torch.nonzero(keep, as_tuple=True)
+    want = {(graph.senders[s].name, graph.receivers[r].name, float(scores[s, r])) for s, r in
+            zip(s_idx.tolist(), r_idx.tolist(), strict=True)}
+    assert set(zip(edges.sender, edges.receiver, edges.score, strict=True)) == want
+    assert set(edges.columns) >= {"sender", "receiver", "sender_layer", "sender_component", "head",
+                                  "receiver_layer", "receiver_component", "score"}

@@ -97,7 +97,8 @@ def test_toy_run_produces_every_figure_and_table(toy_outputs):
         assert {f"{stem}.png", f"{stem}.pdf"} <= names, stem
     for stem in ("table1_ablation_strike", "table2_ablation_gutter", "table3_patching", "table17_across_architectures",
                  "table18_atp_vs_exact", "table19_ig_convergence", "table20_faithfulness",
-                 "table21_circuit_composition", "table25_circuit_scores", "table26_circuit_size", "findings"):
+                 "table21_circuit_composition", "table25_circuit_scores", "table26_circuit_size",
+                 "table27_circuit_edges", "findings"):
         assert {f"{stem}.csv", f"{stem}.md", f"{stem}.tex"} <= names, stem
     assert not any(n.endswith(".partial") for n in names)
 

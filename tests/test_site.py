@@ -6,6 +6,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from utils import paths
@@ -112,3 +114,34 @@ def test_the_site_shows_every_executed_notebook_and_figure_and_asks_no_other_hos
     findings = (site / "findings.html").read_text()
     assert "supported" in findings
     assert site_problems(site) == []
+
+
+def explorer_payload(page: Path) -> dict:
+    """The data inline in an explorer page."""
+    text = page.read_text()
+    start = text.index("const D = ") + len("const D = ")
+    return json.loads(text[start:text.index(";\n", start)])
+
+
+@pytest.mark.slow
+def test_the_explorer_holds_the_runs_own_attention_frames_and_tables(toy_outputs, tmp_path):
+    from utils.explorer import build_explorer
+
+    page = build_explorer("toy", tmp_path / "explorer", toy_outputs, toy_outputs.parents[1] / "data" / "toy")
+    d = explorer_payload(page)
+    T, R, C = d["grid"]
+    assert (d["n_layers"], d["n_heads"], T * R * C) == (12, 12, 288)
+    for run in ("strike", "gutter"):
+        assert len(d["frames"][run]) == T and all(f.startswith("data:image/png;base64,") for f in d["frames"][run])
+        att = np.array(d["attention"][run])
+        assert att.shape == (12, 12, T * R * C)
+        total = att.sum(-1)  # the readout's attention on the patches (the rest is on the CLS itself)
+        assert (total > 0).all() and (total <= 1 + 1e-3).all()
+    assert not np.allclose(d["attention"]["strike"], d["attention"]["gutter"])
+    t3 = pd.read_csv(toy_outputs / "table3_patching.csv")
+    assert len(d["patching"]) == len(t3)
+    assert d["patching"][0]["recovery_projection_pct"] == pytest.approx(t3.recovery_projection_pct[0], abs=1e-4)
+    edges = pd.read_csv(toy_outputs / "table27_circuit_edges.csv")
+    assert len(d["edges"]) == len(edges) > 0
+    assert {e["receiver_component"] for e in d["edges"]} <= set(d["components"]) | {"readout"}
+    assert site_problems(page.parent) == []

@@ -212,7 +212,7 @@ def circuit_run(graph: Graph, clean_pixels: Tensor, reference: Tensor, keep: Ten
     dev = h.device
     drop = (graph.valid[None] & ~keep.bool()).to(dev, torch.float32)  # (circuit, sender, receiver)
     ref = reference.to(dev, torch.float32)
-    delta = torch.zeros(B, len(graph.senders), h.n_tokens, h.d_model, device=dev)
+    delta = torch.empty(B, len(graph.senders), h.n_tokens, h.d_model, device=dev)  # each sender filled before read
     filled = [0]  # senders computed so far (the sender list follows the forward order)
     correction = {}  # receiver index -> its current correction (circuit, tokens, d)
 

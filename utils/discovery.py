@@ -475,6 +475,19 @@ def reference_pixels(loaded, data, exclude: set[str], n: int) -> tuple[torch.Ten
             if len(ids) < n else f"the mean over the {len(ids)} prepared clips outside the analysed pairs")
 
 
+def circuit_edges(graph: Graph, scores: torch.Tensor, n: int) -> pd.DataFrame:
+    """The top-``n`` circuit's edges, one row each in the graph's order (sender, then receiver:
+    a fixed order, where one by ``|score|`` could swap near-ties between machines): ``sender``,
+    ``receiver``, their layers and components (``head``: -1 for a whole component), ``score``
+    (what the interactive explorer draws; ``circuit_graph_figure`` aggregates the same edges)."""
+    keep = top_edges(scores, graph, n).cpu()
+    edges = graph.edges()
+    kept = keep[torch.as_tensor(edges.s.values), torch.as_tensor(edges.r.values)].numpy()
+    edges = edges[kept].sort_values(["s", "r"], kind="stable").copy()
+    edges["score"] = scores.cpu().double().numpy()[edges.s.values, edges.r.values]
+    return edges.drop(columns=["s", "r"]).reset_index(drop=True)
+
+
 def circuit_composition(graph: Graph, scores: torch.Tensor, n: int) -> pd.DataFrame:
     """Who the top-``n`` circuit's edges come from and go to: per sender kind (embedding,
     each attention step's heads, MLP) its edges, its share of the circuit's total |score| and

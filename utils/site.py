@@ -62,11 +62,14 @@ def _mathjax_dir() -> Path:
     return Path(jupyter_server_mathjax.__file__).parent / "static"
 
 
-def executed_notebooks(build_dir: Path) -> list[Path]:
-    """The executed copies of every analysis notebook, in order; a clear error names the first
-    one missing or without outputs (the site shows what ``make figures`` computed)."""
+def executed_notebooks(build_dir: Path, names: list[str] | None = None) -> list[Path]:
+    """The executed copies of every analysis notebook (or of ``names``, stems such as
+    ``00_data_prep``), in order; a clear error names the first one missing or without outputs
+    (the site shows what ``make figures`` computed)."""
     found = []
     for nb in sorted(paths.NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb")):
+        if names is not None and nb.stem not in names:
+            continue
         run = build_dir / nb.name
         if not run.is_file():
             raise SiteError(f"{run} does not exist: run `make figures` (PROFILE={build_dir.name}) before "
@@ -96,6 +99,9 @@ table they wrote; nothing on it needs a network connection.
   then the notebooks in order.
 * **Check a claim**: the [findings](findings.md) table gives every claim of the paper with its
   test and verdict; the [README](README.md) puts them in context.
+* **Explore**: <a href="explorer/index.html">the interactive explorer</a> shows the canonical pair
+  with the readout's attention for any layer, head and time step, the patching sweeps as heatmaps
+  and the circuit as a graph (one self-contained page).
 * **See**: the [gallery](gallery.md) holds every figure of the run, the [tables](tables.md) page
   every table.
 
@@ -148,15 +154,20 @@ def _figure_key(p: Path) -> tuple:
 
 
 def build_site(profile: str = "toy", build_dir: Path | None = None, figures_dir: Path | None = None,
-               out: Path | None = None, work: Path | None = None, quiet: bool = True) -> Path:
+               out: Path | None = None, work: Path | None = None, quiet: bool = True,
+               data_dir: Path | None = None, explorer: bool = True, device: str = "cpu",
+               notebooks: list[str] | None = None) -> Path:
     """Build the site of ``profile`` into ``out`` (default ``site/``) from the executed notebooks in
-    ``build_dir`` (default ``build/<profile>``) and the figures in ``figures_dir`` (default
-    ``figures/<profile>``). The old site is replaced only once the new one is complete."""
+    ``build_dir`` (default ``build/<profile>``), the figures in ``figures_dir`` (default
+    ``figures/<profile>``) and, for the explorer (``utils.explorer``), the clips notebook 00
+    prepared in ``data_dir`` (default ``data/<profile>``). The old site is replaced only once the
+    new one is complete. ``notebooks`` (stems) limits the site to those notebooks (the browser
+    test builds one from a short run)."""
     build_dir = Path(build_dir or paths.BUILD_DIR / profile)
     figures_dir = Path(figures_dir or paths.figures_dir(profile))
     out = Path(out or SITE_DIR)
     work = Path(work or paths.BUILD_DIR / "site-src")
-    notebooks = executed_notebooks(build_dir)
+    notebooks = executed_notebooks(build_dir, notebooks)
     findings = figures_dir / "findings.md"
     if not findings.is_file():
         raise SiteError(f"{findings} does not exist: run `make figures` (PROFILE={profile}) before `make site`")
@@ -188,12 +199,21 @@ def build_site(profile: str = "toy", build_dir: Path | None = None, figures_dir:
     shutil.copytree(mathjax, work / "_static" / "mathjax")
     (work / "conf.py").write_text(CONF.format(profile=profile, mathjax_config=MATHJAX_CONFIG))
 
+    html = work / "_build" / "html"  # MyST-NB keeps its own files beside it (work/_build), never in the repository
+    args = ["-b", "html", "-E", "-j", "1", str(work), str(html)] + (["-q"] if quiet else [])
+    if build_main(args) != 0 or not (html / "index.html").is_file():
+        raise SiteError(f"sphinx-build failed on {work}; {out} is unchanged")
     staging = out.with_name(out.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
-    args = ["-b", "html", "-E", "-j", "1", str(work), str(staging)] + (["-q"] if quiet else [])
-    if build_main(args) != 0 or not (staging / "index.html").is_file():
-        shutil.rmtree(staging, ignore_errors=True)
-        raise SiteError(f"sphinx-build failed on {work}; {out} is unchanged")
+    shutil.move(html, staging)
+    if explorer:
+        from utils.explorer import build_explorer
+
+        try:
+            build_explorer(profile, staging / "explorer", figures_dir, data_dir, device)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
     shutil.rmtree(staging / ".doctrees", ignore_errors=True)
     shutil.rmtree(out, ignore_errors=True)
     staging.rename(out)
