@@ -6,10 +6,9 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("MPLBACKEND", "agg")
 # `make test` runs two pytest-xdist workers (`-n 2`): each gets its share of the cores, and so do
-# the notebook kernels it starts (they inherit OMP_NUM_THREADS), so that the two do not fight for
-# them; the worker that makes the toy run (`toy_outputs`) takes every core once it starts it,
-# since the other finishes its share long before. On 2 cores: 690 s with one process, 520 s with
-# two on 1 thread each.
+# the notebook kernels it starts (they inherit OMP_NUM_THREADS). On 2 cores: 690 s in one process;
+# 580 s when the worker with the toy run took both cores (three busy threads on two cores); about
+# 520 s with one thread each, since one toy run takes only 1.4x as long on 1 thread as on 2.
 _WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 if _WORKERS > 1:
     os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // _WORKERS))
@@ -110,9 +109,6 @@ def toy_outputs(tmp_path_factory):
     from utils import paths
     from utils.runner import run_all
 
-    if _WORKERS > 1:  # this worker has the toy run; the other finishes its share well before it
-        os.environ["OMP_NUM_THREADS"] = str(os.cpu_count() or 1)  # for this run's kernels and later ones
-        torch.set_num_threads(os.cpu_count() or 1)
     root = tmp_path_factory.mktemp("run")
     return run_all(sorted(paths.NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb")), "toy", html=False,
                    figures_root=root / "figures", data_root=root / "data", build_root=root / "build")

@@ -94,7 +94,8 @@ def test_make_site_before_make_figures_names_what_to_run(tmp_path):
 @pytest.mark.slow
 def test_the_site_shows_every_executed_notebook_and_figure_and_asks_no_other_host(toy_outputs, tmp_path):
     build = toy_outputs.parents[1] / "build" / "toy"
-    site = build_site("toy", build_dir=build, figures_dir=toy_outputs, out=tmp_path / "site", work=tmp_path / "src")
+    site = build_site("toy", build_dir=build, figures_dir=toy_outputs, out=tmp_path / "site", work=tmp_path / "src",
+                      data_dir=toy_outputs.parents[1] / "data" / "toy")
     assert (site / "index.html").is_file() and not (tmp_path / "site.partial").exists()
     for name in ("README.html", "findings.html", "gallery.html", "notebooks/README.html"):
         assert (site / name).is_file(), name
