@@ -85,7 +85,7 @@ def _page(title: str, body: str) -> str:
     return f"# {title}\n\n{body.strip()}\n"
 
 
-def _index(profile: str, notebooks: list[Path], exercises: list[Path], figures: list[Path]) -> str:
+def _index(profile: str, notebooks: list[Path], exercises: list[Path]) -> str:
     nb_lines = "\n".join(f"notebooks/{p.stem}" for p in notebooks)
     ex_lines = "\n".join(f"notebooks/exercises/{p.stem}" for p in exercises)
     return f"""# vivit-interp
@@ -132,20 +132,20 @@ tables
 """
 
 
+def _listing(title: str, intro: str, files: list[Path], section) -> str:
+    """A page with one section per file (``section(file)``: its Markdown body)."""
+    return _page(title, "\n\n".join([intro] + [f"## {f.stem}\n\n{section(f)}" for f in files]))
+
+
 def _gallery(profile: str, figures: list[Path]) -> str:
-    parts = [f"Every figure of the `{profile}` run (`figures/{profile}/`), in the order the notebooks "
-             "write them. Each notebook's page says how to read its figures."]
-    for png in figures:
-        parts.append(f"## {png.stem}\n\n![{png.stem}](figures/{profile}/{png.name})")
-    return _page("Gallery", "\n\n".join(parts))
+    return _listing("Gallery", f"Every figure of the `{profile}` run (`figures/{profile}/`), in the order the "
+                    "notebooks write them. Each notebook's page says how to read its figures.", figures,
+                    lambda png: f"![{png.stem}](figures/{profile}/{png.name})")
 
 
 def _tables(profile: str, tables: list[Path]) -> str:
-    parts = [f"Every table of the `{profile}` run (`figures/{profile}/`, also as CSV and LaTeX), each with the "
-             "caption its notebook wrote."]
-    for md in tables:
-        parts.append(f"## {md.stem}\n\n{md.read_text().strip()}")
-    return _page("Tables", "\n\n".join(parts))
+    return _listing("Tables", f"Every table of the `{profile}` run (`figures/{profile}/`, also as CSV and LaTeX), "
+                    "each with the caption its notebook wrote.", tables, lambda md: md.read_text().strip())
 
 
 def _figure_key(p: Path) -> tuple:
@@ -194,7 +194,7 @@ def build_site(profile: str = "toy", build_dir: Path | None = None, figures_dir:
     (work / "gallery.md").write_text(_gallery(profile, figures))
     tables = sorted((p for p in figures_dir.glob("table*.md")), key=_figure_key)
     (work / "tables.md").write_text(_tables(profile, tables))
-    (work / "index.md").write_text(_index(profile, notebooks, exercises, figures))
+    (work / "index.md").write_text(_index(profile, notebooks, exercises))
     (work / "_static").mkdir()
     shutil.copytree(mathjax, work / "_static" / "mathjax")
     (work / "conf.py").write_text(CONF.format(profile=profile, mathjax_config=MATHJAX_CONFIG))
