@@ -11,6 +11,7 @@ TARGET ?= bowling# the analysed class: a class name or an index
 DEVICE ?= auto# auto (a CUDA GPU when available) | cpu | cuda
 ARCH ?= vivit# make toy-model: vivit | timesformer | videomae | outcome (the positive control) | seed1 | seed2 (the seed spread)
 PREPROCESS ?= checkpoint# checkpoint (the checkpoint's own processor; hub ViViT: [-3, 1]) | original ([-1, 1])
+LANES ?=# kernels side by side after notebook 00 (default 1; 2 is faster on 2+ cores, tables may differ in the last digit)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
@@ -33,7 +34,7 @@ $(STAMP): pyproject.toml constraints.txt
 figures: $(STAMP) ## run notebooks 00.. for PROFILE (default toy) -> figures/PROFILE, build/PROFILE
 	$(PY) -m utils.runner --profile "$(PROFILE)" --strike-video "$(STRIKE_VIDEO)" \
 		--gutter-video "$(GUTTER_VIDEO)" --pairs "$(PAIRS)" --pairs-csv "$(PAIRS_CSV)" \
-		--target "$(TARGET)" --device "$(DEVICE)" --preprocess "$(PREPROCESS)" $(NOTEBOOKS)
+		--target "$(TARGET)" --device "$(DEVICE)" --preprocess "$(PREPROCESS)" --lanes "$(LANES)" $(NOTEBOOKS)
 	@if [ "$(PROFILE)" = toy ] && [ -z "$(PAIRS_CSV)$(STRIKE_VIDEO)" ]; then $(PY) -m utils.findings; fi
 
 SEED_PROFILES := toy-seed1 toy-seed2

@@ -128,7 +128,9 @@ def test_top_vs_random_ranks_the_top_set_among_the_draws(toy_hooked, toy_pair):
         assert r.top_delta == pytest.approx(top, abs=1e-5)
         assert r.share_random_lower == pytest.approx(float((rand <= top).mean()))
         assert r.rank == 1 + int((rand < top).sum())
-        assert r.random_median == pytest.approx(float(np.median(rand)), abs=1e-6)
+        # the draws run batched in top_vs_random and again here: float32 logits agree to ~1e-5, not
+        # 1e-6, on every machine (CI saw 1.4e-6), as for top_delta above
+        assert r.random_median == pytest.approx(float(np.median(rand)), abs=1e-5)
 
 
 def test_component_ablation_of_some_layers_is_those_rows_of_all_layers(tiny_hooked, tiny_pixels):

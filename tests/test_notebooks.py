@@ -129,14 +129,18 @@ def test_toy_tables_satisfy_their_invariants(toy_outputs):
 
 @pytest.mark.slow
 def test_rerun_reproduces_the_tables_byte_for_byte(tmp_path):
-    """Two runs into fresh folders write identical tables: 00-04 in order (as in make figures),
-    and 00, 03, 04, in whose shared kernel 03 follows 00 instead of 02: no notebook leaves state
-    that moves another's numbers. (Not against the full toy run, so that under xdist this test
+    """Two runs into fresh folders write identical tables: 00-04 in order in one kernel, and 00,
+    03, 04 in two lanes (03 and 04 side by side, each in its own kernel on its share of the
+    threads, 03 after 00 instead of 02): no notebook leaves state that moves another's numbers,
+    and the lanes of make figures do not move them either. (Not against the full toy run, so that under xdist this test
     runs beside it, on the other worker.)"""
     runs = {}
-    for name, nbs in (("in_order", NOTEBOOKS[:5]), ("skipping", [NOTEBOOKS[0], NOTEBOOKS[3], NOTEBOOKS[4]])):
-        runs[name] = run_all(nbs, "toy", html=False, figures_root=tmp_path / name / "figures",
+    skipping = [NOTEBOOKS[0], NOTEBOOKS[3], NOTEBOOKS[4]]
+    for name, nbs, lanes in (("in_order", NOTEBOOKS[:5], 1), ("skipping", skipping, 2)):
+        runs[name] = run_all(nbs, "toy", html=False, figures_root=tmp_path / name / "figures", lanes=lanes,
                              data_root=tmp_path / name / "data", build_root=tmp_path / name / "build")
+    timings = json.loads((tmp_path / "skipping" / "build" / "toy" / "timings.json").read_text())
+    assert sorted(timings["lanes"]) == [[NOTEBOOKS[3].stem], [NOTEBOOKS[4].stem]]  # 03 and 04 side by side after 00
     for name in ("table3_patching.csv", "table3_patching.md", "table3_patching.tex", "fig5_delta_norms.csv",
                  "fig6_probe_accuracy.csv", "table0_predictions.csv"):
         assert (runs["skipping"] / name).read_bytes() == (runs["in_order"] / name).read_bytes(), name
@@ -260,9 +264,9 @@ def with_parameters(source: str, **values) -> str:
 @pytest.mark.parametrize("index", [3], ids=lambda i: NOTEBOOKS[i].stem)  # every notebook runs so in make test-notebooks
 def test_an_interactive_run_shows_every_figure_and_writes_the_same_tables(toy_outputs, tmp_path, monkeypatch, index):
     """A notebook as Jupyter runs it (nbconvert's ExecutePreprocessor: a fresh kernel with the inline
-    backend, no papermill, no runner, a random hash seed; only the parameters cell edited to write into
-    temporary folders) shows every figure it saves as an ``image/png`` output, and writes tables equal
-    byte for byte to the headless ``make figures`` run's."""
+    backend, no papermill, no runner, a random hash seed; only the parameters
+    cell edited to write into temporary folders) shows every figure it saves as an ``image/png``
+    output, and writes tables equal byte for byte to the headless ``make figures`` run's."""
     import nbformat
     from nbconvert.preprocessors import ExecutePreprocessor
 

@@ -11,6 +11,15 @@ succeeded: a failure never leaves a mix of old and new outputs that looks comple
 failure the runner deletes the staging folder, names the notebook and the failing cell
 (the executed notebook in ``build/`` keeps the traceback) and exits non-zero. Inputs
 (profile, videos, output folders) are checked before anything is written (``preflight``).
+
+With ``--lanes 2`` (``make figures LANES=2``) notebook 00 runs first (every other notebook reads
+the data it prepares), then the others are split over two kernels side by side, each on its share
+of the threads, a notebook that needs another's results in the same kernel after it
+(``FOLLOWS``). A toy run takes only 1.4x as long on one thread as on two, so two lanes save
+time on 2 cores (260 s instead of about 300 s). One lane stays the default: a kernel's thread
+count moves the last digit of some tables, and the tables of ``make figures`` must equal those a
+notebook writes in Jupyter (every core). Lanes do not move the numbers otherwise
+(``tests/test_notebooks.py`` compares a one-lane and a two-lane run on equal threads byte for byte).
 """
 
 from __future__ import annotations
@@ -31,6 +40,63 @@ from utils import paths
 
 class NotebookFailed(RuntimeError):
     pass
+
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+# A notebook that must run after another, in the same kernel, when both are in one run: 09 judges the
+# claims on what 06 kept (findings_inputs.pkl); 07 and 08 take 06's per-pair results from utils.memo
+# (the same numbers, not computed twice).
+FOLLOWS = {
+    "07_across_architectures": "06_beyond_the_paper",
+    "08_circuit_discovery": "06_beyond_the_paper",
+    "09_controls": "06_beyond_the_paper",
+}
+# Seconds per notebook of a toy run on two cores, to balance the lanes before a run of this profile
+# has written its own build/<profile>/timings.json (which is used instead when present).
+TYPICAL_SECONDS = {"00_data_prep": 20, "01_attention_visualization": 8, "02_logit_lens": 8, "03_delta_norms": 12,
+                   "04_activation_patching": 20, "05_ablation": 20, "06_beyond_the_paper": 60,
+                   "07_across_architectures": 30, "08_circuit_discovery": 120, "09_controls": 5}
+
+
+def cores() -> int:
+    """Cores this process may use (its affinity, else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def plan_lanes(notebooks: list[Path], lanes: int, seconds: dict[str, float] | None = None
+               ) -> tuple[list[Path], list[list[Path]]]:
+    """``(head, lanes)``: the notebooks that run first, alone (data preparation, ``00_*``), and the
+    others split over at most ``lanes`` lists, each run in order in one kernel. A notebook named in
+    ``FOLLOWS`` goes to the lane of the one it follows (when that one runs); the chains are then dealt
+    longest first to the lane with the least expected time (``seconds`` per notebook stem, default
+    ``TYPICAL_SECONDS``). With one lane: ``(notebooks, [])``, the serial run."""
+    seconds = {**TYPICAL_SECONDS, **(seconds or {})}
+    head = [nb for nb in notebooks if nb.stem.startswith("00_")]
+    rest = [nb for nb in notebooks if nb not in head]
+    if lanes <= 1 or len(rest) <= 1:
+        return list(notebooks), []
+    chains: list[list[Path]] = []
+    chain_of: dict[str, list[Path]] = {}
+    for nb in rest:
+        lead = FOLLOWS.get(nb.stem)
+        if lead in chain_of:
+            chain_of[lead].append(nb)
+            chain_of[nb.stem] = chain_of[lead]
+        else:
+            chain_of[nb.stem] = [nb]
+            chains.append(chain_of[nb.stem])
+
+    def cost(nbs):
+        return sum(seconds.get(nb.stem, 10.0) for nb in nbs)
+
+    plan: list[list[Path]] = [[] for _ in range(min(lanes, len(chains)))]
+    for chain in sorted(chains, key=cost, reverse=True):
+        min(plan, key=cost).extend(chain)
+    order = {nb: i for i, nb in enumerate(notebooks)}
+    return head, [sorted(lane, key=order.get) for lane in plan]
 
 
 def _html(executed: Path) -> Path:
@@ -69,9 +135,10 @@ class SharedKernel:
     encryption" warning to print.
     """
 
-    def __init__(self, cwd: Path, warm_modules: list[str] | tuple = ()):
+    def __init__(self, cwd: Path, warm_modules: list[str] | tuple = (), threads: int | None = None):
         """Start the kernel in ``cwd``; with ``warm_modules``, it imports them at once, in the
-        background, while the runner goes on (checking inputs, say)."""
+        background, while the runner goes on (checking inputs, say); with ``threads``, its
+        OpenMP/BLAS thread pools have that many threads (one lane's share of the cores)."""
         from jupyter_client.manager import KernelManager
 
         class ClientTrackingManager(KernelManager):
@@ -88,7 +155,10 @@ class SharedKernel:
         self.sockets = Path(tempfile.mkdtemp(prefix="vivit-kernel-"))
         self.km = ClientTrackingManager(kernel_name="python3", transport="ipc", ip=str(self.sockets / "kernel-ipc"))
         # errors still reach the cells; the kernel's own log stays quiet
-        self.km.start_kernel(cwd=str(cwd), extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
+        env = dict(os.environ)
+        if threads:
+            env.update({k: str(threads) for k in THREAD_VARIABLES})
+        self.km.start_kernel(cwd=str(cwd), env=env, extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
         self._warm = None
         if warm_modules:  # a failed import is left for the notebook's own import cell to report
             self._warm = self.km.client()
@@ -121,6 +191,11 @@ class SharedKernel:
             if self._warm is not None:  # the kernel answered the reset, so the imports are done
                 self._warm = None
             self.stop_clients()
+
+    def shutdown(self) -> None:
+        """Stop the kernel now (from another thread too: the notebook running in it fails)."""
+        if self.km.has_kernel:
+            self.km.shutdown_kernel(now=True)
 
     def close(self) -> None:
         self.stop_clients()
@@ -250,11 +325,12 @@ def run_all(notebooks: list[Path], profile: str, strike_video: str = "", gutter_
             pairs: int | None = None, html: bool = True, figures_root: Path | None = None,
             data_root: Path | None = None, build_root: Path | None = None,
             extra_parameters: dict | None = None, device: str = "auto", target_class: str = "bowling",
-            preprocess: str = "checkpoint", pairs_csv: str = "") -> Path:
+            preprocess: str = "checkpoint", pairs_csv: str = "", lanes: int | None = None) -> Path:
     """Run ``notebooks`` in order; return the final figures folder (see module docstring).
 
     ``figures_root``, ``data_root`` and ``build_root`` default to the repository's
-    ``figures/``, ``data/`` and ``build/`` (tests point them at temporary folders).
+    ``figures/``, ``data/`` and ``build/`` (tests point them at temporary folders). ``lanes``:
+    kernels that run notebooks side by side after notebook 00 (None: one).
     """
     from utils.io import ensure_writable_dir, write_text
 
@@ -263,26 +339,29 @@ def run_all(notebooks: list[Path], profile: str, strike_video: str = "", gutter_
     target_class = target_class or "bowling"
     os.environ.setdefault("PYTHONHASHSEED", "0")
     os.environ.setdefault("MPLBACKEND", "agg")
-    # the kernel starts and imports what the notebooks import while the inputs are checked
-    kernel = SharedKernel(paths.REPO_ROOT, imported_modules(notebooks)) if notebooks else None
+    build = (build_root or paths.BUILD_DIR) / slug
+    lanes = max(1, int(lanes or 1))
+    head, lane_plan = plan_lanes(list(notebooks), lanes, _earlier_timings(build))
+    threads = max(1, (int(os.environ.get("OMP_NUM_THREADS") or 0) or cores()) // len(lane_plan)) if lane_plan else None
+    # the kernels start and import what the notebooks import while the inputs are checked
+    warm = imported_modules(notebooks)
+    kernels = [SharedKernel(paths.REPO_ROOT, warm, threads=threads) for _ in range(max(1, len(lane_plan)))] \
+        if notebooks else []
     try:
         preflight(profile, strike_video, gutter_video,
                   [root, (data_root or paths.DATA_DIR), (build_root or paths.BUILD_DIR)],
                   device=device, target_class=target_class, preprocess=preprocess, pairs_csv=pairs_csv)
     except BaseException:
-        if kernel is not None:
-            kernel.close()
+        _close_all(kernels)
         raise
     final = root / slug
     staging = root / f"{slug}.partial"
-    build = (build_root or paths.BUILD_DIR) / slug
     shutil.rmtree(staging, ignore_errors=True)  # a rerun starts clean
     try:
         ensure_writable_dir(staging)
         ensure_writable_dir(build)
     except PermissionError as err:
-        if kernel is not None:
-            kernel.close()
+        _close_all(kernels)
         raise SystemExit(f"error: {err}") from None
     parameters = {
         "profile": profile,
@@ -298,31 +377,59 @@ def run_all(notebooks: list[Path], profile: str, strike_video: str = "", gutter_
         **(extra_parameters or {}),
     }
     t0 = time.time()
-    timings = {}
+    timings: dict[str, float] = {}
     done = False
     html_jobs = ThreadPoolExecutor(1, thread_name_prefix="html") if html else None  # HTML of one notebook
     pending = []  # while the next one runs
-    try:
-        for k, nb in enumerate(notebooks, 1):
-            out_nb = build / nb.name
-            print(f"== [{k}/{len(notebooks)}] {nb.stem}  (profile {profile})", flush=True)
-            t = time.time()
+    position = {nb: k for k, nb in enumerate(notebooks, 1)}
+    failed: list[NotebookFailed] = []
+
+    def run_one(nb: Path, kernel: SharedKernel, lane: str = "") -> None:
+        out_nb = build / nb.name
+        print(f"== [{position[nb]}/{len(notebooks)}] {nb.stem}  (profile {profile}{lane})", flush=True)
+        t = time.time()
+        execute(nb, out_nb, parameters, paths.REPO_ROOT, kernel)
+        timings[nb.stem] = time.time() - t
+        if html_jobs is not None:
+            pending.append(html_jobs.submit(_html, out_nb))
+        print(f"   done in {timings[nb.stem]:.0f}s -> {out_nb}", flush=True)
+
+    def run_lane(k: int, lane: list[Path]) -> None:
+        for nb in lane:
+            if failed:  # another lane failed: stop here
+                return
             try:
-                execute(nb, out_nb, parameters, paths.REPO_ROOT, kernel)
+                run_one(nb, kernels[k], f", lane {k + 1} of {len(lane_plan)}")
             except NotebookFailed as err:
-                print(f"FAILED: {err}", file=sys.stderr, flush=True)
-                print(f"no figure or table of this run was kept; {final} is unchanged", file=sys.stderr)
-                raise SystemExit(1) from None
-            timings[nb.stem] = time.time() - t
-            if html_jobs is not None:
-                pending.append(html_jobs.submit(_html, out_nb))
-            print(f"   done in {timings[nb.stem]:.0f}s -> {out_nb}", flush=True)
+                if not failed:
+                    failed.append(err)
+                    for other in kernels:  # the other lanes' notebooks stop with their kernels
+                        if other is not kernels[k]:
+                            other.shutdown()
+                return
+
+    try:
+        try:
+            for nb in head:
+                run_one(nb, kernels[0])
+            if lane_plan:
+                print(f"   the other {sum(map(len, lane_plan))} notebooks in {len(lane_plan)} lanes of "
+                      f"{threads} thread{'s' * (threads != 1)}: " +
+                      "; ".join(", ".join(nb.stem[:2] for nb in lane) for lane in lane_plan), flush=True)
+                with ThreadPoolExecutor(len(lane_plan), thread_name_prefix="lane") as pool:
+                    for job in [pool.submit(run_lane, k, lane) for k, lane in enumerate(lane_plan)]:
+                        job.result()
+                if failed:
+                    raise failed[0]
+        except NotebookFailed as err:
+            print(f"FAILED: {err}", file=sys.stderr, flush=True)
+            print(f"no figure or table of this run was kept; {final} is unchanged", file=sys.stderr)
+            raise SystemExit(1) from None
         for job in pending:
             job.result()  # an HTML export that failed raises here
         done = True
     finally:
-        if kernel is not None:
-            kernel.close()
+        _close_all(kernels)
         if html_jobs is not None:
             html_jobs.shutdown(wait=True, cancel_futures=not done)
         if not done:  # a failure or an interrupt: nothing half-written stays behind
@@ -335,11 +442,25 @@ def run_all(notebooks: list[Path], profile: str, strike_video: str = "", gutter_
     shutil.rmtree(old, ignore_errors=True)
     write_text(build / "timings.json", json.dumps({
         "profile": profile, "total_seconds": round(time.time() - t0, 1),
-        "notebooks": {k: round(v, 1) for k, v in timings.items()},
+        "notebooks": {nb.stem: round(timings[nb.stem], 1) for nb in notebooks},
+        "lanes": [[nb.stem for nb in lane] for lane in lane_plan] or [[nb.stem for nb in notebooks]],
         "finished": time.strftime("%Y-%m-%d %H:%M"), "cpus": os.cpu_count()}, indent=1) + "\n")
     print(f"all {len(notebooks)} notebooks ran in {time.time() - t0:.0f}s; figures and tables in "
           f"{final}", flush=True)
     return final
+
+
+def _close_all(kernels: list[SharedKernel]) -> None:
+    for kernel in kernels:
+        kernel.close()
+
+
+def _earlier_timings(build: Path) -> dict[str, float]:
+    """Seconds per notebook of this profile's last run (``build/<profile>/timings.json``), if any."""
+    try:
+        return {k: float(v) for k, v in json.loads((build / "timings.json").read_text())["notebooks"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
 
 
 def _terminate(signum, frame):
@@ -359,6 +480,8 @@ def main(argv=None):
     parser.add_argument("--preprocess", default="checkpoint", help="checkpoint | original")
     parser.add_argument("--pairs-csv", default="", help="a CSV of your own video pairs")
     parser.add_argument("--no-html", action="store_true")
+    parser.add_argument("--lanes", default="", help="kernels side by side after notebook 00 (blank: 1; see the "
+                        "module's docstring)")
     parser.add_argument("--figures-root", type=Path, default=None, help="default: figures/")
     parser.add_argument("--data-root", type=Path, default=None, help="default: data/")
     parser.add_argument("--build-root", type=Path, default=None, help="default: build/")
@@ -370,7 +493,8 @@ def main(argv=None):
     run_all(args.notebooks, args.profile, args.strike_video, args.gutter_video, pairs,
             html=not args.no_html, figures_root=args.figures_root, data_root=args.data_root,
             build_root=args.build_root, device=args.device, target_class=args.target,
-            preprocess=args.preprocess, pairs_csv=args.pairs_csv)
+            preprocess=args.preprocess, pairs_csv=args.pairs_csv,
+            lanes=int(args.lanes) if str(args.lanes).strip() else None)
 
 
 if __name__ == "__main__":
