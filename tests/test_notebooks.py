@@ -93,11 +93,12 @@ def test_toy_run_produces_every_figure_and_table(toy_outputs):
     for stem in ("fig0_canonical_pair", "fig1_attention_L10H8", "fig2_logit_lens", "fig3_token_attribution",
                  "fig4_cls_attention_L9H8", "fig5_delta_norms", "fig6_probe_accuracy", "fig7_patching",
                  "fig14_across_architectures", "fig15_atp_vs_exact", "fig16_ig_convergence", "fig17_faithfulness",
-                 "fig18_circuit"):  # fig19_controls and tables 22-24 come with toy-outcome
+                 "fig18_circuit", "fig19_controls"):
         assert {f"{stem}.png", f"{stem}.pdf"} <= names, stem
     for stem in ("table1_ablation_strike", "table2_ablation_gutter", "table3_patching", "table17_across_architectures",
                  "table18_atp_vs_exact", "table19_ig_convergence", "table20_faithfulness",
-                 "table21_circuit_composition", "table25_circuit_scores", "table26_circuit_size",
+                 "table21_circuit_composition", "table22_controls", "table23_pair_pixel_difference",
+                 "table24_paired_probe", "table25_circuit_scores", "table26_circuit_size",
                  "table27_circuit_edges", "findings"):
         assert {f"{stem}.csv", f"{stem}.md", f"{stem}.tex"} <= names, stem
     assert not any(n.endswith(".partial") for n in names)

@@ -148,3 +148,38 @@ def test_the_seed_spread_toys_are_shipped_and_meet_the_toys_bar(recipe):
     assert log["test"]["accuracy"] >= 0.95 and min(log["test"]["bowling_by_outcome"].values()) >= 0.95, log["test"]
     model = VivitForVideoClassification.from_pretrained(d, local_files_only=True).eval()
     _check_fresh_clips("vivit", model, AutoImageProcessor.from_pretrained(d, local_files_only=True))
+
+
+@pytest.mark.slow
+def test_the_positive_control_tells_strike_from_gutter_on_fresh_seeds():
+    """toy-outcome (the positive control) puts held-out strike and gutter clips, from seeds it never
+    saw, into their own classes (>= 90% each: its card's test clips and these 40 fresh ones), is
+    small and documented, names its analysed and contrast classes, and shares toy-vivit's frozen
+    blocks bit for bit (it is fine-tuned above them)."""
+    from transformers import VivitForVideoClassification
+
+    from utils.train import OUTCOME_CLASSES
+
+    spec = ARCHS["outcome"]
+    d = spec.out_dir
+    size = sum(f.stat().st_size for f in d.iterdir() if f.is_file())
+    assert size < 10 * 2**20 and (d / "training_curve.png").is_file()
+    log = json.loads((d / "training_log.json").read_text())
+    test = log["test"]
+    assert test["accuracy"] >= 0.95 and min(test["bowling_by_outcome"].values()) >= 0.9, test
+    assert "Held-out accuracy" in (d / "README.md").read_text()
+    model = VivitForVideoClassification.from_pretrained(d, local_files_only=True).eval()
+    assert list(model.config.id2label.values()) == list(OUTCOME_CLASSES)
+    assert model.config.default_target == "bowling strike" and model.config.contrast_class == "bowling gutter"
+    base = VivitForVideoClassification.from_pretrained(ARCHS["vivit"].out_dir, local_files_only=True).state_dict()
+    frozen = ("vivit.embeddings.", *(f"vivit.layers.{i}." for i in range(log["train_from_block"])))
+    mine = model.state_dict()
+    shared = [k for k in mine if k.startswith(frozen)]
+    assert shared and all(torch.equal(mine[k], base[k]) for k in shared)
+    assert not torch.equal(mine["vivit.layernorm.weight"], base["vivit.layernorm.weight"])
+    with torch.inference_mode():
+        for outcome in ("strike", "gutter"):
+            x = torch.cat([fast_preprocess(torch.from_numpy(render_clip("bowling", s, outcome))[None])
+                           for s in FRESH_SEEDS])
+            share = (model(pixel_values=x).logits.argmax(-1) == spec.own_class(outcome)).float().mean().item()
+            assert share >= 0.9, (outcome, share)

@@ -60,6 +60,8 @@ LR = 1e-3  # peak learning rate (AdamW), cosine decay after WARMUP steps
 WARMUP = 50
 WEIGHT_DECAY = 0.05
 EVAL_EVERY = 50  # steps between validation passes
+FINE_TUNE_FROM_BLOCK = 8  # the positive control trains blocks 8-11 of toy-vivit (and its final LayerNorm, head)
+FINE_TUNE_STEPS = 600
 SEED_SPREAD = (1, 2)  # torch seeds of the seed-spread toys (toy-seed1, toy-seed2)
 OUTCOME_CLASSES = ("bowling strike", "bowling gutter", *ACTIONS[1:])  # the positive control's classes
 assert ACTIONS[0] == "bowling"
@@ -98,6 +100,9 @@ class Arch:
     paired_outcomes: bool = False  # render every bowling seed once per outcome (matched pairs in training)
     config_extra: dict = field(default_factory=dict)  # extra config.json fields
     seed: int = SEED  # torch seed (initialisation and batch order); the clip seeds never change
+    init_from: str | None = None  # another recipe whose trained model this one starts from (fine-tuning)
+    train_from_block: int = 0  # blocks below it stay frozen (their residual is computed once, then cached)
+    paired_batches: bool = False  # half of each batch: matched pairs (both outcomes of a seed), half the rest
 
     @property
     def out_dir(self) -> Path:
@@ -138,19 +143,37 @@ is the training-time equivalent (`tests/test_toy_models.py` checks they agree)."
 
 
 def _outcome_intro() -> str:
-    return f"""The positive control: the toy ViViT (same architecture, recipe, torch seed and clip seeds as
-`toy-vivit`) trained with the outcome as part of the task. Bowling is split into two classes,
-`bowling strike` and `bowling gutter`, so the model must tell the outcomes apart: an outcome
-circuit exists in it by construction, and a method that finds nothing here has no verdict to
-give on the action-only models. The natural metric is the logit difference between the two
-bowling classes.
+    return f"""The positive control: the toy ViViT with the outcome made part of its task. Bowling is split
+into two classes, `bowling strike` and `bowling gutter`, so the model must tell the outcomes
+apart: an outcome circuit exists in it by construction, and a method that finds nothing here
+has no verdict to give on the action-only models. The natural metric is the logit difference
+between the two bowling classes.
+
+It is `toy-vivit` fine-tuned: the embeddings and blocks 0-{FINE_TUNE_FROM_BLOCK - 1} are `toy-vivit`'s, unchanged;
+blocks {FINE_TUNE_FROM_BLOCK}-11, the final LayerNorm and the head are trained on the outcome task (clip seeds,
+optimiser, learning-rate schedule and batch size as `toy-vivit`). The head starts from `toy-vivit`'s:
+every action keeps its row, and the strike and gutter rows start as the bowling row plus and minus
+a random vector of the same norm. The two models therefore differ only where the outcome
+circuit was built, which makes them a close comparison.
+
+Why not from scratch: the same recipe trained from scratch (700 steps) put 16% of held-out
+strikes and 88% of gutter balls into their own class, and the shorter variants we could afford
+on 2 CPU cores (50-200 steps each: paired batches from scratch, fine-tuning the whole network
+from `toy-vivit`, with or without an auxiliary loss on every token) stayed at chance on
+validation pairs. Our reading, not a proof: a strike and a gutter clip of one seed are
+identical until frame 6 and then differ in a handful of pin-deck tokens; while the network
+cannot tell them apart, the gradient that would teach it is the difference between the two
+rows of the head times a CLS difference diluted over 288 tokens, and both start near zero.
+Trained on `toy-vivit`'s frozen lower blocks, where the pin tokens already differ, the top
+blocks learned to gather them within a few hundred steps.
 
 Classes ({len(OUTCOME_CLASSES)}): {", ".join(OUTCOME_CLASSES)}. Partial outcomes (some pins
 down) are left out of training: a partial is neither the success nor the failure the paper
 contrasts, and labelling it either way would teach a pin-count threshold instead of the
 strike/gutter contrast. Every bowling seed of the training set is rendered as a strike *and* as
-a gutter ball (a matched pair, like the analysed pairs): a first recipe that gave each seed one
-outcome let the model memorise seeds (training loss 0.06) and stay at chance on held-out clips."""
+a gutter ball (a matched pair, like the analysed pairs), and half of every batch is 8 such pairs
+(the other half: the other actions): a first recipe that gave each seed one outcome let the
+model memorise seeds (training loss 0.06) and stay at chance on held-out clips."""
 
 
 def _timesformer_intro() -> str:
@@ -250,6 +273,12 @@ ARCHS["outcome"] = replace(  # the positive control: the toy ViViT's recipe, the
     label_of=outcome_label,
     train_outcomes=("strike", "gutter"),
     paired_outcomes=True,
+    init_from="vivit",
+    train_from_block=FINE_TUNE_FROM_BLOCK,
+    paired_batches=True,
+    steps=FINE_TUNE_STEPS,
+    steps_note="{steps} steps of fine-tuning from `toy-vivit` (blocks "
+               f"{FINE_TUNE_FROM_BLOCK}-11, the final LayerNorm and the head; see the introduction).",
     config_extra={"default_target": "bowling strike", "contrast_class": "bowling gutter"},
     log_extra={"task": "outcome: bowling strike vs bowling gutter"},
 )
@@ -346,10 +375,17 @@ def train(
         setattr(config, key, value)
     if spec.sdpa:
         config._attn_implementation = "sdpa"  # fast for training; analyses use eager
-    model = spec.model_class(config)
+    model = initial_model(spec, config)
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"{spec.model_class.__name__}: {n_params:,} parameters, {steps} steps", flush=True)
-    opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
+    trained = freeze_below(model, spec.train_from_block)
+    print(f"{spec.model_class.__name__}: {n_params:,} parameters ({sum(p.numel() for p in trained):,} trained), "
+          f"{steps} steps", flush=True)
+    opt = torch.optim.AdamW(trained, lr=LR, weight_decay=WEIGHT_DECAY)
+    cached = None
+    if spec.train_from_block:  # the frozen blocks' output never changes: compute it once
+        print(f"caching the residual stream before block {spec.train_from_block} ...", flush=True)
+        cached = frozen_residual(model, x_train, spec.train_from_block, spec.preprocess)
+    pairs, others = _pair_index(spec, y_train) if spec.paired_batches else (None, None)
 
     def lr_at(step):
         if step < WARMUP:
@@ -370,18 +406,26 @@ def train(
         done_seconds = state["seconds"]
         print(f"resumed from {state_file} at step {start}", flush=True)
     for step in range(start, steps):
-        if pos + BATCH > len(order):
-            order, pos = torch.randperm(len(x_train), generator=gen), 0
-        idx = order[pos : pos + BATCH].numpy()
-        pos += BATCH
+        if pairs is not None:  # half the batch matched pairs, so each pair's outcome is the only contrast
+            chosen = pairs[torch.randperm(len(pairs), generator=gen)[: BATCH // 4]].reshape(-1)
+            rest = others[torch.randperm(len(others), generator=gen)[: BATCH - len(chosen)]]
+            idx = torch.cat([chosen, rest]).numpy()
+        else:
+            if pos + BATCH > len(order):
+                order, pos = torch.randperm(len(x_train), generator=gen), 0
+            idx = order[pos : pos + BATCH].numpy()
+            pos += BATCH
         model.train()
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
-        x = spec.preprocess(torch.from_numpy(x_train[idx]))
-        loss = model(pixel_values=x, labels=torch.from_numpy(y_train[idx])).loss
+        labels = torch.from_numpy(y_train[idx])
+        if cached is not None:
+            loss = torch.nn.functional.cross_entropy(top_logits(model, cached[idx], spec.train_from_block), labels)
+        else:
+            loss = model(pixel_values=spec.preprocess(torch.from_numpy(x_train[idx])), labels=labels).loss
         opt.zero_grad()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(trained, 1.0)
         opt.step()
         if (step + 1) % EVAL_EVERY == 0 or step == 0 or step + 1 == steps:
             val = held_out_report(model, x_val, y_val, o_val, spec.preprocess, spec)
@@ -421,6 +465,9 @@ def train(
         "lr": LR,
         "warmup": WARMUP,
         "weight_decay": WEIGHT_DECAY,
+        **({"init_from": ARCHS[spec.init_from].out_dir.name, "train_from_block": spec.train_from_block}
+           if spec.init_from else {}),
+        **({"paired_batches": True} if spec.paired_batches else {}),
         "train_seconds": round(train_seconds),
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
         f"torch {torch.__version__}",
@@ -438,6 +485,104 @@ def train(
         state_file.unlink(missing_ok=True)
     print(f"saved to {out_dir} ({time.time() - t0:.0f}s in all)", flush=True)
     return log
+
+
+def initial_model(spec: Arch, config):
+    """A fresh model of ``spec``, or (``spec.init_from``) the trained model of another recipe with
+    a new head: each class of the base model keeps its row; a base class split in two (``bowling``
+    -> ``bowling strike``, ``bowling gutter``) gives both halves its row, plus and minus a random
+    vector of the row's norm. Equal rows would give the two classes equal logits for every clip,
+    and the gradient that could teach the network to tell them apart is (p_strike - p_gutter)
+    times the rows' difference: zero."""
+    if spec.init_from is None:
+        return spec.model_class(config)
+    base_spec = ARCHS[spec.init_from]
+    base_dir = base_spec.out_dir
+    if not (base_dir / "config.json").is_file():
+        raise FileNotFoundError(f"the {spec.name!r} recipe fine-tunes {base_dir}, which is missing: train it first "
+                                f"(`{base_spec.retrain}`) or restore data/models from git")
+    base = spec.model_class.from_pretrained(base_dir, attn_implementation=config._attn_implementation)
+    model = spec.model_class(config)
+    weights = {k: v for k, v in base.state_dict().items() if not k.startswith("classifier.")}
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    if unexpected or set(missing) != {"classifier.weight", "classifier.bias"}:
+        raise ValueError(f"{base_dir} does not match the {spec.name!r} config: missing {missing}, unexpected {unexpected}")
+    old, new = base.classifier, model.classifier
+    gen = torch.Generator().manual_seed(spec.seed)
+    with torch.no_grad():
+        for i, name in enumerate(spec.classes):
+            parent = name if name in base_spec.classes else name.split(" ")[0]
+            j = base_spec.classes.index(parent)  # ValueError: a class with no parent in the base model
+            siblings = [c for c in spec.classes if c.split(" ")[0] == parent and c != parent]
+            new.weight[i] = old.weight[j]
+            new.bias[i] = old.bias[j]
+            if siblings:
+                if len(siblings) != 2:
+                    raise ValueError(f"{parent!r} splits into {siblings}: only a split in two is supported")
+                if i == spec.classes.index(siblings[0]):
+                    delta = torch.randn(old.weight.shape[1], generator=gen)
+                    delta *= old.weight[j].norm() / delta.norm()
+                new.weight[i] += delta if name == siblings[0] else -delta
+    return model
+
+
+def freeze_below(model, block: int) -> list[torch.nn.Parameter]:
+    """Freeze the embeddings and blocks ``0 .. block-1`` of a ViViT (nothing for ``block = 0``);
+    returns the parameters left to train."""
+    if block:
+        trunk = _vivit_parts(model)
+        for module in (trunk.embeddings, *trunk.layers[:block]):
+            module.requires_grad_(False)
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def _vivit_parts(model):
+    trunk = getattr(model, "vivit", None)
+    if trunk is None or not hasattr(trunk, "layers"):
+        raise TypeError(f"freezing blocks is written for VivitForVideoClassification, not {type(model).__name__}")
+    return trunk
+
+
+def _block(layer, h):
+    out = layer(h)
+    return out[0] if isinstance(out, tuple) else out
+
+
+@torch.inference_mode()
+def frozen_residual(model, clips: np.ndarray, block: int, preprocess=fast_preprocess, batch_size: int = 50
+                    ) -> torch.Tensor:
+    """The residual stream entering ``block`` (embeddings, then the blocks below it) for every
+    clip (uint8 ``(clip, frame, row, col, 3)``)."""
+    trunk = _vivit_parts(model)
+    model.eval()
+    out = []
+    for i in range(0, len(clips), batch_size):
+        h = trunk.embeddings(preprocess(torch.from_numpy(clips[i : i + batch_size])))
+        for layer in trunk.layers[:block]:
+            h = _block(layer, h)
+        out.append(h)
+    return torch.cat(out).clone()
+
+
+def top_logits(model, residual: torch.Tensor, block: int) -> torch.Tensor:
+    """The logits from the residual stream entering ``block``: the blocks from it on, the final
+    LayerNorm and the classifier on the CLS, as ``VivitForVideoClassification`` computes them."""
+    trunk = _vivit_parts(model)
+    h = residual
+    for layer in trunk.layers[block:]:
+        h = _block(layer, h)
+    return model.classifier(trunk.layernorm(h)[:, 0])
+
+
+def _pair_index(spec: Arch, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Training-set indices of the matched pairs (rows: one seed's clips, in ``train_outcomes``
+    order, as ``dataset(paired=True)`` renders them) and of every other clip."""
+    own = [spec.own_class(o) for o in spec.train_outcomes]
+    bowling = np.flatnonzero(np.isin(labels, own))
+    pairs = bowling.reshape(-1, len(own))
+    if not (labels[pairs] == np.array(own)).all():
+        raise ValueError("the bowling clips are not in matched pairs: render the set with dataset(paired=True)")
+    return torch.from_numpy(pairs), torch.from_numpy(np.flatnonzero(~np.isin(labels, own)))
 
 
 def _curve_figure(curve, path, title: str = "ViViT"):
