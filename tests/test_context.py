@@ -32,8 +32,18 @@ def test_one_helper_resolves_every_automatic_parameter(capsys):
     # notebook 08: full for toy, the light value at paper scale, ``other`` for other profiles on a CPU
     off = dict(light=0, other=1, what="AtP")
     assert auto_setting("pairs", AUTO, 8, hooked=toy, profile="toy", **off) == 8
+    assert auto_setting("pairs", AUTO, 8, hooked=toy, profile="toy-outcome", **off) == 8  # circuits beside toy's
     assert auto_setting("pairs", AUTO, 8, hooked=toy, profile="toy-videomae", **off) == 1
     assert "profile 'toy-videomae' on a CPU" in capsys.readouterr().out
     assert auto_setting("pairs", AUTO, 8, hooked=fake(3137), profile="paper", **off) == 0
     assert auto_setting("pairs", AUTO, 8, hooked=gpu, profile="paper", **off) == 8  # an accelerator: full
     assert is_toy("toy") and is_toy("toy-outcome") and not is_toy("paper-shape") and not is_toy("toys/folder")
+
+
+def test_the_seed_spread_gets_null_pairs_as_toy_does():
+    """The seed column compares verdicts claim by claim: the seed toys' notebook 09 must run the
+    same controls as toy's, so their notebook 00 prepares null pairs too."""
+    from utils.context import NULL_PAIR_PROFILES
+    from utils.train import SEED_SPREAD
+
+    assert set(NULL_PAIR_PROFILES) == {"toy", *(f"toy-seed{s}" for s in SEED_SPREAD)}

@@ -44,3 +44,29 @@ def test_mean_ablation_reference_seeds_are_apart_from_every_split_and_pair():
     assert not [s for s in reference if split_of(s)]
     analysed = {s for _, a, b, _ in synthetic_specs(500, 500, 500) for s in (a, b)}
     assert not reference & analysed
+
+
+def test_a_model_with_a_contrast_class_expects_its_gutter_clips_there():
+    """toy-outcome's gutter clips belong to 'bowling gutter': the tables' note must not call them
+    misclassified, and must still flag a strike clip called gutter."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from utils.data import Clip, Prepared, expected_classes
+
+    labels = {0: "bowling strike", 1: "bowling gutter", 2: "curling"}
+    control = SimpleNamespace(config=SimpleNamespace(contrast_class="bowling gutter"), id2label=labels, target_index=0)
+    action_only = SimpleNamespace(config=SimpleNamespace(), id2label=labels, target_index=0)
+    clips = [Clip(f"pair000_{o}", 0, 1, o, "synthetic", np.zeros((1, 2, 2, 3), np.uint8)) for o in ("strike", "gutter")]
+    assert expected_classes(control, clips) == [0, 1]
+    assert expected_classes(action_only, clips) == [0, 0]
+    with pytest.raises(ValueError, match="contrast_class"):
+        expected_classes(SimpleNamespace(config=SimpleNamespace(contrast_class="nope"), id2label=labels,
+                                         target_index=0), clips)
+    manifest = {"target": "bowling strike", "target_index": 0, "clips": [
+        {"id": "pair000_strike", "expected": "bowling strike", "is_target": False},
+        {"id": "pair000_gutter", "expected": "bowling gutter", "is_target": True}]}
+    text = Prepared(manifest, [], None, None).note()
+    assert "1 clip(s)" in text and "pair000_strike" in text and "pair000_gutter" not in text
+    assert "not classified as expected ('bowling strike' (class 0); gutter clips: 'bowling gutter')" in text

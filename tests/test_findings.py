@@ -284,6 +284,15 @@ def test_the_seed_column_compares_verdicts_claim_by_claim(tmp_path):
     assert _row(t2, "Amplification cascade")["other seeds"] == f"differs: toy-seed2 {F.NOT_SUPPORTED}"
     assert _row(t2, "MLPs recover more")["other seeds"] == "same on all 2 other seeds (toy-seed1, toy-seed2)"
     assert _row(t2, "Layer 10 head 8")["other seeds"] == "-"
+    # the same verdict for another reason is the same verdict
+    mlp = _row(t2, "MLPs recover more")["verdict"]
+    claim = next(k for k in seeds["toy-seed1"] if k.startswith("MLPs recover more"))
+    seeds["toy-seed1"][claim] = f"{mlp} (null pairs show it too)"
+    t3 = F.claims_table(**make_tables(), seeds=seeds)
+    assert _row(t3, "MLPs recover more")["other seeds"] == "same on all 2 other seeds (toy-seed1, toy-seed2)"
+    seeds["toy-seed1"][claim] = "supported (null pairs show it too)" if mlp != F.SUPPORTED else F.NOT_SUPPORTED
+    t4 = F.claims_table(**make_tables(), seeds=seeds)
+    assert _row(t4, "MLPs recover more")["other seeds"].startswith("differs: toy-seed1")
 
 
 @pytest.mark.parametrize("est, lo, hi, paper_value, words", [

@@ -169,3 +169,19 @@ def test_the_paper_reading_of_table3_follows_its_numbers(monkeypatch):
     flipped[(10, "mlp")], flipped[(5, "mlp")] = 50.0, 40.0  # MLP ahead at 10, behind at 5
     monkeypatch.setattr(paper, "TABLE3", flipped)
     assert "at layers 4, 6-10, and attention recovers more at layer 5." in paper.table3_reading()
+
+
+def test_few_pairs_get_a_t_interval_and_many_the_bootstrap():
+    """With 4 pairs a percentile bootstrap is far too narrow; the t interval is mean -/+ t_3 s / 2."""
+    from utils.stats import MIN_BOOTSTRAP_UNITS, bootstrap_ci, small_sample_ci, t_interval
+
+    est, lo, hi = t_interval([1.0, 2.0, 3.0, 4.0, np.nan])
+    half = 3.182446305 * np.std([1, 2, 3, 4], ddof=1) / 2
+    assert est == 2.5 and np.isclose(lo, 2.5 - half) and np.isclose(hi, 2.5 + half)
+    boot = bootstrap_ci([1.0, 2.0, 3.0, 4.0])
+    assert hi - lo > 1.5 * (boot[2] - boot[1])  # the bootstrap claims more certainty than 4 pairs hold
+    assert small_sample_ci([1.0, 2.0, 3.0, 4.0]) == t_interval([1.0, 2.0, 3.0, 4.0])
+    many = np.arange(MIN_BOOTSTRAP_UNITS, dtype=float)
+    assert small_sample_ci(many) == bootstrap_ci(many)
+    assert np.isnan(t_interval([5.0])[1]) and t_interval([5.0])[0] == 5.0
+    assert all(np.isnan(t_interval([np.nan])))

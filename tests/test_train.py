@@ -8,8 +8,16 @@ from transformers import VivitForVideoClassification
 
 from utils.synthetic import ACTIONS, render_clip
 from utils.toy_models import fast_preprocess
-from utils.train import (ARCHS, OUTCOME_CLASSES, _pair_index, freeze_below, frozen_residual, initial_model,
-                         outcome_label, top_logits)
+from utils.train import (
+    ARCHS,
+    OUTCOME_CLASSES,
+    _pair_index,
+    freeze_below,
+    frozen_residual,
+    initial_model,
+    outcome_label,
+    top_logits,
+)
 
 
 @pytest.fixture(scope="module")

@@ -31,21 +31,25 @@ def paper_scale_cpu(hooked: HookedVideoTransformer) -> bool:
 AUTO = -1  # a notebook parameter's "automatic" value
 
 
+NULL_PAIR_PROFILES = ("toy", "toy-seed1", "toy-seed2")  # action-only toy ViViTs whose notebook 09 runs the controls
+FULL_PROFILES = ("toy", "toy-outcome")  # run in full on a CPU: the toy and its positive control (circuits side by side)
+
+
 def auto_setting(name: str, value, full, light=None, hooked: HookedVideoTransformer | None = None, what: str = "",
                  profile: str | None = None, other=None):
     """The one place a notebook parameter's ``-1`` (``AUTO``) is resolved; any other value is
     taken as given. Automatic means ``full``, except:
 
     * ``light`` for a paper-scale model on a CPU (``paper_scale_cpu(hooked)``);
-    * ``other`` for a ``profile`` other than ``toy`` on a CPU (notebook 08 keeps the other toy
-      models' ``make figures`` within budget).
+    * ``other`` for a ``profile`` other than ``FULL_PROFILES`` on a CPU (notebook 08 keeps the
+      other toy models' ``make figures`` within budget).
 
     A reduced setting is printed with how to get the full one, never silent."""
     if value != AUTO:
         return value
     if light is not None and hooked is not None and paper_scale_cpu(hooked):
         chosen, why = light, f"this {hooked.n_tokens}-token model runs on a CPU"
-    elif other is not None and hooked is not None and profile != "toy" and hooked.device.type == "cpu":
+    elif other is not None and hooked is not None and profile not in FULL_PROFILES and hooked.device.type == "cpu":
         chosen, why = other, f"profile {profile!r} on a CPU keeps its make figures budget"
     else:
         return full

@@ -55,6 +55,7 @@ about one that may not.
 
 from __future__ import annotations
 
+import textwrap
 from typing import NamedTuple
 
 import matplotlib.pyplot as plt
@@ -407,54 +408,51 @@ def pixel_size_table(sizes: pd.DataFrame) -> pd.DataFrame:
 
 # ---------------------------------------------------------------------------- figure and words
 def controls_figure(t22: pd.DataFrame, names: dict[str, str], measures=tuple(MEASURES)):
-    """Fig. 19: one panel per measure; for each model (``names``: role -> profile), the outcome
-    pairs, the null pairs and their contrast (outcome - null, paired by seed), each as a mean
-    with its 95% interval over seeds. A filled diamond: the contrast's interval lies above 0."""
+    """Fig. 19: one block per measure, one panel per model (``names``: role -> profile), each on
+    its own scale (the positive control's effects are up to 100x the action-only model's): the
+    outcome pairs, the null pairs and their contrast (outcome - null, paired by seed), each as a
+    mean with its 95% interval over seeds. A filled diamond: the contrast's interval lies above 0."""
+    measures = [m for m in measures if (t22.measure == m).any()]
     n = len(measures)
-    cols = min(3, n)
+    cols = min(2, n)
     rows_n = -(-n // cols)
-    fig, axes = plt.subplots(rows_n, cols, figsize=(5.2 * cols, 3.9 * rows_n), squeeze=False)
-    for ax, measure in zip(axes.flat, measures, strict=False):
+    fig = plt.figure(figsize=(6.6 * cols, 3.3 * rows_n + 0.9), layout="constrained")
+    subs = np.atleast_1d(fig.subfigures(rows_n, cols, wspace=0.04, hspace=0.04)).ravel()
+    for sub, measure in zip(subs, measures, strict=False):
         d = t22[t22.measure == measure].set_index("model")
-        ticks, labels = [], []
-        for g, model in enumerate((ACTION, CONTROL)):
-            if model not in d.index:
-                continue
+        models = [m for m in (ACTION, CONTROL) if m in d.index]
+        axes = np.atleast_1d(sub.subplots(1, len(models)))
+        sub.suptitle(textwrap.fill(f"{measure}: {MEASURES[measure][0]}", 72), fontsize=9, fontweight="bold")
+        for k, (ax, model) in enumerate(zip(axes, models, strict=True)):
             r = d.loc[model]
-            x0 = 4 * g
             for j, pairs in enumerate((OUTCOME, NULL)):
                 marker, face, edge, _ = CONDITION_STYLE[pairs]
-                ax.errorbar(x0 + j, r[pairs], yerr=[[r[pairs] - r[f"{pairs}_ci_low"]],
-                                                    [r[f"{pairs}_ci_high"] - r[pairs]]],
+                ax.errorbar(j, r[pairs], yerr=[[r[pairs] - r[f"{pairs}_ci_low"]], [r[f"{pairs}_ci_high"] - r[pairs]]],
                             fmt=marker, ms=7, mfc=face, mec=edge, color=edge, capsize=3)
-            ax.errorbar(x0 + 2, r.contrast, yerr=[[r.contrast - r.contrast_ci_low], [r.contrast_ci_high - r.contrast]],
+            ax.errorbar(2, r.contrast, yerr=[[r.contrast - r.contrast_ci_low], [r.contrast_ci_high - r.contrast]],
                         fmt="D", ms=7, color=CONTRAST_COLOUR, mfc=CONTRAST_COLOUR if r.detects else "white",
                         capsize=3)
-            ticks += [x0, x0 + 1, x0 + 2]
-            labels += ["outcome", "null", "outcome\n- null"]
-            ax.text(x0 + 1, 1.02, f"{model}\n({names.get(model, model)})", transform=ax.get_xaxis_transform(),
-                    ha="center", va="bottom", fontsize=8)
-        ax.axhline(0, color="k", lw=0.8)
-        ax.axvline(3, color="#bbbbbb", lw=0.8)  # the two models
-        if measure == "probe_accuracy":
-            ax.axhline(0.5, color="grey", ls="--", lw=1)
-            ax.text(-0.6, 0.5, "chance", va="bottom", fontsize=7, color="grey")
-        ax.set_xticks(ticks, labels, fontsize=8)
-        ax.set_xlim(-0.7, 6.7)
-        ax.set_ylabel(MEASURES[measure][1])
-        ax.set_title(f"{measure}: {MEASURES[measure][0]}", fontsize=9, pad=30)
-    for ax in list(axes.flat)[n:]:
-        ax.set_axis_off()
+            ax.axhline(0, color="k", lw=0.8)
+            if measure == "probe_accuracy":
+                ax.axhline(0.5, color="grey", ls="--", lw=1)
+                ax.text(-0.6, 0.5, "chance", va="bottom", fontsize=7, color="grey")
+            ax.set_xticks([0, 1, 2], ["outcome", "null", "outcome\n- null"], fontsize=8)
+            ax.set_xlim(-0.7, 2.7)
+            ax.set_title(f"{model} ({names.get(model, model)})", fontsize=8)
+            ax.tick_params(axis="y", labelsize=8)
+            if k == 0:
+                ax.set_ylabel(MEASURES[measure][1], fontsize=8)
+    for sub in subs[n:]:
+        sub.set_facecolor("none")
     handles = [plt.Line2D([], [], ls="", marker=m, ms=7, mfc=f, mec=e, label=lab)
                for m, f, e, lab in CONDITION_STYLE.values()]
     handles += [plt.Line2D([], [], ls="", marker="D", ms=7, color=CONTRAST_COLOUR,
                            label="contrast: outcome - null, paired by seed; filled: 95% CI above 0 (detects)"),
                 plt.Line2D([], [], ls="", marker="D", ms=7, mfc="white", mec=CONTRAST_COLOUR,
                            label="hollow: CI reaches 0 (does not detect)")]
-    fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=8, bbox_to_anchor=(0.5, -0.06))
-    fig.suptitle("Do the methods see an outcome, or a pixel difference? Outcome pairs vs null pairs, "
-                 "in the action-only model and a positive control", fontweight="bold")
-    fig.tight_layout()
+    fig.legend(handles=handles, loc="outside lower center", ncol=2, fontsize=8)
+    fig.suptitle("Do the methods see an outcome, or a pixel difference?\nOutcome pairs vs null pairs, in the "
+                 "action-only model and a positive control (each panel on its own scale)", fontweight="bold")
     return fig
 
 

@@ -253,6 +253,17 @@ def classify(loaded: LoadedModel, clips: list[Clip], pixel_values: torch.Tensor)
     return torch.stack([parts[i] for i in range(len(clips))])
 
 
+def expected_classes(loaded: LoadedModel, clips: list[Clip]) -> list[int]:
+    """The class each clip should get: the target class, except that a checkpoint naming a
+    contrast class (``config.contrast_class``: toy-outcome's ``bowling gutter``) should put its
+    gutter clips there."""
+    contrast = getattr(loaded.config, "contrast_class", "") or ""
+    index = {v: k for k, v in loaded.id2label.items()}
+    if contrast and contrast not in index:
+        raise ValueError(f"the checkpoint's contrast_class {contrast!r} is not one of its classes")
+    return [index[contrast] if contrast and c.outcome == "gutter" else loaded.target_index for c in clips]
+
+
 def prepare(loaded: LoadedModel, clips: list[Clip], data_dir: Path, fps: int = 8) -> dict:
     """Write MP4s, tensors and the manifest for ``clips``; classify every clip once (``classify``)."""
     data_dir = ensure_writable_dir(data_dir)
@@ -260,6 +271,7 @@ def prepare(loaded: LoadedModel, clips: list[Clip], data_dir: Path, fps: int = 8
         pixel_values = torch.cat([loaded.preprocess(c.frames) for c in clips])
         model_frames = np.stack([to_model_frames(loaded, c, pixel_values[i : i + 1]) for i, c in enumerate(clips)])
     logits = classify(loaded, clips, pixel_values)
+    expected = expected_classes(loaded, clips)
     entries = []
     for i, clip in enumerate(tqdm(clips, desc="writing clips", leave=False)):
         mp4 = data_dir / "clips" / f"{clip.id}.mp4"
@@ -275,7 +287,8 @@ def prepare(loaded: LoadedModel, clips: list[Clip], data_dir: Path, fps: int = 8
             "tensor_sha256": sha256(pixel_values[i].numpy().tobytes()),
             "target_logit": round(float(logits[i, loaded.target_index]), 4),
             "predicted": top5[0]["class"],
-            "is_target": int(logits[i].argmax()) == loaded.target_index,
+            "expected": loaded.id2label[expected[i]],
+            "is_target": int(logits[i].argmax()) == expected[i],  # classified as expected
             "top5": top5,
         })
     with atomic_path(data_dir / "tensors.pt") as tmp:
@@ -348,7 +361,8 @@ class Prepared:
         return [(f"{n}_a", f"{n}_b") for n in names]
 
     def not_target(self) -> list[str]:
-        """Ids of clips the model does not classify as the target class."""
+        """Ids of clips the model does not put into their expected class (the target class; for
+        a model with a contrast class, gutter clips: that class; ``expected_classes``)."""
         return [c["id"] for c in self.manifest["clips"] if not c["is_target"]]
 
     def input_note(self) -> str:
@@ -366,6 +380,10 @@ class Prepared:
         target = f"'{self.manifest['target']}'"
         if "target_index" in self.manifest:
             target += f" (class {self.manifest['target_index']})"
+        others = sorted({c["expected"] for c in self.manifest["clips"] if c.get("expected", self.manifest["target"])
+                         != self.manifest["target"]})
+        if others:  # a model with a contrast class: gutter clips belong there
+            target = f"expected ({target}; gutter clips: {', '.join(repr(o) for o in others)})"
         if not bad:
             return f"All clips are classified as {target}.{self.input_note()}"
         return (f"WARNING: {len(bad)} clip(s) not classified as {target}: "

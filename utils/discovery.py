@@ -33,7 +33,7 @@ from utils.patching import (
     time_step_patches,
 )
 from utils.plotting import COMPONENT_COLOURS
-from utils.stats import spearman, summarise, top_indices
+from utils.stats import small_sample_ci, spearman, summarise, top_indices
 
 EXACT_COLUMNS = {"readout": "recovery_readout_pct", "logit": "delta_target_logit"}
 NODE_TYPES = ("component", "head", "time_step", "position")
@@ -147,7 +147,8 @@ def top_overlap(exact: np.ndarray, estimate: np.ndarray, k: int) -> float:
 
 
 def agreement(validation: pd.DataFrame, top_k: int = 10, estimate: str = "atp") -> pd.DataFrame:
-    """Per node type, metric and direction, over pairs (mean and 95% CI): the Spearman rank
+    """Per node type, metric and direction, over pairs (mean and 95% CI: Student t below
+    ``MIN_BOOTSTRAP_UNITS`` pairs, bootstrap from there on; ``small_sample_ci``): the Spearman rank
     correlation of ``estimate`` with exact patching, the top-``top_k`` overlap (by magnitude),
     and the median absolute error relative to the largest exact effect. AtP* is an unsigned
     score: it is ranked against ``|exact|`` and has no error (NaN)."""
@@ -168,8 +169,9 @@ def agreement(validation: pd.DataFrame, top_k: int = 10, estimate: str = "atp") 
     keys = ["node_type", "direction", "metric"]
     out = None
     for value in ("spearman", "top_k_overlap", "median_rel_error"):
-        s = summarise(per_pair, keys, value).rename(columns={"estimate": value, "ci_low": f"{value}_ci_low",
-                                                             "ci_high": f"{value}_ci_high"}).drop(columns="measure")
+        s = summarise(per_pair, keys, value, ci=small_sample_ci)
+        s = s.rename(columns={"estimate": value, "ci_low": f"{value}_ci_low",
+                              "ci_high": f"{value}_ci_high"}).drop(columns="measure")
         s = s.drop(columns=[c for c in s.columns if c == "n_pairs" and out is not None])
         out = s if out is None else out.merge(s, on=keys)
     out["n_nodes"] = out.node_type.map(per_pair.groupby("node_type").n_nodes.first())

@@ -444,11 +444,16 @@ def _ci3(r) -> str:
     return f"{r.contrast:.3g} [{r.contrast_ci_low:.3g}, {r.contrast_ci_high:.3g}]"
 
 
+def _head(verdict: str) -> str:
+    """A verdict without its reason: 'not supported (null pairs show it too)' -> 'not supported'."""
+    return verdict.split(" (")[0]
+
+
 def _seed_cell(c: Claim, verdict: str, seeds: dict[str, dict[str, str]] | None) -> str:
     if c.verdict == UNTESTABLE:
         return "-"
     other = {name: v.get(c.claim, "missing") for name, v in seeds.items()}
-    differ = {name: v for name, v in other.items() if v != verdict}
+    differ = {name: v for name, v in other.items() if _head(v) != _head(verdict)}  # the reason may differ
     if not differ:
         return f"same on all {len(seeds)} other seeds ({', '.join(seeds)})"
     return "differs: " + "; ".join(f"{name} {v}" for name, v in differ.items())

@@ -34,13 +34,14 @@ import numpy as np
 import pandas as pd
 
 from utils import paths
+from utils.runner import THREAD_VARIABLES
 
 FLOOR = 2e-4  # two units of the CSVs' 4th decimal: the rounding of two runs can differ by one each way
 SAFETY = 4.0  # tolerance = SAFETY x the largest spread measured (other CPUs may move further than ours)
 TOLERANCES_CSV = paths.REPO_ROOT / "tests" / "tolerances.csv"  # written by `measure`, read by the tests
 ENVIRONMENTS = {  # emulated machines: environment variables set for one toy run each (in this order)
     "native": {},  # this machine as it is (its best vector ISA, all its cores): the reference run
-    "1-thread": {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"},
+    "1-thread": dict.fromkeys(THREAD_VARIABLES, "1"),  # every thread pool the runner's lanes size
     "isa-avx2": {"ATEN_CPU_CAPABILITY": "avx2"},
     "isa-avx512": {"ATEN_CPU_CAPABILITY": "avx512"},
     "isa-default": {"ATEN_CPU_CAPABILITY": "default"},  # PyTorch's kernels without AVX

@@ -15,8 +15,8 @@ failure the runner deletes the staging folder, names the notebook and the failin
 With ``--lanes 2`` (``make figures LANES=2``) notebook 00 runs first (every other notebook reads
 the data it prepares), then the others are split over two kernels side by side, each on its share
 of the threads, a notebook that needs another's results in the same kernel after it
-(``FOLLOWS``). A toy run takes only 1.4x as long on one thread as on two, so two lanes save
-time on 2 cores (260 s instead of about 300 s). One lane stays the default: a kernel's thread
+(``FOLLOWS``). A notebook does not keep two threads busy all the time, so two lanes of one
+thread each can save wall time on 2 cores. One lane stays the default: a kernel's thread
 count moves the last digit of some tables, and the tables of ``make figures`` must equal those a
 notebook writes in Jupyter (every core). Lanes do not move the numbers otherwise
 (``tests/test_notebooks.py`` compares a one-lane and a two-lane run on equal threads byte for byte).

@@ -34,6 +34,34 @@ def bootstrap_ci(values, n_boot: int = N_BOOT, seed: int = SEED, level: float = 
     return float(v.mean()), float(lo), float(hi)
 
 
+MIN_BOOTSTRAP_UNITS = 20  # below this many units a percentile bootstrap is too narrow: Student t instead
+
+
+def t_interval(values, level: float = LEVEL):
+    """Mean of ``values`` (one per unit, NaNs dropped) and its Student t interval
+    ``mean -/+ t_{n-1} s / sqrt(n)``: ``(mean, low, high)``. A percentile bootstrap over a few
+    units (the min and max of 2 values, say) claims far more certainty than it has; the t interval
+    widens with few units as it should. NaN bounds for fewer than two units."""
+    from scipy.stats import t as student_t
+
+    v = np.asarray(values, dtype=float)
+    v = v[~np.isnan(v)]
+    if len(v) == 0:
+        return float("nan"), float("nan"), float("nan")
+    mean = float(v.mean())
+    if len(v) < 2:
+        return mean, float("nan"), float("nan")
+    half = float(student_t.ppf(1 - (1 - level) / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
+    return mean, mean - half, mean + half
+
+
+def small_sample_ci(values, level: float = LEVEL):
+    """``t_interval`` below ``MIN_BOOTSTRAP_UNITS`` units, the percentile bootstrap from there on."""
+    v = np.asarray(values, dtype=float)
+    n = int((~np.isnan(v)).sum())
+    return t_interval(v, level) if n < MIN_BOOTSTRAP_UNITS else bootstrap_ci(v, level=level)
+
+
 def check_one_row_per_unit(df: pd.DataFrame, by: list[str], unit: str = "pair") -> None:
     """Raise ``ValueError`` if any group of ``by`` holds more than one row for a ``unit``."""
     if unit not in df:
@@ -62,17 +90,19 @@ def per_unit(df: pd.DataFrame, by: list[str], value: str, unit: str = "pair",
     return df.groupby(list(by) + [unit], as_index=False, sort=True)[value].agg(how)
 
 
-def summarise(df: pd.DataFrame, by: list[str], value: str, unit: str = "pair") -> pd.DataFrame:
+def summarise(df: pd.DataFrame, by: list[str], value: str, unit: str = "pair", ci=None) -> pd.DataFrame:
     """One row per group of ``by`` (``[]``: one row for the whole table): ``estimate`` (mean
-    of ``value`` over units), ``ci_low``, ``ci_high`` (95% bootstrap over units) and
-    ``n_<unit>s`` (units with a value). Each unit must have one row per group."""
+    of ``value`` over units), ``ci_low``, ``ci_high`` (95% bootstrap over units, or ``ci``:
+    ``small_sample_ci`` for tables of a few units) and ``n_<unit>s`` (units with a value).
+    Each unit must have one row per group."""
+    ci = ci or bootstrap_ci
     by = list(by)
     check_one_row_per_unit(df, by, unit)
     groups = df.groupby(by, sort=True) if by else [((), df)]
     rows = []
     for key, g in groups:
         key = key if isinstance(key, tuple) else (key,)
-        est, lo, hi = bootstrap_ci(g[value].values)
+        est, lo, hi = ci(g[value].values)
         rows.append({**dict(zip(by, key, strict=True)), "measure": value, "estimate": est,
                      "ci_low": lo, "ci_high": hi, f"n_{unit}s": int(g[value].notna().sum())})
     return pd.DataFrame(rows)

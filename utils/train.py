@@ -506,7 +506,8 @@ def initial_model(spec: Arch, config):
     weights = {k: v for k, v in base.state_dict().items() if not k.startswith("classifier.")}
     missing, unexpected = model.load_state_dict(weights, strict=False)
     if unexpected or set(missing) != {"classifier.weight", "classifier.bias"}:
-        raise ValueError(f"{base_dir} does not match the {spec.name!r} config: missing {missing}, unexpected {unexpected}")
+        raise ValueError(f"{base_dir} does not match the {spec.name!r} config: missing {missing}, "
+                         f"unexpected {unexpected}")
     old, new = base.classifier, model.classifier
     gen = torch.Generator().manual_seed(spec.seed)
     with torch.no_grad():
