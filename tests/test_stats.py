@@ -185,3 +185,6 @@ def test_few_pairs_get_a_t_interval_and_many_the_bootstrap():
     assert small_sample_ci(many) == bootstrap_ci(many)
     assert np.isnan(t_interval([5.0])[1]) and t_interval([5.0])[0] == 5.0
     assert all(np.isnan(t_interval([np.nan])))
+    # a rank correlation's interval stays within [-1, 1]
+    est, lo, hi = small_sample_ci([0.2, 0.9, 1.0, 1.0], bounds=(-1, 1))
+    assert t_interval([0.2, 0.9, 1.0, 1.0])[2] > 1 and hi == 1.0 and lo == t_interval([0.2, 0.9, 1.0, 1.0])[1]

@@ -11,6 +11,8 @@ logit. Every interval resamples pairs (``utils.stats``).
 
 from __future__ import annotations
 
+from functools import partial
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -148,7 +150,8 @@ def top_overlap(exact: np.ndarray, estimate: np.ndarray, k: int) -> float:
 
 def agreement(validation: pd.DataFrame, top_k: int = 10, estimate: str = "atp") -> pd.DataFrame:
     """Per node type, metric and direction, over pairs (mean and 95% CI: Student t below
-    ``MIN_BOOTSTRAP_UNITS`` pairs, bootstrap from there on; ``small_sample_ci``): the Spearman rank
+    ``MIN_BOOTSTRAP_UNITS`` pairs, bootstrap from there on, cut to the statistic's range;
+    ``small_sample_ci``): the Spearman rank
     correlation of ``estimate`` with exact patching, the top-``top_k`` overlap (by magnitude),
     and the median absolute error relative to the largest exact effect. AtP* is an unsigned
     score: it is ranked against ``|exact|`` and has no error (NaN)."""
@@ -168,8 +171,8 @@ def agreement(validation: pd.DataFrame, top_k: int = 10, estimate: str = "atp") 
     per_pair = pd.DataFrame(per_pair)
     keys = ["node_type", "direction", "metric"]
     out = None
-    for value in ("spearman", "top_k_overlap", "median_rel_error"):
-        s = summarise(per_pair, keys, value, ci=small_sample_ci)
+    for value, bounds in (("spearman", (-1, 1)), ("top_k_overlap", (0, 1)), ("median_rel_error", (0, np.inf))):
+        s = summarise(per_pair, keys, value, ci=partial(small_sample_ci, bounds=bounds))
         s = s.rename(columns={"estimate": value, "ci_low": f"{value}_ci_low",
                               "ci_high": f"{value}_ci_high"}).drop(columns="measure")
         s = s.drop(columns=[c for c in s.columns if c == "n_pairs" and out is not None])

@@ -55,11 +55,14 @@ def t_interval(values, level: float = LEVEL):
     return mean, mean - half, mean + half
 
 
-def small_sample_ci(values, level: float = LEVEL):
-    """``t_interval`` below ``MIN_BOOTSTRAP_UNITS`` units, the percentile bootstrap from there on."""
+def small_sample_ci(values, level: float = LEVEL, bounds: tuple[float, float] = (-np.inf, np.inf)):
+    """``t_interval`` below ``MIN_BOOTSTRAP_UNITS`` units, the percentile bootstrap from there on;
+    the interval is cut to ``bounds``, the values the statistic can take (a rank correlation's
+    t interval over 4 pairs can otherwise reach past 1)."""
     v = np.asarray(values, dtype=float)
     n = int((~np.isnan(v)).sum())
-    return t_interval(v, level) if n < MIN_BOOTSTRAP_UNITS else bootstrap_ci(v, level=level)
+    est, lo, hi = t_interval(v, level) if n < MIN_BOOTSTRAP_UNITS else bootstrap_ci(v, level=level)
+    return est, float(np.clip(lo, *bounds)), float(np.clip(hi, *bounds))
 
 
 def check_one_row_per_unit(df: pd.DataFrame, by: list[str], unit: str = "pair") -> None:
