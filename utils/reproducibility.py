@@ -169,7 +169,7 @@ def input_spread(runs: dict[str, Path]) -> pd.DataFrame:
 def load_tolerances(path: str | Path = TOLERANCES_CSV, kind: str = "float") -> dict[tuple[str, str], float]:
     """``{(table, column): tolerance}`` of one kind of row of ``tests/tolerances.csv``: ``float``
     (committed tables) or ``input`` (the findings' inputs, table ``findings_inputs:<name>``)."""
-    t = pd.read_csv(path)
+    t = read_table(path)  # a column named "null" stays a name, not a missing value
     t = t[t.kind == kind]
     return {(r.table, r.column): float(r.tolerance) for r in t.itertuples()}
 
