@@ -9,7 +9,7 @@ PAIRS ?=# number of matched pairs (default: each notebook's own)
 PAIRS_CSV ?=# a CSV of your own video pairs: pair_id,strike_path,gutter_path[,matched]
 TARGET ?= bowling# the analysed class: a class name or an index
 DEVICE ?= auto# auto (a CUDA GPU when available) | cpu | cuda
-ARCH ?= vivit# make toy-model: vivit | timesformer | videomae | outcome (the positive control) | seed1 | seed2 (the seed spread)
+ARCH ?= vivit# make toy-model: vivit | timesformer | videomae | vjepa2 | outcome (the positive control) | seed1 | seed2 (the seed spread)
 PREPROCESS ?= checkpoint# checkpoint (the checkpoint's own processor; hub ViViT: [-3, 1]) | original ([-1, 1])
 LANES ?=# kernels side by side after notebook 00 (default 1; 2 is faster on 2+ cores, tables may differ in the last digit)
 VENV := .venv
@@ -49,7 +49,7 @@ test: $(STAMP) ## lint, unit tests and every notebook (offline: HF_HUB_OFFLINE=1
 	$(PY) -m ruff check utils tests notebooks
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -n 2
 
-test-extended: $(STAMP) ## notebooks 00-08 for toy-timesformer and toy-videomae, side by side (about 3 minutes; CI runs it too)
+test-extended: $(STAMP) ## every notebook for toy-timesformer, toy-videomae and toy-vjepa2, two at a time (about 4 minutes; CI runs it too)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -m extended -n 2
 
 # two notebooks at a time, each kernel on its share of the cores; 00 first (it renders the clips the
@@ -77,7 +77,7 @@ exercises: $(STAMP) ## rebuild the exercise notebooks (student and solution) fro
 lint: $(STAMP) ## ruff only (the package, the tests and the notebooks)
 	$(PY) -m ruff check utils tests notebooks
 
-toy-model: $(STAMP) ## retrain a toy model from scratch (fixed seed): ARCH=vivit (default) | timesformer | videomae | outcome | seed1 | seed2
+toy-model: $(STAMP) ## retrain a toy model from scratch (fixed seed): ARCH=vivit (default) | timesformer | videomae | vjepa2 | outcome | seed1 | seed2
 	$(PY) -m utils.train --arch "$(ARCH)"
 
 bench: $(STAMP) ## benchmarks at paper scale and on the toy model -> benchmarks/results.md

@@ -222,7 +222,7 @@ def test_across_findings_quote_the_table_and_apply_the_rules(tmp_path):
     s = A.summary_table(made_up_tables(), [4, 7, 10], step=3)
     lines = F.across_findings(s)
     text = "\n".join(lines)
-    assert lines[0].startswith("Three toy architectures over the same 10 matched pairs")
+    assert lines[0].startswith("Two toy architectures over the same 10 matched pairs")  # A and B
     assert "MLPs recover more than attention in A;" in text and "attention recovers more in B" in text
     assert "the spatial step carries more" in text
     assert "grows with depth (interval above 1) in A." in text
@@ -230,7 +230,7 @@ def test_across_findings_quote_the_table_and_apply_the_rules(tmp_path):
     assert "linearly readable (p < 0.05) in A;" in text
     assert f"{A.paper_mid_means([4, 7, 10])['diff']:+.2f} points" in text
     s.loc[s.measure.str.startswith("MLP minus"), ["estimate", "ci_low", "ci_high"]] = [1.0, -1.0, 3.0]
-    assert "MLPs recover more than attention in none;" in "\n".join(F.across_findings(s))
+    assert "MLPs recover more than attention in neither;" in "\n".join(F.across_findings(s))
     s.loc[0, "where"] = "a | b"
     s.loc[s.measure.str.startswith("MLP minus"), "where"] = "a | b"
     with pytest.raises(ValueError, match="'|'"):

@@ -28,9 +28,11 @@ from utils.hooks import HookedVideoTransformer
 from utils.models import LoadedModel, load_model
 from utils.patching import Patch, naive_patches, needed_target_names, recovery, run_patches
 
-ARCHS = ("vivit", "timesformer", "videomae")
+ARCHS = ("vivit", "timesformer", "videomae", "vjepa2")
 SMALL = dict(image_size=48, num_hidden_layers=3, num_attention_heads=3, hidden_size=24, intermediate_size=48)
-FRAMES = {"vivit": 8, "timesformer": 4, "videomae": 8}  # -> 4 time steps each (tubelets of 2 frames)
+FRAMES = {"vivit": 8, "timesformer": 4, "videomae": 8, "vjepa2": 8}  # -> 4 time steps each (tubelets of 2 frames)
+SMALL_VJEPA2 = dict(crop_size=48, num_hidden_layers=3, num_attention_heads=3, hidden_size=24, mlp_ratio=2.0,
+                    num_pooler_layers=2)  # V-JEPA 2 names its sizes differently
 LABELS = {i: f"class{i}" for i in range(5)}
 
 
@@ -38,7 +40,9 @@ def small_loaded(arch: str, seed: int = 0) -> LoadedModel:
     """A random 3-layer model of ``arch`` (4 x 3 x 3 patches; CLS for ViViT and TimeSformer)."""
     adapter = ADAPTERS[arch]
     cfg = adapter.toy_config(5, LABELS)
-    for key, value in {**SMALL, "num_frames": FRAMES[arch]}.items():
+    sizes = ({**SMALL_VJEPA2, "frames_per_clip": FRAMES[arch]} if arch == "vjepa2"
+             else {**SMALL, "num_frames": FRAMES[arch]})
+    for key, value in sizes.items():
         setattr(cfg, key, value)
     cfg._attn_implementation = "eager"  # HF returns its attention weights
     torch.manual_seed(seed)
@@ -46,7 +50,7 @@ def small_loaded(arch: str, seed: int = 0) -> LoadedModel:
     with torch.no_grad():  # HF starts CLS and learned position tables at zero; random values exercise every path
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.05)
-        emb = getattr(model, arch).embeddings
+        emb = model.vjepa2.encoder.embeddings if arch == "vjepa2" else getattr(model, arch).embeddings
         for name in ("cls_token", "position_embeddings", "time_embeddings"):
             param = getattr(emb, name, None)
             if isinstance(param, torch.nn.Parameter):
@@ -79,14 +83,19 @@ def hf_activations(arch: str, model, x: torch.Tensor) -> tuple[dict, torch.Tenso
             seen[key] = args[0].detach().clone()
         handles.append(module.register_forward_pre_hook(fn))
 
-    base = getattr(model, arch)
-    blocks = base.layers if arch == "vivit" else base.encoder.layer
+    base = model.vjepa2.encoder if arch == "vjepa2" else getattr(model, arch)
+    blocks = base.layers if arch == "vivit" else base.layer if arch == "vjepa2" else base.encoder.layer
     out("embed", base.embeddings)
     for i, blk in enumerate(blocks):
         inp(f"{i}.pre", blk)
-        inp(f"{i}.mid", blk.layernorm_after)
-        out(f"{i}.post", blk, 0 if arch == "timesformer" else None)
-        if arch == "vivit":
+        inp(f"{i}.mid", blk.norm2 if arch == "vjepa2" else blk.layernorm_after)
+        out(f"{i}.post", blk, 0 if arch in ("timesformer", "vjepa2") else None)
+        if arch == "vjepa2":
+            inp(f"{i}.z", blk.attention.proj)
+            out(f"{i}.attn", blk.attention, 0)
+            out(f"{i}.pattern", blk.attention, 1)
+            out(f"{i}.mlp", blk.mlp)
+        elif arch == "vivit":
             inp(f"{i}.z", blk.attention.o_proj)
             out(f"{i}.attn", blk.attention, 0)
             out(f"{i}.pattern", blk.attention, 1)
@@ -105,11 +114,11 @@ def hf_activations(arch: str, model, x: torch.Tensor) -> tuple[dict, torch.Tenso
             out(f"{i}.pattern_space", blk.attention.attention.attn_drop)
             out(f"{i}.space", blk.attention.output.dense)
             out(f"{i}.mlp", blk.output)
-    norm = model.fc_norm if arch == "videomae" else base.layernorm
-    out("final", norm)
+    norm = model.pooler if arch == "vjepa2" else model.fc_norm if arch == "videomae" else base.layernorm
+    out("final", norm)  # V-JEPA 2: the pooled vector the classifier reads
     try:
         with torch.no_grad():
-            logits = model(pixel_values=x).logits
+            logits = model(**{model.main_input_name: x}).logits
     finally:
         for h in handles:
             h.remove()
@@ -215,15 +224,23 @@ def test_adapter_facts(small):
         "videomae": {"attention": "hook_attn_out", "mlp": "hook_mlp_out"},
         "timesformer": {"attention_time": "hook_attn_time_out", "attention_space": "hook_attn_space_out",
                         "mlp": "hook_mlp_out"},
+        "vjepa2": {"attention": "hook_attn_out", "mlp": "hook_mlp_out"},
     }[arch]
     assert hooked.components == want and hooked.arch == arch
-    assert hooked.has_cls == (arch != "videomae") and hooked.n_prefix == int(hooked.has_cls)
+    assert hooked.has_cls == (arch in ("vivit", "timesformer")) and hooked.n_prefix == int(hooked.has_cls)
     assert hooked.grid == (4, 3, 3) and hooked.n_tokens == 36 + hooked.n_prefix
     assert hooked.loaded.grid == hooked.grid and hooked.loaded.n_tokens == hooked.n_tokens
     assert hooked.loaded.tubelet == hooked.adapter.tubelet
     run = hooked.run(x, names={"blocks.2.hook_resid_post"})
     resid = run["blocks.2.hook_resid_post"]
     torch.testing.assert_close(hooked.logits_from_resid(resid), run.logits, rtol=1e-5, atol=1e-5)
+    if arch == "vjepa2":  # the readout is the encoder's final norm and the attentive pooler; no norm after it
+        m = hooked.model
+        with torch.inference_mode():
+            torch.testing.assert_close(hooked.readout_tokens(resid), m.pooler(m.vjepa2.encoder.layernorm(resid)),
+                                       rtol=1e-5, atol=1e-6)
+        assert isinstance(hooked.final_norm, torch.nn.Identity)
+        return
     want_readout = resid.mean(1) if arch == "videomae" else resid[:, 0]
     assert torch.equal(hooked.readout_tokens(resid), want_readout)
     norm = hooked.model.fc_norm if arch == "videomae" else getattr(hooked.model, arch).layernorm
@@ -433,7 +450,7 @@ def test_ablation_picks_patch_tokens_of_every_layout(small):
 
 
 # ---------------------------------------------------------------------------- one place per architecture
-ARCH_NAME = r"""["'](vivit|timesformer|videomae)["']"""
+ARCH_NAME = r"""["'](vivit|timesformer|videomae|vjepa2)["']"""
 COMPARISON = re.compile(rf"""(==|!=)\s*{ARCH_NAME}|{ARCH_NAME}\s*(==|!=)|\bin\s*[(\[{{][^)\]}}]*{ARCH_NAME}""")
 
 
@@ -457,3 +474,33 @@ def test_the_branch_detector_sees_each_form():
         assert COMPARISON.search(line), line
     for line in ('name = "vivit"', 'ADAPTERS["vivit"].hf_class', 'f"toy-{arch}"'):
         assert not COMPARISON.search(line), line
+
+
+# ---------------------------------------------------------------------------- V-JEPA 2's attentive pooler
+def test_vjepa2_readout_gradient_is_the_frozen_pooler_exactly():
+    """The attentive pooler is not linear; frozen at one run (LayerNorm scales, attention
+    patterns, MLP outputs) it is affine: ``logit = sum_s g_s . x_s + k`` at that run, and a change
+    ``e`` of the stream moves the frozen readout by exactly ``g . e``. The classifier is scaled so
+    that the logits are of order 1 and a wrong ``g`` shows."""
+    loaded = small_loaded("vjepa2")
+    with torch.no_grad():
+        loaded.model.classifier.weight.mul_(40.0)
+    hooked = HookedVideoTransformer(loaded)
+    x = torch.randn(1, 8, 3, 48, 48, generator=torch.Generator().manual_seed(5))
+    last = f"blocks.{hooked.n_layers - 1}.hook_resid_post"
+    run = hooked.run(x, names={last})
+    resid = run[last][0].clone()
+    for target in range(3):
+        g, k = hooked.adapter.readout_gradient(resid, target)
+        logit = float(run.logits[0, target])
+        assert abs(logit) > 0.1
+        assert float((g * resid).sum() + k) == pytest.approx(logit, rel=1e-5, abs=1e-5)
+        frozen = hooked.adapter.readout_affine(resid[None])
+        e = torch.randn(resid.shape, generator=torch.Generator().manual_seed(target))
+        w = hooked.model.classifier.weight[target]
+        with torch.no_grad():
+            moved = float((frozen((resid + e)[None])[0] - frozen(resid[None])[0]) @ w)
+        assert moved == pytest.approx(float((g * e).sum()), rel=1e-4, abs=1e-5)
+        with torch.no_grad():  # and the real readout is not that affine map away from the run
+            real = float(hooked.logits_from_resid((resid + e)[None])[0, target])
+        assert abs(real - (logit + moved)) > 1e-3

@@ -7,7 +7,8 @@ from safetensors.torch import load_file
 
 from utils import paths
 from utils.labels import ModelLoadError
-from utils.models import TOY_DIRS, load_model, profile_config
+from utils.models import load_model, profile_config
+from utils.profiles import TOY_DIRS
 from utils.synthetic import ACTIONS, render_clip
 from utils.toy_models import fast_preprocess, frame_indices
 
@@ -90,9 +91,9 @@ def test_unknown_profile_missing_dir_and_wrong_architecture(tmp_path):
     with pytest.raises(ModelLoadError, match="no config.json"):
         load_model(str(tmp_path))
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
-    with pytest.raises(ModelLoadError, match="'bert' model; only ViViT, TimeSformer and VideoMAE") as err:
+    with pytest.raises(ModelLoadError, match="'bert' model; the supported video classifiers are") as err:
         load_model(str(tmp_path))
-    for supported in ("vivit", "timesformer", "videomae"):
+    for supported in ("vivit", "timesformer", "videomae", "vjepa2"):
         assert supported in str(err.value)
     with pytest.raises(ModelLoadError, match="unknown profile 'resnet'.*toy-timesformer.*videomae-shape"):
         load_model("resnet")

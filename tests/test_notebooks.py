@@ -83,7 +83,7 @@ def test_stored_without_outputs_and_with_one_literal_parameters_cell(path):
     text = "".join("".join(c["source"]) for c in code)
     assert "sys.path" not in text and "os.chdir" not in text
     profile_line = next(line for line in src.splitlines() if line.startswith("profile ="))
-    assert "utils.models.PROFILES" in profile_line, "the profile comment points to the one profile list"
+    assert "utils.profiles.PROFILES" in profile_line, "the profile comment points to the one profile list"
     assert " < 0 else " not in text, "-1 (automatic) is resolved by utils.context.auto_setting"
 
 
@@ -224,11 +224,12 @@ def test_a_fresh_toy_run_holds_the_recorded_numbers(toy_outputs):
 
 
 @pytest.mark.extended
-@pytest.mark.parametrize("profile", ["toy-timesformer", "toy-videomae"])
+@pytest.mark.parametrize("profile", ["toy-timesformer", "toy-videomae", "toy-vjepa2"])
 def test_every_notebook_runs_for_the_other_architectures(profile, tmp_path):
-    """Notebooks 00-08 run unchanged on TimeSformer (two attention steps) and VideoMAE (no CLS),
-    here with few pairs, draws and permutations, and produce every figure and table (07, which
-    compares all three toy models whatever the profile, runs in the toy test)."""
+    """Notebooks 00-09 run unchanged on TimeSformer (two attention steps), VideoMAE (no CLS) and
+    V-JEPA 2 (RoPE, an attentive-pooler readout), here with few pairs, draws and permutations, and
+    produce every figure and table (07, which compares the toy models whatever the profile, runs
+    in the toy test). V-JEPA 2's Table 3 is recomputed with plain forward hooks on its HF modules."""
     light = {"n_pairs": 2, "unmatched_pairs": 0, "ablation_draws": 3, "draw_pairs": 1, "ig_pairs": 1,
              "head_pairs": 1, "probe_permutations": 20, "head_ablation": 0,
              "fine_patching": int(profile == "toy-timesformer"),  # per-head sites of two attention steps
@@ -247,6 +248,72 @@ def test_every_notebook_runs_for_the_other_architectures(profile, tmp_path):
     components = set(pd.read_csv(final / "table3_patching.csv").component)
     want = {"attention_time", "attention_space", "mlp"} if profile == "toy-timesformer" else {"attention", "mlp"}
     assert components == want
+    if profile == "toy-vjepa2":
+        table3 = pd.read_csv(final / "table3_patching.csv")
+        assert len(table3) == 24
+        want = plain_hook_table3(profile, tmp_path / "data" / profile)
+        for row, ref in zip(table3.itertuples(), want, strict=True):
+            assert (row.layer, row.component) == ref[:2]
+            for column, value in ref[2].items():
+                assert getattr(row, column) == pytest.approx(value, rel=1e-3, abs=2e-3), (row.layer, row.component,
+                                                                                           column)
+
+
+def plain_hook_table3(profile: str, data_dir: Path) -> list:
+    """Table 3 of a V-JEPA 2 profile from the HF model itself: the canonical strike run's
+    attention and MLP outputs (``encoder.layer[l].attention``, ``.mlp``) put, one at a time, into
+    the gutter run with plain PyTorch forward hooks; the recovery measures on the last layer's
+    output, written out here rather than taken from utils.patching."""
+    import torch
+
+    from utils.data import CANONICAL_GUTTER, CANONICAL_STRIKE, load_prepared
+    from utils.models import load_model
+
+    loaded = load_model(profile)
+    model, target = loaded.model, loaded.target_index
+    data = load_prepared(data_dir)
+    blocks = model.vjepa2.encoder.layer
+    parts = {"attention": lambda b: b.attention, "mlp": lambda b: b.mlp}
+
+    def forward(x, patch=None):
+        seen, handles = {}, []
+        for i, blk in enumerate(blocks):
+            for name, part in parts.items():
+                def fn(_m, _inp, out, key=(i, name)):
+                    first = out[0] if isinstance(out, tuple) else out
+                    seen[key] = first.detach().clone()
+                    if patch is not None and patch[0] == key:
+                        return (patch[1], *out[1:]) if isinstance(out, tuple) else patch[1]
+                    return None
+                handles.append(part(blk).register_forward_hook(fn))
+        def final(_m, _i, out):
+            seen["final"] = (out[0] if isinstance(out, tuple) else out).detach().clone()
+        handles.append(blocks[-1].register_forward_hook(final))
+        try:
+            with torch.no_grad():
+                logits = model(pixel_values_videos=x).logits
+        finally:
+            for h in handles:
+                h.remove()
+        return seen, logits[0, target].item()
+
+    source, _ = forward(data.pixels(CANONICAL_STRIKE))
+    target_run, target_logit = forward(data.pixels(CANONICAL_GUTTER))
+    d_full = (source["final"] - target_run["final"])[0].double()
+    rows = []
+    for i in range(len(blocks)):
+        for name in parts:
+            patched, logit = forward(data.pixels(CANONICAL_GUTTER), patch=((i, name), source[(i, name)]))
+            d = (patched["final"] - target_run["final"])[0].double()
+            dot = float((d * d_full).sum())
+            rows.append((i, name, {
+                "recovery_projection_pct": 100 * dot / float((d_full * d_full).sum()),
+                "recovery_eq2_pct": 100 * float(d.norm() / d_full.norm()) * ((dot > 0) - (dot < 0)),
+                "recovery_notebook_pct": 100 * float(d.norm(dim=-1).mean() / d_full.norm(dim=-1).mean()),
+                "delta_target_logit": logit - target_logit,
+                "target_logit_patched": logit,
+            }))
+    return rows
 
 
 def with_parameters(source: str, **values) -> str:

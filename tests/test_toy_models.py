@@ -1,4 +1,4 @@
-"""The toy TimeSformer and toy VideoMAE (``utils.toy_models``, trained by ``utils.train``)."""
+"""The toy TimeSformer, VideoMAE and V-JEPA 2 (``utils.toy_models``, trained by ``utils.train``)."""
 
 import json
 
@@ -20,8 +20,8 @@ def model_dir(arch):
     return paths.MODELS_DIR / f"toy-{arch}"
 
 
-NEW = ("timesformer", "videomae")
-SHIPPED = list(NEW)  # both shipped under data/models/
+NEW = ("timesformer", "videomae", "vjepa2")
+SHIPPED = list(NEW)  # all shipped under data/models/
 
 
 @pytest.fixture(scope="module", params=SHIPPED)
@@ -40,9 +40,18 @@ def test_output_folders_and_vivit_card_unchanged():
     assert model_card(log) == (paths.TOY_MODEL_DIR / "README.md").read_text()
 
 
+@pytest.mark.parametrize("arch", SHIPPED)
+def test_each_card_is_what_the_trainer_writes(arch):
+    """An architecture's card comes from its adapter (``toy_card``) and the shared recipe: the
+    shipped card is what ``model_card`` writes from the shipped training log, byte for byte."""
+    log = json.loads((model_dir(arch) / "training_log.json").read_text())
+    assert model_card(log, arch) == (model_dir(arch) / "README.md").read_text()
+
+
 def test_frame_indices():
     assert frame_indices("timesformer").tolist() == list(range(0, 16, 2))
     assert frame_indices("videomae").tolist() == list(range(16))
+    assert frame_indices("vjepa2").tolist() == list(range(16))
     assert frame_indices("timesformer", 32).tolist() == list(range(0, 32, 4))
     assert frame_indices("vivit").tolist() == list(range(16))  # the toy ViViT reads every frame
     with pytest.raises(ValueError, match="unknown"):
@@ -69,19 +78,30 @@ def test_toy_model_facts(toy):
     arch, model, processor = toy
     cfg = model.config
     assert (cfg.num_hidden_layers, cfg.num_attention_heads, cfg.hidden_size) == (12, 12, 96)
-    assert cfg.intermediate_size == 384 and cfg.image_size == 96 and cfg.patch_size == 16
-    assert cfg.hidden_dropout_prob == 0 and cfg.attention_probs_dropout_prob == 0
+    if arch == "vjepa2":  # its own names: MLP ratio, crop size; no hidden dropout
+        assert cfg.mlp_ratio == 4 and cfg.crop_size == 96 and cfg.patch_size == 16
+        assert cfg.num_pooler_layers == 3 and cfg.attention_probs_dropout_prob == 0
+    else:
+        assert cfg.intermediate_size == 384 and cfg.image_size == 96 and cfg.patch_size == 16
+        assert cfg.hidden_dropout_prob == 0 and cfg.attention_probs_dropout_prob == 0
     assert list(cfg.id2label.values()) == list(ACTIONS) and cfg.id2label[0] == "bowling"
     assert sum(p.numel() for p in model.parameters()) < 3_000_000
     assert not model.training
     x = fast_preprocess(torch.from_numpy(render_clip("curling", 5))[None], arch)
     with torch.inference_mode():
-        base = model.timesformer if arch == "timesformer" else model.videomae
-        hidden = base(pixel_values=x).last_hidden_state
+        if arch == "vjepa2":
+            hidden = model.vjepa2(pixel_values_videos=x, skip_predictor=True).last_hidden_state
+        else:
+            base = model.timesformer if arch == "timesformer" else model.videomae
+            hidden = base(pixel_values=x).last_hidden_state
     if arch == "timesformer":
         assert cfg.num_frames == 8 and cfg.attention_type == "divided_space_time"
         assert x.shape == (1, 8, 3, 96, 96)
         assert hidden.shape == (1, 1 + 8 * 36, 96)  # CLS + 8 frames x 6 x 6 patches
+    elif arch == "vjepa2":
+        assert cfg.frames_per_clip == 16 and cfg.tubelet_size == 2
+        assert x.shape == (1, 16, 3, 96, 96)
+        assert hidden.shape == (1, 8 * 6 * 6, 96)  # no CLS
     else:
         assert cfg.num_frames == 16 and cfg.tubelet_size == 2
         assert cfg.use_mean_pooling and cfg.qv_bias and model.fc_norm is not None
@@ -123,7 +143,7 @@ def _check_fresh_clips(arch, model, processor):
                 x = torch.cat(
                     [processor(list(c[frame_indices(arch)]), return_tensors="pt")["pixel_values"] for c in clips]
                 )
-                pred = model(pixel_values=x).logits.argmax(-1)
+                pred = model(**{model.main_input_name: x}).logits.argmax(-1)
                 hits[(action, outcome)] = (pred == ACTIONS.index(action)).float().mean().item()
     overall = float(np.mean(list(hits.values())))
     assert overall >= 0.95, (arch, hits)

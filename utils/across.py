@@ -1,11 +1,13 @@
-"""Notebook 07: the paper's questions asked of three architectures over the same matched pairs.
+"""Notebook 07: the paper's questions asked of every architecture over the same matched pairs.
 
-The three toy models (``toy``: ViViT, joint space-time attention; ``toy-timesformer``:
-TimeSformer, divided attention, a temporal then a spatial step per block; ``toy-videomae``:
-VideoMAE, joint attention and no CLS token) read the *same* clips: each matched pair is
+The toy models, one per architecture (``MODELS``, from ``utils.arch``: ``toy``: ViViT, joint
+space-time attention; ``toy-timesformer``: TimeSformer, divided attention, a temporal then a
+spatial step per block; ``toy-videomae``: VideoMAE, joint attention and no CLS token;
+``toy-vjepa2``: V-JEPA 2, joint attention with rotary positions, no CLS, an attentive pooler as
+readout) read the *same* clips: each matched pair is
 rendered once (``utils.synthetic.render_clip``, 16 frames of 96 x 96, seeds
 ``PAIR_SEED_BASE + i`` as in notebook 00) and every model's own ``preprocess`` turns it into
-its input (TimeSformer reads every second frame, as it was trained). All three grids are
+its input (TimeSformer reads every second frame, as it was trained). All the grids are
 8 time steps x 6 x 6 positions, and time step ``t`` covers frames ``2t, 2t + 1`` of the clip
 in every model, so "where in time" is comparable as it stands.
 
@@ -18,8 +20,8 @@ Per model and pair (``compare_models``):
 * ``patching``: strike into gutter (the paper's direction), one component at a time at the
   layers ``patch_layers`` (``utils.patching.component_sweep``: attention and MLP; TimeSformer:
   temporal attention, spatial attention and MLP), recovery at the last layer;
-* probe features (``probe_features_from_runs``): the readout token (CLS; VideoMAE: the token
-  mean) and the mean patch token of each time step, after every block.
+* probe features (``probe_features_from_runs``): the readout (the CLS token; VideoMAE: the token
+  mean; V-JEPA 2: the pooled vector) and the mean patch token of each time step, after every block.
 
 Sharing with notebook 06. A pair that notebook 00 prepared for the profile's own model with
 the very same pixels goes through ``utils.pairs.analyse_pair`` exactly as notebook 06 calls it
@@ -56,8 +58,8 @@ from utils.probes import grouped_probe_by_pair, permutation_test
 from utils.stats import per_unit, summarise
 from utils.synthetic import DEFAULT_NUM_FRAMES, DEFAULT_SIZE, bowling_divergence_frame, render_clip
 
-MODELS = {"ViViT": "toy", "TimeSformer": "toy-timesformer", "VideoMAE": "toy-videomae"}  # name -> profile
-MODEL_COLOURS = {"ViViT": "#0072B2", "TimeSformer": "#CC79A7", "VideoMAE": "#009E73"}  # one colour per model
+MODELS = {a.title: a.toy_profile for a in ADAPTERS.values()}  # name -> profile: every architecture's toy model
+MODEL_COLOURS = {a.title: a.colour for a in ADAPTERS.values()}  # one colour per model
 DIRECTION = "strike->gutter"  # the paper's patching direction
 PROBE_FEATURES = {"readout": ("layer",), "time_step_mean": ("layer", "time_step")}  # feature -> site dims
 MID_LAYERS = (4, 10)  # the paper's Table 3 range (MLP 42-60% vs attention 37-54%)
@@ -241,7 +243,7 @@ def training_steps(profile: str) -> int:
     """The optimiser steps a shipped toy model was trained for (its ``training_log.json``)."""
     import json
 
-    from utils.models import TOY_DIRS
+    from utils.profiles import TOY_DIRS
 
     return int(json.loads((TOY_DIRS[profile] / "training_log.json").read_text())["steps"])
 
@@ -368,7 +370,9 @@ def across_figure(tables: dict[str, pd.DataFrame], step: int):
     and the readout probe's held-out accuracy per layer, the models overlaid. Mean and 95%
     bootstrap CI over pairs everywhere."""
     models = list(tables["clips"].model.unique())
-    fig, axes = plt.subplots(2, max(3, len(models)), figsize=(16, 8.2))
+    cols = max(3, len(models))
+    fig, axes = plt.subplots(2, cols, figsize=(16 * cols / 3, 8.2))
+    letters = "abcdefghijklmnop"  # the top row's panels, then the bottom row's
     pp = summarise(tables["patching"], ["model", "component", "layer"], "recovery_notebook_pct")
     top = max(5.0, float(pp.ci_high.max()) * 1.1)
     for k, (ax, model) in enumerate(zip(axes[0], models, strict=False)):
@@ -379,7 +383,7 @@ def across_figure(tables: dict[str, pd.DataFrame], step: int):
                 ax.errorbar(c.layer, c.estimate, yerr=[c.estimate - c.ci_low, c.ci_high - c.estimate], fmt="o-",
                             color=col, capsize=3, label=comp.replace("_", " "))
         ax.set_ylim(0, top)
-        ax.set_title(f"({'abc'[k] if k < 3 else k}) {model}: patching strike into gutter")
+        ax.set_title(f"({letters[k]}) {model}: patching strike into gutter")
         ax.set_xlabel("patched layer")
         ax.set_ylabel("recovery, notebook metric (%)")
         ax.legend(fontsize=8)
@@ -401,21 +405,22 @@ def across_figure(tables: dict[str, pd.DataFrame], step: int):
             ax_p.plot(pr.layer, 100 * pr.estimate, "o-", color=col, ms=3, label=model)
             ax_p.fill_between(pr.layer, 100 * pr.ci_low, 100 * pr.ci_high, color=col, alpha=0.15)
             ax_p.plot(null.layer, 100 * null.null_q95, ":", color=col, lw=1)
-    ax_d.set_title("(d) delta norm grows with depth?")
+    ld, lt, lp = letters[len(models):len(models) + 3]  # the bottom row's letters
+    ax_d.set_title(f"({ld}) delta norm grows with depth?")
     ax_d.set_xlabel("layer (-1 = embedding)")
     ax_d.set_ylabel("mean ||strike − gutter||₂ per token")
-    ax_t.set_title(f"(e) where in time: delta before time step {step}")
+    ax_t.set_title(f"({lt}) where in time: delta before time step {step}")
     ax_t.set_xlabel("layer (-1 = embedding)")
     ax_t.set_ylabel("share of the delta in earlier time steps (%)")
     ax_p.axhline(50, color="grey", ls="--", lw=1)
     ax_p.set_ylim(0, 105)
-    ax_p.set_title("(f) readout probe on held-out pairs")
+    ax_p.set_title(f"({lp}) readout probe on held-out pairs")
     ax_p.set_xlabel("layer")
     ax_p.set_ylabel("accuracy (%); dotted: 95th pct. of the null")
     for ax in (ax_d, ax_t, ax_p):
         ax.legend(fontsize=8)
     for ax in list(axes[0][len(models):]) + list(axes[1][3:]):
         ax.set_axis_off()
-    fig.suptitle(f"Three architectures, the same {n} matched pairs (mean and 95% CI over pairs)")
+    fig.suptitle(f"{len(models)} architectures, the same {n} matched pairs (mean and 95% CI over pairs)")
     fig.tight_layout()
     return fig

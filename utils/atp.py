@@ -86,8 +86,12 @@ def target_logit(hooked: HookedVideoTransformer, target_class: int, target_resid
     divides by the target run's standard deviation (its scale is a constant): linear."""
     norm, w, b = hooked.final_norm, hooked.W_U[:, target_class], hooked.b_U[target_class]
     target_resid = target_resid.detach().clone()  # out of inference mode
-    r_t = hooked.readout_tokens(target_resid)
-    sigma_t = (r_t.var(-1, unbiased=False, keepdim=True) + norm.eps).sqrt()
+    if freeze_norm:
+        if not hooked.adapter.linear_readout:
+            raise ValueError(f"target_logit(freeze_norm=True): {type(hooked.adapter).__name__}'s readout is not a "
+                             "final norm on a linear readout; use freeze_norm=False")
+        r_t = hooked.readout_tokens(target_resid)
+        sigma_t = (r_t.var(-1, unbiased=False, keepdim=True) + norm.eps).sqrt()
 
     def logit(resid):
         r = hooked.readout_tokens(resid)

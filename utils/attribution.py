@@ -80,6 +80,48 @@ def _project(u: torch.Tensor, vecs: torch.Tensor) -> torch.Tensor:
     return (vecs - vecs.mean(-1, keepdim=True)) @ u
 
 
+class _ReadoutTerms:
+    """Reads stream-shaped terms of one run through its readout, towards one logit.
+
+    A linear readout (CLS or token mean, then the final LayerNorm): ``u . (r - mean r)`` of the
+    term's readout ``r`` with the norm's scale frozen (``frozen_ln_direction``). Otherwise
+    (V-JEPA 2's attentive pooler): ``sum_s g_s . term_s`` with the per-token directions ``g`` of
+    ``adapter.readout_gradient`` (the pooler frozen at the run). Either way the terms of a
+    decomposition of the final residual add up to the logit minus ``constant``.
+    """
+
+    def __init__(self, hooked: HookedVideoTransformer, resid_final: torch.Tensor, target: int):
+        self.hooked = hooked
+        if hooked.adapter.linear_readout:
+            self.u, self.constant = frozen_ln_direction(hooked, hooked.readout_tokens(resid_final[None])[0], target)
+            self.g = None
+        else:
+            self.g, self.constant = hooked.adapter.readout_gradient(resid_final, target)
+
+    def whole(self, act: torch.Tensor) -> torch.Tensor:
+        """A term ``(tokens, d_model)`` of one run."""
+        if self.g is None:
+            return _project(self.u, self.hooked.readout_tokens(act[None])[0])
+        return (self.g * act).sum()
+
+    def vector(self, vec: torch.Tensor) -> torch.Tensor:
+        """A term written as one ``(d_model,)`` vector at every token (a bias)."""
+        if self.g is None:
+            return _project(self.u, vec)
+        return self.g.sum(0) @ vec
+
+    def heads(self, component: str, z: torch.Tensor, W_O: torch.Tensor, b_O: torch.Tensor):
+        """Per head of ``component`` (``z`` its one-run ``hook_z`` ``(rows, head, d_head)``): the
+        heads' terms ``(head,)`` and the output bias's."""
+        if self.g is None:
+            zr, bias_weight = head_readout(self.hooked, component, z)
+            per = torch.einsum("hd,hdm->hm", zr, W_O)  # (head, d_model)
+            bias = b_O if bias_weight == 1.0 else bias_weight * b_O
+            return _project(self.u, per), _project(self.u, bias)
+        g = self.g[self.hooked.adapter.head_rows(component)]  # (rows, d_model)
+        return torch.einsum("shd,hdm,sm->h", z, W_O, g), g.sum(0) @ b_O
+
+
 @torch.inference_mode()
 def direct_logit_attribution(hooked: HookedVideoTransformer, run, target: int, batch_index: int = 0,
                              per_head: bool = True) -> pd.DataFrame:
@@ -89,29 +131,24 @@ def direct_logit_attribution(hooked: HookedVideoTransformer, run, target: int, b
     ``component`` (embed / attention / attention_head / attention_bias / mlp / constant; TimeSformer:
     attention_time / attention_time_head / attention_time_bias and the same for
     attention_space), ``layer``, ``head`` and ``logit`` (its contribution), every term read
-    through the model's readout. Per-head rows + the bias row sum to the layer's attention
-    row; the rows that are not per-head (``*_head``, ``*_bias``) sum to the logit.
+    through the model's readout (``_ReadoutTerms``). Per-head rows + the bias row sum to the
+    layer's attention row; the rows that are not per-head (``*_head``, ``*_bias``) sum to the logit.
     """
     c = run.cache
     L = hooked.n_layers
-    resid = readout(hooked, c[f"blocks.{L - 1}.hook_resid_post"], batch_index)
-    u, k = frozen_ln_direction(hooked, resid, target)
-    rows = [("embed", -1, -1, float(_project(u, readout(hooked, c["hook_embed"], batch_index))))]
+    terms = _ReadoutTerms(hooked, c[f"blocks.{L - 1}.hook_resid_post"][batch_index], target)
+    rows = [("embed", -1, -1, float(terms.whole(c["hook_embed"][batch_index])))]
     for layer in range(L):
         for component, hook in hooked.components.items():
-            whole = readout(hooked, c[f"blocks.{layer}.{hook}"], batch_index)
-            rows.append((component, layer, -1, float(_project(u, whole))))
+            rows.append((component, layer, -1, float(terms.whole(c[f"blocks.{layer}.{hook}"][batch_index]))))
             if per_head and component in hooked.head_sites:
                 z_site = c[f"blocks.{layer}.{hooked.head_sites[component]}"][batch_index]  # (rows, head, d_head)
-                z, bias_weight = head_readout(hooked, component, z_site)
-                per = torch.einsum("hd,hdm->hm", z, hooked.W_O(layer, component))  # (head, d_model)
+                per, bias = terms.heads(component, z_site, hooked.W_O(layer, component), hooked.b_O(layer, component))
                 kind = component  # one label per head kind: attention_head, attention_time_head, ...
-                for h, val in enumerate(_project(u, per).tolist()):
+                for h, val in enumerate(per.tolist()):
                     rows.append((f"{kind}_head", layer, h, val))
-                bias = hooked.b_O(layer, component)
-                bias = bias if bias_weight == 1.0 else bias_weight * bias
-                rows.append((f"{kind}_bias", layer, -1, float(_project(u, bias))))
-    rows.append(("constant", -1, -1, float(k)))
+                rows.append((f"{kind}_bias", layer, -1, float(bias)))
+    rows.append(("constant", -1, -1, float(terms.constant)))
     return pd.DataFrame(rows, columns=["component", "layer", "head", "logit"])
 
 
@@ -144,14 +181,16 @@ def logit_lens_readout(hooked: HookedVideoTransformer, run, target: int, batch_i
 
 @torch.inference_mode()
 def logit_lens_time_steps(hooked: HookedVideoTransformer, run, target: int, batch_index: int = 0) -> torch.Tensor:
-    """``(layer, time step)``: target logit of final LN + classifier on each patch token,
-    averaged over the patches of each time step (tubelet time step; a frame for TimeSformer);
+    """``(layer, time step)``: target logit of the readout (final LN + classifier) on each patch
+    token read alone (for a CLS or mean readout: the token itself; V-JEPA 2: the pooler over that
+    one token), averaged over the patches of each time step (tubelet time step; a frame for TimeSformer);
     layer 0 = embedding."""
     p = hooked.n_prefix
     resids = [run.cache["hook_embed"][batch_index, p:]]
     resids += [run.cache[f"blocks.{i}.hook_resid_post"][batch_index, p:] for i in range(hooked.n_layers)]
     x = torch.stack(resids)  # (layer, patches, d_model)
-    logit = hooked.adapter.classifier(hooked.final_norm(x))[..., target]  # (layer, patches)
+    alone = hooked.readout_tokens(x.reshape(-1, 1, x.shape[-1])).reshape(x.shape)  # each token read alone
+    logit = hooked.adapter.classifier(hooked.final_norm(alone))[..., target]  # (layer, patches)
     return hooked.by_time_step(logit).mean((-1, -2))  # (layer, time step)
 
 
@@ -169,24 +208,27 @@ def token_dla(hooked: HookedVideoTransformer, run, target: int, batch_index: int
     Returns ``tokens`` ``(tokens,)`` (in token order, CLS first where there is one) and the
     remaining exact terms: ``resid_pre`` (the readout of the residual that attention reads:
     ``hook_resid_pre``, TimeSformer ``hook_resid_mid_time``), ``attention_bias``, ``mlp`` and
-    ``constant``; ``total`` is their sum and ``logit`` the model's logit.
+    ``constant``; ``total`` is their sum and ``logit`` the model's logit. A readout that is not
+    linear (V-JEPA 2) is read through ``readout_gradient``'s directions ``g``: a source token's
+    term is ``sum_h sum_q A_h[q, s] g_q . (v_s^h W_O^h)`` (``adapter.attention_by_source_terms``).
     """
     last = hooked.n_layers - 1
     c = run.cache
-    resid_final = readout(hooked, c[f"blocks.{last}.hook_resid_post"], batch_index)
-    u, k = frozen_ln_direction(hooked, resid_final, target)
-    x = c[f"blocks.{last}.{hooked.adapter.token_dla_input()}"]  # (batch_index, tokens, d_model)
-    with torch.inference_mode():
+    terms = _ReadoutTerms(hooked, c[f"blocks.{last}.hook_resid_post"][batch_index], target)
+    x = c[f"blocks.{last}.{hooked.adapter.token_dla_input()}"][batch_index]  # (tokens, d_model)
+    if terms.g is None:
         per_token, bias = hooked.adapter.attention_by_source(last, c, batch_index)  # (tokens, d_model), (d_model,)
-        tokens = _project(u, per_token)
-        out = {
-            "tokens": tokens,
-            "resid_pre": float(_project(u, readout(hooked, x, batch_index))),
-            "attention_bias": float(_project(u, bias)),
-            "mlp": float(_project(u, readout(hooked, c[f"blocks.{last}.hook_mlp_out"], batch_index))),
-            "constant": float(k),
-            "logit": float(run.logits[batch_index, target]),
-        }
+        tokens, bias_term = _project(terms.u, per_token), terms.vector(bias)
+    else:
+        tokens, bias_term = hooked.adapter.attention_by_source_terms(last, c, batch_index, terms.g)
+    out = {
+        "tokens": tokens,
+        "resid_pre": float(terms.whole(x)),
+        "attention_bias": float(bias_term),
+        "mlp": float(terms.whole(c[f"blocks.{last}.hook_mlp_out"][batch_index])),
+        "constant": float(terms.constant),
+        "logit": float(run.logits[batch_index, target]),
+    }
     out["total"] = float(tokens.sum()) + out["resid_pre"] + out["attention_bias"] + out["mlp"] + out["constant"]
     return out
 

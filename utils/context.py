@@ -19,6 +19,7 @@ from utils.data import Prepared, load_prepared
 from utils.hooks import HookedVideoTransformer
 from utils.io import ensure_writable_dir
 from utils.models import LoadedModel, load_model
+from utils.train import SEED_SPREAD
 
 
 def paper_scale_cpu(hooked: HookedVideoTransformer) -> bool:
@@ -31,7 +32,8 @@ def paper_scale_cpu(hooked: HookedVideoTransformer) -> bool:
 AUTO = -1  # a notebook parameter's "automatic" value
 
 
-NULL_PAIR_PROFILES = ("toy", "toy-seed1", "toy-seed2")  # action-only toy ViViTs whose notebook 09 runs the controls
+# action-only toy ViViTs whose notebook 09 runs the controls: the toy and its seed spread (utils.train.SEED_SPREAD)
+NULL_PAIR_PROFILES = ("toy", *(f"toy-seed{seed}" for seed in SEED_SPREAD))
 FULL_PROFILES = ("toy", "toy-outcome")  # run in full on a CPU: the toy and its positive control (circuits side by side)
 
 
@@ -60,8 +62,8 @@ def auto_setting(name: str, value, full, light=None, hooked: HookedVideoTransfor
 
 
 def is_toy(profile: str) -> bool:
-    """A model trained here on the synthetic world (``utils.models.TOY_DIRS``)."""
-    from utils.models import TOY_DIRS
+    """A model trained here on the synthetic world (``utils.profiles.TOY_DIRS``)."""
+    from utils.profiles import TOY_DIRS
 
     return profile in TOY_DIRS
 

@@ -69,10 +69,11 @@ from utils.deltas import delta_names, delta_norms
 from utils.findings import ACTION, ALPHA, CONTROL, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED
 from utils.hooks import HookedVideoTransformer
 from utils.labels import ModelLoadError
-from utils.models import TOY_DIRS, LoadedModel, profile_config
+from utils.models import LoadedModel, profile_config
 from utils.pairs import analyse_pair
 from utils.patching import auto_batch_size, component_sweep, head_patches, needed_target_names
 from utils.probes import N_PERM, paired_probe, paired_probe_by_pair
+from utils.profiles import TOY_DIRS
 from utils.stats import paired_difference, summarise
 from utils.synthetic import pair_pixel_difference, render_null_pair
 

@@ -576,10 +576,17 @@ def _models(rows: pd.DataFrame, verdict, unit: str = "", scale: float = 1.0) -> 
     return txt, [r.model for r in rows.itertuples() if verdict(r) == SUPPORTED]
 
 
+_COUNT_WORDS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}
+
+
 def _which(models: list[str], total: int) -> str:
+    """``models`` among ``total``, in words: "neither" / "both" of two, "none of the three" ..."""
+    word = _COUNT_WORDS.get(total)
     if not models:
-        return "none of the three" if total == 3 else "none"
-    return "all three" if len(models) == total == 3 else ", ".join(models)
+        return "neither" if total == 2 else f"none of the {word}" if word else "none"
+    if len(models) == total and word:
+        return "both" if total == 2 else f"all {word}"
+    return ", ".join(models)
 
 
 def per_layer_leads(per_layer: pd.DataFrame, measure: str = "recovery_notebook_pct") -> str:
@@ -618,7 +625,9 @@ def across_findings(t: pd.DataFrame, per_layer: pd.DataFrame | None = None) -> l
     t = t.reset_index(drop=True)
     n_models = t.model.nunique()
     n = int(t.n_pairs.max())
-    out = [f"Three toy architectures over the same {n} matched pairs (95% bootstrap intervals over pairs):"]
+    count = _COUNT_WORDS.get(n_models, str(n_models))
+    out = [f"{count.capitalize()} toy architectures over the same {n} matched pairs (95% bootstrap intervals over "
+           "pairs):"]
     d = _across(t, "patching", "MLP minus attention")
     where = d["where"].iloc[0] if len(d) else ""
     txt, ahead = _models(d, lambda r: rule_difference(r.ci_low, r.ci_high), " points")
@@ -786,7 +795,7 @@ def circuits_block(folder: str | Path | None = None, control: str | Path | None 
         node_lines = ("AtP", "On the", "Time", "Where AtP")  # node validation: the action-only toy's alone
         lines += [f"  * {line}" for line in _circuit_lines(control) if not line.startswith(node_lines)]
     else:
-        from utils.models import TOY_DIRS
+        from utils.profiles import TOY_DIRS
 
         shipped = (TOY_DIRS["toy-outcome"] / "config.json").is_file()
         lines.append("* The positive control (`toy-outcome`): " + (

@@ -1,7 +1,7 @@
-"""Load a video transformer (ViViT, TimeSformer or VideoMAE) for every profile, with the facts
-the analyses need.
+"""Load a video transformer (ViViT, TimeSformer, VideoMAE or V-JEPA 2) for every profile, with
+the facts the analyses need.
 
-Profiles
+Profiles (the registry is ``utils.profiles``)
 --------
 ``toy``                the small ViViT trained here on the synthetic world (``data/models/toy-vivit``).
 ``paper``              ``google/vivit-b-16x2-kinetics400`` from the HuggingFace hub (or its cache).
@@ -11,7 +11,9 @@ Profiles
 ``toy-videomae``       the small VideoMAE trained on the same world (``data/models/toy-videomae``).
 ``timesformer-shape``  ``facebook/timesformer-base-finetuned-k400``'s configuration, random weights (seed 0).
 ``videomae-shape``     ``MCG-NJU/videomae-base-finetuned-kinetics``'s configuration, random weights (seed 0).
-a directory            a HuggingFace ViViT, TimeSformer or VideoMAE checkpoint on disk (``config.json`` +
+``toy-vjepa2``         the small V-JEPA 2 trained on the same world (``data/models/toy-vjepa2``).
+``vjepa2-shape``       ``facebook/vjepa2-vitl-fpc16-256-ssv2``'s configuration, random weights (seed 0).
+a directory            a HuggingFace ViViT, TimeSformer, VideoMAE or V-JEPA 2 checkpoint on disk (``config.json`` +
                        weights); the architecture comes from ``config.json``'s ``model_type``.
 
 Labels and target
@@ -73,9 +75,7 @@ from transformers import (
     VivitImageProcessor,
 )
 
-from utils import paths
 from utils.arch import ADAPTERS, Adapter
-from utils.arch.vivit import VivitAdapter
 from utils.labels import (
     PREPROCESS_MODES,
     ModelLoadError,
@@ -84,20 +84,7 @@ from utils.labels import (
     resolve_device,
     resolve_target,
 )
-
-PAPER_CHECKPOINT = VivitAdapter.hub_checkpoint  # the paper's model on the hub
-PROFILES = ("toy", "paper", "paper-shape", "toy-timesformer", "toy-videomae", "toy-outcome", "toy-seed1", "toy-seed2",
-            "timesformer-shape", "videomae-shape")
-TOY_DIRS = {  # profile -> shipped checkpoint folder
-    "toy": paths.TOY_MODEL_DIR,
-    "toy-timesformer": paths.MODELS_DIR / "toy-timesformer",
-    "toy-videomae": paths.MODELS_DIR / "toy-videomae",
-    "toy-outcome": paths.MODELS_DIR / "toy-outcome",  # the positive control: strike and gutter are classes
-    "toy-seed1": paths.MODELS_DIR / "toy-seed1",  # the seed spread: the toy ViViT, torch seeds 1 and 2, 250 steps
-    "toy-seed2": paths.MODELS_DIR / "toy-seed2",
-}
-SHAPE_PROFILES = {a.shape_profile: a for a in ADAPTERS.values()}  # untrained profile -> its architecture
-SHAPE_CHECKPOINTS = {p: a.hub_checkpoint for p, a in SHAPE_PROFILES.items()}  # ... whose configuration it copies
+from utils.profiles import PAPER_CHECKPOINT, PROFILES, SHAPE_CHECKPOINTS, SHAPE_PROFILES, TOY_DIRS
 
 
 @dataclass
@@ -156,11 +143,11 @@ class LoadedModel:
 
     @property
     def num_frames(self) -> int:
-        return self.config.num_frames
+        return self.adapter.input_frames(self.config)
 
     @property
     def image_size(self) -> int:
-        return self.config.image_size
+        return self.adapter.input_size(self.config)
 
     @property
     def tubelet(self) -> tuple[int, int, int]:
@@ -226,7 +213,7 @@ class LoadedModel:
     @torch.inference_mode()
     def logits(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """``(batch, classes)`` logits of the model's own forward pass (on the CPU)."""
-        return self.model(pixel_values=pixel_values.to(self.device)).logits.float().cpu()
+        return self.model(**{self.model.main_input_name: pixel_values.to(self.device)}).logits.float().cpu()
 
 
 SUPPORTED = ", ".join(f"{t} ({a.hf_class.__name__})" for t, a in ADAPTERS.items())
@@ -249,8 +236,8 @@ def check_model_dir(directory: Path) -> str:
     model_type = json.loads(cfg_file.read_text()).get("model_type")
     if model_type not in ADAPTERS:
         raise ModelLoadError(
-            f"{cfg_file} describes a {model_type!r} model; only ViViT, TimeSformer and VideoMAE video "
-            f"classifiers are supported (model_type: {SUPPORTED})"
+            f"{cfg_file} describes a {model_type!r} model; the supported video classifiers are "
+            f"(model_type and class): {SUPPORTED}"
         )
     return model_type
 
@@ -325,7 +312,7 @@ def _from_dir(directory: Path, profile: str, target, device, preprocess) -> Load
 def profile_config(profile: str):
     """The profile's model config alone (no weights): shipped folder, code, the HF cache or a folder.
 
-    Any of the three architectures; ``config.num_frames`` is the frame count the model reads.
+    Any architecture; its adapter's ``input_frames(config)`` is the frame count the model reads.
     """
     if profile in TOY_DIRS:
         if not (TOY_DIRS[profile] / "config.json").is_file():
@@ -409,12 +396,11 @@ def _shape_model(profile: str, target, device, preprocess) -> LoadedModel:
     def draw() -> tuple[dict, torch.Tensor]:
         torch.manual_seed(0)
         model = adapter.hf_class(cfg).eval()
-        base = getattr(model, cfg.model_type)
+        params = dict(model.named_parameters())
         with torch.no_grad():
-            for name in ("position_embeddings", "cls_token", "time_embeddings"):
-                param = getattr(base.embeddings, name, None)
-                if isinstance(param, torch.nn.Parameter):  # VideoMAE's sin-cos table is a fixed buffer
-                    param.normal_(0.0, 0.02)
+            for name in ("position_embeddings", "cls_token", "time_embeddings"):  # in this order (the RNG stream)
+                for key in (k for k in params if k.endswith(f"embeddings.{name}")):  # VideoMAE's table is a buffer
+                    params[key].normal_(0.0, 0.02)
         return model.state_dict(), torch.get_rng_state()
 
     # Drawing ViViT-B's 86M weights takes seconds; the notebooks of one kernel (utils.memo) get a

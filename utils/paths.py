@@ -27,7 +27,7 @@ def data_dir(profile: str) -> Path:
 def profile_slug(profile: str) -> str:
     """A folder-safe name for a profile: a named profile as it is ('toy', 'paper', 'paper-shape',
     'toy-timesformer', ...), a checkpoint folder as 'local-<dirname>'."""
-    from utils.models import PROFILES  # the one profile list
+    from utils.profiles import PROFILES  # the one profile list
 
     if profile in PROFILES:
         return profile

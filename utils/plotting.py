@@ -287,9 +287,10 @@ def dla_bars(ax, dla, title: str, colour=None):
     return ax
 
 
-def dla_figure(dla, logits: dict, target_label: str):
+def dla_figure(dla, logits: dict, target_label: str, frozen: str = "final LayerNorm scale frozen"):
     """Fig. 2c: one bar panel per run (``dla`` with a ``run`` column; ``logits``: run -> the
-    model's target logit), sharing the y axis; titles give the logit, embedding and constant terms."""
+    model's target logit), sharing the y axis; titles give the logit, embedding and constant terms;
+    ``frozen`` says what the decomposition holds fixed (the adapter's ``dla_frozen``)."""
     fig, axes = plt.subplots(1, len(logits), figsize=(13, 3.8), sharey=True, squeeze=False)
     for ax, (name, logit) in zip(axes[0], logits.items(), strict=True):
         d = dla[dla.run == name]
@@ -298,7 +299,7 @@ def dla_figure(dla, logits: dict, target_label: str):
                  colour=RUN_COLOURS.get(name))
     axes[0, 0].set_ylabel(f"direct contribution to '{target_label}' logit")
     axes[0, 0].legend()
-    fig.suptitle("Fig. 2c · Direct logit attribution per component (final LayerNorm scale frozen)")
+    fig.suptitle(f"Fig. 2c · Direct logit attribution per component ({frozen})")
     fig.tight_layout()
     return fig
 

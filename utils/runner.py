@@ -268,10 +268,12 @@ def preflight(profile: str, strike_video: str, gutter_video: str, roots: list[Pa
               device: str = "cpu", target_class: str = "", preprocess: str = "checkpoint",
               pairs_csv: str = "") -> None:
     """Check every input before anything is written; raise SystemExit with one clear message."""
+    from utils.arch import ADAPTERS
     from utils.clipsets import PairsCSVError, read_pairs_csv
     from utils.io import ensure_writable_dir
     from utils.labels import ModelLoadError, check_preprocess, name_classes, resolve_device, resolve_target
-    from utils.models import PROFILES, check_model_dir, profile_config
+    from utils.models import check_model_dir, profile_config
+    from utils.profiles import PROFILES
     from utils.video import VideoError, probe_timestamps
 
     if profile not in PROFILES:
@@ -294,7 +296,7 @@ def preflight(profile: str, strike_video: str, gutter_video: str, roots: list[Pa
         raise SystemExit(f"error: {err}") from None
     if bool(strike_video) != bool(gutter_video):
         raise SystemExit("error: pass both STRIKE_VIDEO and GUTTER_VIDEO, or neither")
-    need = int(config.num_frames)
+    need = int(ADAPTERS[config.model_type].input_frames(config))  # frames the model reads
     for name, video in (("STRIKE_VIDEO", strike_video), ("GUTTER_VIDEO", gutter_video)):
         if not video:
             continue

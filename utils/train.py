@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from utils import paths, toy_models
-from utils.arch import ADAPTERS
+from utils.arch import ADAPTERS, adapter_for
 from utils.synthetic import ACTIONS, OUTCOMES, render_clip
 from utils.toy_models import fast_preprocess
 
@@ -176,57 +176,6 @@ a gutter ball (a matched pair, like the analysed pairs), and half of every batch
 model memorise seeds (training loss 0.06) and stay at chance on held-out clips."""
 
 
-def _timesformer_intro() -> str:
-    return f"""A 12-layer, 12-head TimeSformer (`TimesformerForVideoClassification`, transformers) trained
-from scratch on this repository's synthetic world (`utils/synthetic.py`) to name the action of
-a clip. It is the toy counterpart of `facebook/timesformer-base-finetuned-k400`, trained with
-the toy ViViT's data and recipe, so that the two architectures can be compared on one world.
-
-| | toy-timesformer | TimeSformer-B (`facebook/timesformer-base-finetuned-k400`) |
-|---|---|---|
-| layers x heads | 12 x 12 | 12 x 12 |
-| hidden / MLP width | 96 / 384 (d_head 8) | 768 / 3072 (d_head 64) |
-| input | 8 frames x 96 x 96 | 8 frames x 224 x 224 |
-| patch | 16 x 16 per frame (2-D) | 16 x 16 per frame (2-D) |
-| attention | divided space-time: temporal (8 frames), spatial (36 + CLS), MLP | the same |
-| position | learned space (36 + CLS) and time (8) embeddings | the same |
-| tokens | 8 x 6 x 6 = 288 patches + CLS = 289 | 8 x 14 x 14 = 1568 + CLS = 1569 |
-| classifier | linear on the final CLS (after the last layer norm) | the same |
-| classes | {len(ACTIONS)} ({", ".join(ACTIONS)}) | 400 (Kinetics-400) |
-
-Each layer attends first over time (the 8 frames of one patch position, CLS left out), then
-over space (the 36 patches of one frame plus the CLS; the CLS outputs of the 8 frames are
-averaged), then applies its MLP.
-
-Frames: the model reads 8 frames, frames 0, 2, 4, ..., 14 of the world's 16-frame clips
-(`utils.toy_models.frame_indices("timesformer")`), so its frame t is the first frame of the
-toy ViViT's tubelet t. Inputs must be sampled to these 8 frames before the processor.
-
-{_NEW_PROCESSOR}"""
-
-
-def _videomae_intro() -> str:
-    return f"""A 12-layer, 12-head VideoMAE encoder with a classification head
-(`VideoMAEForVideoClassification`, transformers) trained from scratch (no masked-autoencoder
-pre-training) on this repository's synthetic world (`utils/synthetic.py`) to name the action
-of a clip. It is the toy counterpart of `MCG-NJU/videomae-base-finetuned-kinetics`, trained with
-the toy ViViT's data and recipe, so that the architectures can be compared on one world.
-
-| | toy-videomae | VideoMAE-B (`MCG-NJU/videomae-base-finetuned-kinetics`) |
-|---|---|---|
-| layers x heads | 12 x 12 | 12 x 12 |
-| hidden / MLP width | 96 / 384 (d_head 8) | 768 / 3072 (d_head 64) |
-| input | 16 frames x 96 x 96 | 16 frames x 224 x 224 |
-| tubelet | 2 x 16 x 16 | 2 x 16 x 16 |
-| tokens | 8 x 6 x 6 = 288 patches, no CLS | 8 x 14 x 14 = 1568, no CLS |
-| position | fixed sin-cos table (not learned) | the same |
-| attention bias | query and value, none on key | the same |
-| classifier | mean over all tokens, `fc_norm` (LayerNorm), linear | the same |
-| classes | {len(ACTIONS)} ({", ".join(ACTIONS)}) | 400 (Kinetics-400) |
-
-{_NEW_PROCESSOR}"""
-
-
 _FEWER_STEPS = (
     "{steps} steps instead of the toy ViViT's 700 (all else equal, the cosine schedule spans\n"
     "the shorter run): 700 steps take hours on the 2 shared CPU cores this was trained on, and\n"
@@ -234,18 +183,20 @@ _FEWER_STEPS = (
     "bar is >= 95% overall and >= 95% of strike and of gutter clips named bowling."
 )
 
-def _new_arch(name: str, title: str, intro: str, steps: int, sdpa: bool) -> Arch:
-    adapter = ADAPTERS[name]  # the architecture's facts: HF class, toy config and processor
+def _new_arch(name: str) -> Arch:
+    """The recipe of an architecture's toy model: the toy ViViT's data and schedule, the facts
+    (HF class, config, processor, card, steps) from its adapter (``utils/arch/<name>.py``)."""
+    adapter = ADAPTERS[name]
     return Arch(
         name=name,
-        title=title,
+        title=adapter.title,
         model_class=adapter.hf_class,
         config=adapter.toy_config,
         processor=adapter.toy_processor,
         preprocess=partial(toy_models.fast_preprocess, arch=name),
-        steps=steps,
-        sdpa=sdpa,
-        intro=intro,
+        steps=adapter.toy_steps,
+        sdpa=adapter.toy_train_sdpa,
+        intro=f"{adapter.toy_card(ACTIONS)}\n\n{_NEW_PROCESSOR}",
         steps_note=_FEWER_STEPS,
         log_extra={"arch": name, "frames": toy_models.frame_indices(name).tolist()},
     )
@@ -292,11 +243,7 @@ order; the clips are the same) and 250 steps, as the TimeSformer and VideoMAE to
 asks whether each finding of `toy` holds on it (README's "other seeds" column).""",
         steps_note="250 steps, as the TimeSformer and VideoMAE toys, so that notebook 07 can also compare equal "
                    "training.")
-ARCHS |= {
-    # TimeSformer's attention is hand-written in transformers (no SDPA path)
-    "timesformer": _new_arch("timesformer", "TimeSformer", _timesformer_intro(), 250, sdpa=False),
-    "videomae": _new_arch("videomae", "VideoMAE", _videomae_intro(), 250, sdpa=True),
-}
+ARCHS |= {name: _new_arch(name) for name, a in ADAPTERS.items() if a.toy_profile != "toy"}  # one per architecture
 
 
 def _render(job):
@@ -329,7 +276,7 @@ def predict(model, clips: np.ndarray, batch_size: int = 64, preprocess=fast_prep
     preds = []
     for i in range(0, len(clips), batch_size):
         x = preprocess(torch.from_numpy(clips[i : i + batch_size]))
-        preds.append(model(pixel_values=x).logits.argmax(-1).numpy())
+        preds.append(model(**{model.main_input_name: x}).logits.argmax(-1).numpy())
     return np.concatenate(preds)
 
 
@@ -422,7 +369,7 @@ def train(
         if cached is not None:
             loss = torch.nn.functional.cross_entropy(top_logits(model, cached[idx], spec.train_from_block), labels)
         else:
-            loss = model(pixel_values=spec.preprocess(torch.from_numpy(x_train[idx])), labels=labels).loss
+            loss = model(**{model.main_input_name: spec.preprocess(torch.from_numpy(x_train[idx]))}, labels=labels).loss
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trained, 1.0)
@@ -528,20 +475,13 @@ def initial_model(spec: Arch, config):
 
 
 def freeze_below(model, block: int) -> list[torch.nn.Parameter]:
-    """Freeze the embeddings and blocks ``0 .. block-1`` of a ViViT (nothing for ``block = 0``);
-    returns the parameters left to train."""
+    """Freeze the embeddings and blocks ``0 .. block-1`` (nothing for ``block = 0``); returns the
+    parameters left to train. The modules come from the architecture's adapter."""
     if block:
-        trunk = _vivit_parts(model)
-        for module in (trunk.embeddings, *trunk.layers[:block]):
+        trunk = adapter_for(model)
+        for module in (trunk.embeddings, *trunk.blocks[:block]):
             module.requires_grad_(False)
     return [p for p in model.parameters() if p.requires_grad]
-
-
-def _vivit_parts(model):
-    trunk = getattr(model, "vivit", None)
-    if trunk is None or not hasattr(trunk, "layers"):
-        raise TypeError(f"freezing blocks is written for VivitForVideoClassification, not {type(model).__name__}")
-    return trunk
 
 
 def _block(layer, h):
@@ -554,25 +494,25 @@ def frozen_residual(model, clips: np.ndarray, block: int, preprocess=fast_prepro
                     ) -> torch.Tensor:
     """The residual stream entering ``block`` (embeddings, then the blocks below it) for every
     clip (uint8 ``(clip, frame, row, col, 3)``)."""
-    trunk = _vivit_parts(model)
+    trunk = adapter_for(model)
     model.eval()
     out = []
     for i in range(0, len(clips), batch_size):
-        h = trunk.embeddings(preprocess(torch.from_numpy(clips[i : i + batch_size])))
-        for layer in trunk.layers[:block]:
+        h = trunk.embed(preprocess(torch.from_numpy(clips[i : i + batch_size])))
+        for layer in trunk.blocks[:block]:
             h = _block(layer, h)
         out.append(h)
     return torch.cat(out).clone()
 
 
 def top_logits(model, residual: torch.Tensor, block: int) -> torch.Tensor:
-    """The logits from the residual stream entering ``block``: the blocks from it on, the final
-    LayerNorm and the classifier on the CLS, as ``VivitForVideoClassification`` computes them."""
-    trunk = _vivit_parts(model)
+    """The logits from the residual stream entering ``block``: the blocks from it on, then the
+    final norm, readout and classifier (``Adapter.logits``), as the HF model computes them."""
+    trunk = adapter_for(model)
     h = residual
-    for layer in trunk.layers[block:]:
+    for layer in trunk.blocks[block:]:
         h = _block(layer, h)
-    return model.classifier(trunk.layernorm(h)[:, 0])
+    return trunk.logits(h)
 
 
 def _pair_index(spec: Arch, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:

@@ -6,6 +6,7 @@
 vivit          ``VivitForVideoClassification``              ``utils.arch.vivit.VivitAdapter``
 timesformer    ``TimesformerForVideoClassification``        ``utils.arch.timesformer.TimesformerAdapter``
 videomae       ``VideoMAEForVideoClassification``           ``utils.arch.videomae.VideoMAEAdapter``
+vjepa2         ``VJEPA2ForVideoClassification``             ``utils.arch.vjepa2.VJEPA2Adapter``
 =============  ===========================================  ===================================
 
 The key is the checkpoint's ``config.model_type``.
@@ -17,11 +18,13 @@ from utils.arch.core import Adapter, HookedVideoTransformer
 from utils.arch.timesformer import TimesformerAdapter
 from utils.arch.videomae import VideoMAEAdapter
 from utils.arch.vivit import VivitAdapter
+from utils.arch.vjepa2 import VJEPA2Adapter
 
 ADAPTERS: dict[str, type[Adapter]] = {
     "vivit": VivitAdapter,
     "timesformer": TimesformerAdapter,
     "videomae": VideoMAEAdapter,
+    "vjepa2": VJEPA2Adapter,
 }
 
 

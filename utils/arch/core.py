@@ -152,6 +152,7 @@ class Adapter:
     """What the core needs to know about one architecture (subclasses fill it in).
 
     Attributes set by subclasses: ``model`` (the HF classifier), ``blocks`` (its list of layers),
+    ``embeddings`` (the module ``embed`` runs),
     ``n_layers``, ``n_heads``, ``d_model``, ``d_head``, ``grid`` (time steps, rows, cols),
     ``tubelet`` (frames, rows, cols of pixels per token), ``has_cls``, ``n_prefix`` (tokens before
     the patches), ``attention_hooks`` (the adapter's own per-block sites, in order),
@@ -163,6 +164,11 @@ class Adapter:
     has_cls = True
     n_prefix = 1
     final_norm_per_token = True  # ln_final.hook_normalized over tokens (CLS readout), else pooled
+    # The readout (CLS or token mean, then the final norm) is linear in the stream, so DLA reads
+    # components through it with the norm's scale frozen. False (V-JEPA 2's attentive pooler): DLA
+    # uses ``readout_gradient`` instead.
+    linear_readout = True
+    dla_frozen = "final LayerNorm scale frozen"  # what DLA holds fixed at the run (figure titles)
 
     # ------------------------------------------------------------------ facts known without a model
     # (read by utils.models, utils.toy_models and the training recipe: an architecture's facts live
@@ -172,6 +178,10 @@ class Adapter:
     hub_checkpoint = ""  # the public Kinetics-400 checkpoint the architecture's profiles mirror
     shape_profile = ""  # the profile with that checkpoint's configuration and random weights
     toy_profile = ""  # the profile of its toy model, trained here on the synthetic world
+    title = ""  # the architecture's name in figures and tables
+    toy_steps = 250  # optimiser steps of its toy model (utils.train)
+    toy_train_sdpa = True  # train its toy model with SDPA attention
+    colour = ""  # its colour where architectures are compared (notebook 07)
     toy_frames = 16  # frames its toy model reads from a 16-frame synthetic clip
     # per-head / per-token sites: which dimension of a one-run activation (no batch dim) the
     # token positions and the heads index (utils.patching.Patch masks by them)
@@ -180,11 +190,26 @@ class Adapter:
     component_colours: dict[str, str] = {}  # component -> colour in every figure
     attention_steps: tuple[str, ...] = ("attention",)  # the attention components, in run order
 
+    @staticmethod
+    def toy_card(actions) -> str:
+        """Its toy model's card: what the model is and how it compares with the hub checkpoint."""
+        raise NotImplementedError
+
     @classmethod
     def token_geometry(cls, config) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
         """``(tubelet, grid)`` of a config: pixels per token (frames, rows, cols) and the patch
         grid (time steps, rows, cols)."""
         raise NotImplementedError
+
+    @staticmethod
+    def input_frames(config) -> int:
+        """How many frames the model reads (its config's name for it)."""
+        return config.num_frames
+
+    @staticmethod
+    def input_size(config) -> int:
+        """Pixels per side of the frames the model reads."""
+        return config.image_size
 
     @staticmethod
     def frame_indices(clip_frames: int, num_frames: int) -> np.ndarray:
@@ -237,8 +262,22 @@ class Adapter:
         raise NotImplementedError
 
     def readout_tokens(self, resid: torch.Tensor) -> torch.Tensor:
-        """``(batch, tokens, ...)`` -> ``(batch, ...)``: what the final norm reads (linear)."""
+        """``(batch, tokens, ...)`` -> ``(batch, ...)``: what the final norm reads (linear unless
+        ``linear_readout`` is False)."""
         raise NotImplementedError
+
+    def readout_gradient(self, resid: torch.Tensor, target: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """For a readout that is not linear (``linear_readout = False``): ``(g (tokens, d_model),
+        k)`` with ``logit[target] = sum_s g_s . x_s + k`` exact at one run's final residual
+        ``resid`` ``(tokens, d_model)``, the readout's non-linear parts frozen at that run."""
+        raise NotImplementedError(f"{type(self).__name__} has a linear readout: use the frozen final norm")
+
+    def logits(self, resid: torch.Tensor) -> torch.Tensor:
+        """Final norm, readout and classifier on a final residual ``(batch, tokens, d_model)``, as
+        the HF model computes them (no hooks; autograd as the caller has it)."""
+        if self.final_norm_per_token:
+            return self.classifier(self.readout_tokens(self.final_norm(resid)))
+        return self.classifier(self.final_norm(self.readout_tokens(resid)))
 
     # Optional (``readout_rows`` not None): the last block computed for the readout's rows only,
     # when a run needs nothing from it but the logits (``HookedVideoTransformer.run``).

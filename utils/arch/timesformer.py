@@ -69,6 +69,39 @@ class TimesformerAdapter(Adapter):
     hub_checkpoint = "facebook/timesformer-base-finetuned-k400"
     shape_profile = "timesformer-shape"
     toy_profile = "toy-timesformer"
+    title = "TimeSformer"  # in figures and tables
+    colour = "#CC79A7"  # the model's colour where architectures are compared
+    toy_steps = 250  # optimiser steps of its toy model (utils.train; the toy ViViT: 700)
+    toy_train_sdpa = False  # transformers' TimeSformer attention is hand-written: no SDPA path
+
+    @staticmethod
+    def toy_card(actions) -> str:
+        """Its toy model's card: what the model is and how it compares with the hub checkpoint
+        (``utils.train`` adds the preprocessing, the recipe and the held-out accuracy)."""
+        return f"""A 12-layer, 12-head TimeSformer (`TimesformerForVideoClassification`, transformers) trained
+from scratch on this repository's synthetic world (`utils/synthetic.py`) to name the action of
+a clip. It is the toy counterpart of `facebook/timesformer-base-finetuned-k400`, trained with
+the toy ViViT's data and recipe, so that the two architectures can be compared on one world.
+
+| | toy-timesformer | TimeSformer-B (`facebook/timesformer-base-finetuned-k400`) |
+|---|---|---|
+| layers x heads | 12 x 12 | 12 x 12 |
+| hidden / MLP width | 96 / 384 (d_head 8) | 768 / 3072 (d_head 64) |
+| input | 8 frames x 96 x 96 | 8 frames x 224 x 224 |
+| patch | 16 x 16 per frame (2-D) | 16 x 16 per frame (2-D) |
+| attention | divided space-time: temporal (8 frames), spatial (36 + CLS), MLP | the same |
+| position | learned space (36 + CLS) and time (8) embeddings | the same |
+| tokens | 8 x 6 x 6 = 288 patches + CLS = 289 | 8 x 14 x 14 = 1568 + CLS = 1569 |
+| classifier | linear on the final CLS (after the last layer norm) | the same |
+| classes | {len(actions)} ({", ".join(actions)}) | 400 (Kinetics-400) |
+
+Each layer attends first over time (the 8 frames of one patch position, CLS left out), then
+over space (the 36 patches of one frame plus the CLS; the CLS outputs of the 8 frames are
+averaged), then applies its MLP.
+
+Frames: the model reads 8 frames, frames 0, 2, 4, ..., 14 of the world's 16-frame clips
+(`utils.toy_models.frame_indices("timesformer")`), so its frame t is the first frame of the
+toy ViViT's tubelet t. Inputs must be sampled to these 8 frames before the processor."""
     toy_frames = 8  # frames 0, 2, ..., 14 of a 16-frame clip (as the hub checkpoint reads 8)
     site_dims = {
         "attn_time.hook_z": (0, 1),  # (patches, head, d_head): row = token - 1 (no CLS row)
@@ -150,6 +183,7 @@ class TimesformerAdapter(Adapter):
         self.model = model
         self.base = model.timesformer
         self.blocks = self.base.encoder.layer
+        self.embeddings = self.base.embeddings  # the module embed() runs
         self.n_layers, self.n_heads, self.d_model = cfg.num_hidden_layers, cfg.num_attention_heads, cfg.hidden_size
         self.d_head = self.d_model // self.n_heads
         self.tubelet, self.grid = self.token_geometry(cfg)

@@ -46,6 +46,32 @@ class VideoMAEAdapter(Adapter):
     hub_checkpoint = "MCG-NJU/videomae-base-finetuned-kinetics"
     shape_profile = "videomae-shape"
     toy_profile = "toy-videomae"
+    title = "VideoMAE"  # in figures and tables
+    colour = "#009E73"  # the model's colour where architectures are compared
+    toy_steps = 250  # optimiser steps of its toy model (utils.train; the toy ViViT: 700)
+    toy_train_sdpa = True
+
+    @staticmethod
+    def toy_card(actions) -> str:
+        """Its toy model's card: what the model is and how it compares with the hub checkpoint
+        (``utils.train`` adds the preprocessing, the recipe and the held-out accuracy)."""
+        return f"""A 12-layer, 12-head VideoMAE encoder with a classification head
+(`VideoMAEForVideoClassification`, transformers) trained from scratch (no masked-autoencoder
+pre-training) on this repository's synthetic world (`utils/synthetic.py`) to name the action
+of a clip. It is the toy counterpart of `MCG-NJU/videomae-base-finetuned-kinetics`, trained with
+the toy ViViT's data and recipe, so that the architectures can be compared on one world.
+
+| | toy-videomae | VideoMAE-B (`MCG-NJU/videomae-base-finetuned-kinetics`) |
+|---|---|---|
+| layers x heads | 12 x 12 | 12 x 12 |
+| hidden / MLP width | 96 / 384 (d_head 8) | 768 / 3072 (d_head 64) |
+| input | 16 frames x 96 x 96 | 16 frames x 224 x 224 |
+| tubelet | 2 x 16 x 16 | 2 x 16 x 16 |
+| tokens | 8 x 6 x 6 = 288 patches, no CLS | 8 x 14 x 14 = 1568, no CLS |
+| position | fixed sin-cos table (not learned) | the same |
+| attention bias | query and value, none on key | the same |
+| classifier | mean over all tokens, `fc_norm` (LayerNorm), linear | the same |
+| classes | {len(actions)} ({", ".join(actions)}) | 400 (Kinetics-400) |"""
     toy_frames = CLIP_FRAMES
     site_dims = {
         "attn.hook_z": (0, 1),  # (tokens, head, d_head)
@@ -113,6 +139,7 @@ class VideoMAEAdapter(Adapter):
         self.model = model
         self.base = model.videomae
         self.blocks = self.base.encoder.layer
+        self.embeddings = self.base.embeddings  # the module embed() runs
         self.n_layers, self.n_heads, self.d_model = cfg.num_hidden_layers, cfg.num_attention_heads, cfg.hidden_size
         self.d_head = self.d_model // self.n_heads
         self.tubelet, self.grid = self.token_geometry(cfg)

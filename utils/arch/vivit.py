@@ -49,6 +49,8 @@ class VivitAdapter(Adapter):
     hub_checkpoint = "google/vivit-b-16x2-kinetics400"  # the paper's model
     shape_profile = "paper-shape"
     toy_profile = "toy"
+    title = "ViViT"  # in figures and tables
+    colour = "#0072B2"  # the model's colour where architectures are compared
     toy_frames = 16
     site_dims = {
         "attn.hook_z": (0, 1),  # (tokens, head, d_head)
@@ -122,6 +124,7 @@ class VivitAdapter(Adapter):
         self.model = model
         self.base = model.vivit
         self.blocks = self.base.layers
+        self.embeddings = self.base.embeddings  # the module embed() runs
         cfg = model.config
         self.n_layers, self.n_heads, self.d_model = cfg.num_hidden_layers, cfg.num_attention_heads, cfg.hidden_size
         self.d_head = self.d_model // self.n_heads
