@@ -243,8 +243,9 @@ def layout_heatmaps(layouts: dict, title: str):
     return fig
 
 
-def logit_lens_figure(lens, time_step_lens: dict, target_label: str):
-    """Fig. 2: (a) the CLS logit lens per run (``lens``: ``run``, ``layer``, ``logit``), then per
+def logit_lens_figure(lens, time_step_lens: dict, target_label: str, readout: str = "CLS"):
+    """Fig. 2: (a) the ``readout`` logit lens per run (``lens``: ``run``, ``layer``, ``logit``;
+    "CLS", or "readout" where there is no CLS), then per
     run the lens on patch tokens per time step (``time_step_lens``: run -> ``(layer, time step)``),
     every heatmap on one symmetric colour scale so that the runs can be compared."""
     fig, axes = plt.subplots(1, 1 + len(time_step_lens), figsize=(16, 4.2),
@@ -252,7 +253,7 @@ def logit_lens_figure(lens, time_step_lens: dict, target_label: str):
     by_run = {k: d.sort_values("layer") for k, d in lens.groupby("run", sort=False)}
     layers = next(iter(by_run.values())).layer.to_numpy()
     line_by_run(axes[0], layers, {k: d.logit.to_numpy() for k, d in by_run.items()},
-                f"'{target_label}' logit", "(a) CLS logit lens", "layer (0 = embedding)")
+                f"'{target_label}' logit", f"(a) {readout} logit lens", "layer (0 = embedding)")
     lim = symmetric_limit(*time_step_lens.values())
     for ax, letter, (name, m) in zip(axes[1:], "bcdefgh", time_step_lens.items(), strict=False):
         heatmap(ax, m, f"({letter}) lens per time step: {name}", "time step", "layer (0 = embedding)",
