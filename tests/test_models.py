@@ -161,6 +161,22 @@ def test_shape_profiles_copy_the_public_configs(profile, frames, grid, tokens):
         assert (emb(x) if m.arch == "timesformer" else emb(x, None)).shape == (1, tokens, 768)
 
 
+@pytest.mark.slow
+def test_vjepa2_shape_copies_the_public_ssv2_classifier():
+    """vjepa2-shape: V-JEPA 2 ViT-L with its SSv2 head (no Kinetics V-JEPA 2 classifier exists),
+    random weights; no bowling class, so class 0 is analysed (its default_target); 256 px
+    frames, tubelets of 2 x 16 x 16, no CLS: 2048 tokens."""
+    m = load_model("vjepa2-shape")
+    assert m.untrained and m.arch == "vjepa2"
+    assert (m.n_layers, m.n_heads, m.config.hidden_size, m.config.num_pooler_layers) == (24, 16, 1024, 3)
+    assert (m.num_frames, m.image_size, m.grid, m.n_tokens, m.has_cls) == (16, 256, (8, 16, 16), 2048, False)
+    assert len(m.id2label) == 174 and m.target_index == 0 and m.target_label == "class 0"
+    x = m.preprocess(render_clip("bowling", 0, "strike", num_frames=32, size=320))
+    assert x.shape == (1, 16, 3, 256, 256)
+    with torch.inference_mode():
+        assert m.adapter(m.model).embed(x).shape == (1, 2048, 1024)
+
+
 def test_paper_profile_offline_says_how_to_fix(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelLoadError, match="hf download google/vivit-b-16x2-kinetics400"):
