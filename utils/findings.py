@@ -669,7 +669,8 @@ def across_findings(t: pd.DataFrame, per_layer: pd.DataFrame | None = None) -> l
         sig = [r.model for r in pr.itertuples() if rule_probe(r.p_value) == SUPPORTED]
         tp = _across(t, "probe", "time-step probe")
         tp_sig = [r.model for r in tp.itertuples() if rule_probe(r.p_value) == SUPPORTED]
-        out.append(f"* **Probe** (readout token, held-out pairs, best layer; p against the maximum over layers): "
+        out.append(f"* **Probe** (the readout the classifier reads, held-out pairs, best layer; p against the maximum "
+                   "over layers): "
                    f"{txt}. The outcome is linearly readable (p < {ALPHA}) in {_which(sig, n_models)}; "
                    f"by the mean patch token of one time step (best layer and time step) in "
                    f"{_which(tp_sig, n_models)}.")

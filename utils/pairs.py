@@ -322,12 +322,12 @@ def _fine_grained_patching(hooked: HookedVideoTransformer, data, strike_id: str,
     tgt = hooked.run(data.pixels(gutter_id), names=needed_target_names(hooked))
     runs = (src, tgt)
     heads = patch_table(hooked, None, None, target, lambda c: head_patches(hooked, c), runs=runs)
-    frames = pd.concat([patch_table(hooked, None, None, target, lambda c, lay=lay: time_step_patches(hooked, c, lay),
-                                    runs=runs) for lay in range(L)], ignore_index=True)
+    steps = pd.concat([patch_table(hooked, None, None, target, lambda c, lay=lay: time_step_patches(hooked, c, lay),
+                                   runs=runs) for lay in range(L)], ignore_index=True)
     positions = patch_table(hooked, None, None, target,
                             lambda c: position_patches(hooked, c, position_layer), runs=runs)
     tag = strike_id.rsplit("_", 1)[0]
-    return tuple(t.assign(pair=tag) for t in (heads, frames, positions))
+    return tuple(t.assign(pair=tag) for t in (heads, steps, positions))
 
 
 # ---------------------------------------------------------------------------- figures of notebook 06
