@@ -41,3 +41,35 @@ def test_lanes_are_balanced_by_the_expected_seconds():
     seconds["01_attention_visualization"] = 200.0  # now 01 alone outweighs the 06 chain
     head, lanes = plan_lanes(NBS, 2, seconds)
     assert stems(lanes) == [["01"], ["02", "03", "04", "05", "06", "07", "08", "09"]]
+
+
+def test_a_failing_lane_stops_the_other_and_the_run(tmp_path):
+    """One lane's notebook fails while the other lane's sleeps: the sleeping notebook is
+    interrupted, the run ends with SystemExit long before the sleep would end, and nothing of the
+    run is kept (before the fix the run waited forever on the other lane)."""
+    import time
+
+    import nbformat
+    import pytest
+
+    from utils.runner import run_all
+
+    def notebook(name: str, code: str) -> Path:
+        nb = nbformat.v4.new_notebook()
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        params = nbformat.v4.new_code_cell('profile = "toy"\noutput_dir = ""')
+        params.metadata["tags"] = ["parameters"]
+        nb.cells = [params, nbformat.v4.new_code_cell(code)]
+        path = tmp_path / "notebooks" / f"{name}.ipynb"
+        path.parent.mkdir(exist_ok=True)
+        nbformat.write(nb, path)
+        return path
+
+    notebooks = [notebook("00_head", "x = 1"), notebook("01_sleeps", "import time\ntime.sleep(120)"),
+                 notebook("02_fails", "raise RuntimeError('planted failure')")]
+    t0 = time.time()
+    with pytest.raises(SystemExit):
+        run_all(notebooks, "toy", html=False, figures_root=tmp_path / "figures", data_root=tmp_path / "data",
+                build_root=tmp_path / "build", lanes=2)
+    assert time.time() - t0 < 90, "the run waited for the sleeping lane"
+    assert not list((tmp_path / "figures").glob("*")), "a failed run left outputs behind"

@@ -192,10 +192,15 @@ class SharedKernel:
                 self._warm = None
             self.stop_clients()
 
-    def shutdown(self) -> None:
-        """Stop the kernel now (from another thread too: the notebook running in it fails)."""
-        if self.km.has_kernel:
-            self.km.shutdown_kernel(now=True)
+    def interrupt(self) -> None:
+        """Interrupt the cell running in this kernel, from another thread: SIGINT to the kernel
+        process, so the notebook fails at once with KeyboardInterrupt and the lane that runs it
+        returns. (Shutting the kernel down instead left that lane waiting forever: the blocking
+        client papermill gets reads its IOPub channel with no timeout, inside the event loop that
+        would have noticed the dead kernel.)"""
+        process = getattr(getattr(self.km, "provisioner", None), "process", None)
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGINT)
 
     def close(self) -> None:
         self.stop_clients()
@@ -405,9 +410,9 @@ def run_all(notebooks: list[Path], profile: str, strike_video: str = "", gutter_
             except NotebookFailed as err:
                 if not failed:
                     failed.append(err)
-                    for other in kernels:  # the other lanes' notebooks stop with their kernels
+                    for other in kernels:  # the other lanes' notebooks stop at once
                         if other is not kernels[k]:
-                            other.shutdown()
+                            other.interrupt()
                 return
 
     try:
