@@ -76,7 +76,7 @@ def test_unknown_profile(roots):
 
 def test_model_directory_that_is_not_vivit(roots, videos):
     msg = run_bad(roots, profile=str(videos["notvivit"]))
-    assert "'bert' model; only ViViT" in msg
+    assert "'bert' model; the supported video classifiers are" in msg and "vjepa2" in msg
 
 
 def test_output_folder_not_writable(roots, tmp_path):

@@ -12,7 +12,7 @@ The README's claims table is this table, word for word: ``readme_block`` renders
 ``figures/toy/findings.md`` and ``python -m utils.findings`` rewrites the README between the
 markers ``<!-- findings:start -->`` and ``<!-- findings:end -->`` (``--check`` only compares).
 Notebook 07's findings (``across_findings``: sentences built from its Table 17, comparing
-ViViT, TimeSformer and VideoMAE) go between ``<!-- across:start -->`` and
+the toy model of every architecture) go between ``<!-- across:start -->`` and
 ``<!-- across:end -->`` in the same run, when the README holds those markers.
 """
 
