@@ -169,6 +169,7 @@ class Adapter:
     # uses ``readout_gradient`` instead.
     linear_readout = True
     dla_frozen = "final LayerNorm scale frozen"  # what DLA holds fixed at the run (figure titles)
+    readout_name = "CLS"  # what the readout is called in figures and captions ("CLS logit lens")
 
     # ------------------------------------------------------------------ facts known without a model
     # (read by utils.models, utils.toy_models and the training recipe: an architecture's facts live
@@ -250,7 +251,17 @@ class Adapter:
 
     # ------------------------------------------------------------------ forward pieces
     def embed(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """``(batch, frame, 3, H, W)`` -> tokens: the HF embedding module (``embeddings``)."""
+        return self.embeddings(pixel_values)
+
+    def _heads(self, t: torch.Tensor) -> torch.Tensor:
+        """``(batch, tokens, d_model)`` -> ``(batch, head, tokens, d_head)``."""
+        b, n, _ = t.shape
+        return t.view(b, n, self.n_heads, self.d_head).transpose(1, 2)
+
+    def _per_head(self, weight: torch.Tensor) -> torch.Tensor:
+        """An output projection's ``(d_model, head * d_head)`` weight -> ``(head, d_head, d_model)``."""
+        return weight.T.reshape(self.n_heads, self.d_head, self.d_model)
 
     def attention(self, layer: int, x: torch.Tensor, sites: Sites) -> torch.Tensor:
         """Run the attention step(s) of block ``layer`` on resid_pre ``x``; call ``sites`` for
@@ -303,10 +314,15 @@ class Adapter:
 
     # ------------------------------------------------------------------ token geometry
     def token_index(self, t: int, row: int, col: int) -> int:
-        raise NotImplementedError
+        """The prefix (CLS, if any), then the patches by time step, row, column (the order of a
+        Conv3d tubelet embedding; TimeSformer overrides it)."""
+        _, R, C = self.grid
+        return self.n_prefix + (t * R + row) * C + col
 
     def token_position(self, token: int) -> tuple[int, int, int]:
-        raise NotImplementedError
+        _, R, C = self.grid
+        p = token - self.n_prefix
+        return p // (R * C), (p // C) % R, p % C
 
     def check_cell(self, t: int, row: int, col: int) -> None:
         T, R, C = self.grid

@@ -190,9 +190,6 @@ toy ViViT's tubelet t. Inputs must be sampled to these 8 frames before the proce
         self.final_norm = self.base.layernorm
         self.classifier = model.classifier
 
-    def embed(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.base.embeddings(pixel_values)
-
     def _qkv(self, attention, h: torch.Tensor):
         """``TimesformerSelfAttention``'s fused projection: ``(N, seq, d)`` -> q, k, v ``(N, head, seq, d_head)``."""
         n, s, _ = h.shape
@@ -252,7 +249,7 @@ toy ViViT's tubelet t. Inputs must be sampled to these 8 frames before the proce
             w = blk.temporal_dense.weight @ blk.temporal_attention.output.dense.weight
         else:
             raise KeyError(f"TimeSformer attention components: attention_time, attention_space; not {component!r}")
-        return w.T.reshape(self.n_heads, self.d_head, self.d_model)
+        return self._per_head(w)
 
     def b_O(self, layer: int, component: str = "attention_space") -> torch.Tensor:
         blk = self.blocks[layer]

@@ -79,6 +79,7 @@ the toy ViViT's data and recipe, so that the architectures can be compared on on
     }
     readout_attention_site = "attn.hook_pattern"  # no CLS: the mean over queries (the readout is the token mean)
     component_colours = {"attention": "#0072B2", "mlp": "#E69F00"}
+    readout_name = "token-mean"  # no CLS: the classifier reads the mean over tokens
 
     def readout_attention_map(self, act, head, by_time_step):
         return by_time_step(act[head].mean(0)[self.n_prefix:])  # (head, query, key) -> mean query row
@@ -151,10 +152,6 @@ the toy ViViT's data and recipe, so that the architectures can be compared on on
     def embed(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return self.base.embeddings(pixel_values, None)
 
-    def _heads(self, t: torch.Tensor) -> torch.Tensor:
-        b, n, _ = t.shape
-        return t.view(b, n, self.n_heads, self.d_head).transpose(1, 2)
-
     def attention(self, layer: int, x: torch.Tensor, sites: Sites) -> torch.Tensor:
         blk = self.blocks[layer]
         att = blk.attention.attention
@@ -173,19 +170,10 @@ the toy ViViT's data and recipe, so that the architectures can be compared on on
         return resid.mean(1) if self.mean_pooling else resid[:, 0]
 
     def W_O(self, layer: int, component: str = "attention") -> torch.Tensor:
-        w = self.blocks[layer].attention.output.dense.weight  # (d_model, head * d_head)
-        return w.T.reshape(self.n_heads, self.d_head, self.d_model)
+        return self._per_head(self.blocks[layer].attention.output.dense.weight)
 
     def b_O(self, layer: int, component: str = "attention") -> torch.Tensor:
         return self.blocks[layer].attention.output.dense.bias
-
-    def token_index(self, t: int, row: int, col: int) -> int:
-        _, R, C = self.grid
-        return (t * R + row) * C + col
-
-    def token_position(self, token: int) -> tuple[int, int, int]:
-        _, R, C = self.grid
-        return token // (R * C), (token // C) % R, token % C
 
     def token_dla_names(self, layer: int) -> list[str]:
         return [f"blocks.{layer}.hook_resid_pre", f"blocks.{layer}.attn.hook_pattern"]

@@ -132,14 +132,6 @@ class VivitAdapter(Adapter):
         self.final_norm = self.base.layernorm
         self.classifier = model.classifier
 
-    def embed(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.base.embeddings(pixel_values)
-
-    def _heads(self, t: torch.Tensor) -> torch.Tensor:
-        """``(batch, tokens, d_model)`` -> ``(batch, head, tokens, d_head)``."""
-        b, n, _ = t.shape
-        return t.view(b, n, self.n_heads, self.d_head).transpose(1, 2)
-
     def attention(self, layer: int, x: torch.Tensor, sites: Sites) -> torch.Tensor:
         blk = self.blocks[layer]
         att = blk.attention
@@ -178,20 +170,10 @@ class VivitAdapter(Adapter):
         return x + self.mlp(layer, x)
 
     def W_O(self, layer: int, component: str = "attention") -> torch.Tensor:
-        w = self.blocks[layer].attention.o_proj.weight  # (d_model, head * d_head)
-        return w.T.reshape(self.n_heads, self.d_head, self.d_model)
+        return self._per_head(self.blocks[layer].attention.o_proj.weight)
 
     def b_O(self, layer: int, component: str = "attention") -> torch.Tensor:
         return self.blocks[layer].attention.o_proj.bias
-
-    def token_index(self, t: int, row: int, col: int) -> int:
-        _, R, C = self.grid
-        return 1 + (t * R + row) * C + col
-
-    def token_position(self, token: int) -> tuple[int, int, int]:
-        _, R, C = self.grid
-        p = token - 1
-        return p // (R * C), (p // C) % R, p % C
 
     def token_dla_names(self, layer: int) -> list[str]:
         return [f"blocks.{layer}.hook_resid_pre", f"blocks.{layer}.attn.hook_pattern_cls"]

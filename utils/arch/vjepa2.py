@@ -87,6 +87,7 @@ kept to one narrow layer."""
     }
     readout_attention_site = "attn.hook_pattern"  # no CLS: the mean query row (the pooler reads every token)
     component_colours = {"attention": "#0072B2", "mlp": "#E69F00"}
+    readout_name = "pooler"  # no CLS: the attentive pooler reads every token
     has_cls = False
     n_prefix = 0
     final_norm_per_token = False  # the final norm is inside readout_tokens; the core's is the identity
@@ -163,13 +164,6 @@ kept to one narrow layer."""
         self.pooler = model.pooler
         self.final_norm = nn.Identity()  # the encoder's final norm runs inside readout_tokens
         self.classifier = model.classifier
-
-    def embed(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.base.embeddings(pixel_values)
-
-    def _heads(self, t: torch.Tensor) -> torch.Tensor:
-        b, n, _ = t.shape
-        return t.view(b, n, self.n_heads, self.d_head).transpose(1, 2)
 
     def attention(self, layer: int, x: torch.Tensor, sites: Sites) -> torch.Tensor:
         blk = self.blocks[layer]
@@ -303,19 +297,10 @@ kept to one narrow layer."""
         return att.out_proj(z) if out else z
 
     def W_O(self, layer: int, component: str = "attention") -> torch.Tensor:
-        w = self.blocks[layer].attention.proj.weight  # (d_model, head * d_head)
-        return w.T.reshape(self.n_heads, self.d_head, self.d_model)
+        return self._per_head(self.blocks[layer].attention.proj.weight)
 
     def b_O(self, layer: int, component: str = "attention") -> torch.Tensor:
         return self.blocks[layer].attention.proj.bias
-
-    def token_index(self, t: int, row: int, col: int) -> int:
-        _, R, C = self.grid
-        return (t * R + row) * C + col
-
-    def token_position(self, token: int) -> tuple[int, int, int]:
-        _, R, C = self.grid
-        return token // (R * C), (token // C) % R, token % C
 
     def token_dla_names(self, layer: int) -> list[str]:
         return [f"blocks.{layer}.hook_resid_pre", f"blocks.{layer}.attn.hook_pattern"]
