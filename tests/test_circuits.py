@@ -159,6 +159,37 @@ def test_graddrop_turns_a_dropped_block_into_the_identity_for_the_gradient(setup
     assert (plain[sites[0]] - plain[sites[1]]).abs().max() > 1e-3 * plain[sites[1]].abs().max()
 
 
+def test_the_graddrop_sweep_equals_one_dropped_forward_pass_per_block(setup):
+    """AtP*'s sweep (one forward pass, then per block one block's forward and a backward below it)
+    gives the gradients of a whole forward pass with that block's components held constant, for
+    every block, every site below it, both metrics; the sites at or above the block are zeros."""
+    _, hooked, _, _, src, tgt = setup
+    L = hooked.n_layers
+    sites = sorted({f"blocks.{i}.{s}" for i in range(L - 1) for s in ("hook_resid_mid", *hooked.head_sites.values())})
+    ms = metrics(hooked, src, tgt)
+    sweep = atp.graddrop_sweep(hooked, sites, ms, tgt.cache, plain=True)
+    none, acts, grads = next(sweep)  # first, from the same pass: the plain gradients
+    ref_acts, ref = atp.gradients(hooked, sites, ms, target_cache=tgt.cache)
+    assert none is None and all(torch.equal(acts[s], ref_acts[s]) for s in sites)
+    for g, r in zip(grads, ref, strict=True):
+        for s in sites:
+            assert torch.allclose(g[s], r[s], rtol=1e-4, atol=1e-5 * float(r[s].abs().max())), s
+    seen = []
+    for layer, acts, grads in sweep:
+        ref_acts, ref = atp.graddrop_gradients(hooked, sites, ms, tgt.cache, layer)
+        for g, r in zip(grads, ref, strict=True):
+            for s in sites:
+                assert torch.equal(acts[s], ref_acts[s])
+                if int(s.split(".")[1]) < layer:
+                    scale = float(r[s].abs().max())
+                    assert scale > 0, (layer, s)
+                    assert torch.allclose(g[s], r[s], rtol=1e-4, atol=1e-5 * scale), (layer, s)
+                else:
+                    assert not g[s].any(), (layer, s)
+        seen.append(layer)
+    assert seen == list(range(1, L))
+
+
 def test_atp_star_is_the_qk_fix_where_no_later_block_can_be_dropped(setup):
     """AtP* = sum over blocks of |the estimate with that block's gradient dropped| / (L - 1): for
     the last block's nodes no drop reaches them (L / (L - 1) |AtP_QK|); for earlier ones it does."""
@@ -168,7 +199,12 @@ def test_atp_star_is_the_qk_fix_where_no_later_block_can_be_dropped(setup):
     for layer, same in ((L - 1, True), (0, False)):
         patches = _time_steps(hooked, src, layer) + head_patches(hooked, src.cache, layers=[layer])
         star = atp.atp_star(hooked, patches, metric, tgt.cache)
-        scaled = atp.atp_qk_fix(hooked, patches, metric, tgt.cache).abs() * L / (L - 1)
+        qk = atp.atp_qk_fix(hooked, patches, metric, tgt.cache)
+        family = atp.atp_family(hooked, patches, metric, tgt.cache)  # the three from one sweep
+        assert torch.equal(family["atp_star"], star) and torch.allclose(family["atp_qk"], qk, rtol=1e-9, atol=1e-12)
+        plain = atp.atp(hooked, patches, metric, target_cache=tgt.cache)
+        assert torch.allclose(family["atp"], plain, rtol=1e-4, atol=1e-6 * float(plain.abs().max())), layer
+        scaled = qk.abs() * L / (L - 1)
         assert (star >= 0).all()
         assert torch.allclose(star, scaled, rtol=1e-5, atol=1e-9) == same, (layer, star, scaled)
 

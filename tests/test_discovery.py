@@ -169,6 +169,36 @@ def test_validation_tables_line_up_and_ig_closes_the_gap_on_whole_sites():
         assert d.max_error_whole_site[8] < 0.05 * validation.exact_readout.abs().max()
 
 
+def test_the_validations_exact_effects_are_notebook_06s_fine_grained_patching():
+    """``fine_validation`` patches exactly what notebook 06's ``fine_grained_patching`` patches, on
+    the readout's rows only: the same nodes in the same order and the same effects; so does
+    ``component_validation`` with 06's component sweep (``analyse_pair``), both directions."""
+    from utils.pairs import analyse_pair, fine_grained_patching
+
+    hooked = HookedVideoTransformer(tiny_loaded())
+    g = torch.Generator().manual_seed(7)
+    data = _Data(torch.randn(2, 4, 3, 32, 32, generator=g))
+    pair = ("pair000_strike", "pair000_gutter")
+    fine = D.fine_validation(hooked, data, [pair], 0, position_layer=1, progress=False)
+    ref = pd.concat(fine_grained_patching(hooked, data, *pair, 0, 1), ignore_index=True)
+    labels = [c for c in D.LABEL_COLUMNS if c in ref]
+    pd.testing.assert_frame_equal(fine[labels], ref[labels], check_dtype=False)
+    assert ref.recovery_readout_pct.abs().max() > 1 and ref.delta_target_logit.abs().max() > 1e-3  # effects exist
+    np.testing.assert_allclose(fine.exact_readout, ref.recovery_readout_pct, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(fine.exact_logit, ref.delta_target_logit, rtol=1e-4, atol=1e-6)
+    shared = D.fine_validation(hooked, data, [pair], 0, position_layer=1, progress=False, shared=1)
+    np.testing.assert_array_equal(shared.exact_readout, ref.recovery_readout_pct)  # 06's own numbers, bit for bit
+    pd.testing.assert_frame_equal(shared.drop(columns=["exact_readout", "exact_logit"]),
+                                  fine.drop(columns=["exact_readout", "exact_logit"]))
+    comp = D.component_validation(hooked, data, [pair], 0, progress=False)
+    sweep = analyse_pair(hooked, {k: data.pixels(f"pair000_{k}") for k in ("strike", "gutter")}, 0, "pair000",
+                         "matched")["patching"]
+    both = comp.merge(sweep, on=["direction", "layer", "component"], validate="one_to_one")
+    assert len(both) == len(comp) == 2 * 2 * hooked.n_layers
+    np.testing.assert_allclose(both.exact_readout, both.recovery_readout_pct, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(both.exact_logit, both.delta_target_logit, rtol=1e-4, atol=1e-6)
+
+
 def test_the_agreement_table_ranks_atp_star_against_the_magnitude_of_the_exact_effect():
     """AtP* is unsigned: a score proportional to |exact| agrees perfectly, whatever the signs of the
     exact effects, and has no error column; AtP and the QK fix keep their signed comparison."""

@@ -251,3 +251,11 @@ def test_logits_only_patches_give_the_same_logits(tiny_hooked, tiny_pixels, batc
     none, fast = run_patches(tiny_hooked, tgt.cache, patches, batch_size=batch_size, logits_only=True)
     assert none is None and acts.shape[0] == len(patches)
     torch.testing.assert_close(fast, full, rtol=1e-5, atol=1e-5)
+    # readout_only: the readout's rows of the final residual (the CLS), cut alike whether or not a
+    # batch holds a patch inside the last block, and what the readout reads of the full runs
+    rows, also = run_patches(tiny_hooked, tgt.cache, patches, batch_size=batch_size, readout_only=True)
+    assert rows.shape == (len(patches), 1, tiny_hooked.d_model)
+    torch.testing.assert_close(also, full, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(tiny_hooked.readout_tokens(rows), tiny_hooked.readout_tokens(acts), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="readout_only reads the final residual"):
+        run_patches(tiny_hooked, tgt.cache, patches[:1], read="blocks.0.hook_resid_post", readout_only=True)

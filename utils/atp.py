@@ -339,6 +339,37 @@ def _qk_rows(patches, sites, deltas, acts, grads) -> Tensor:
     return torch.stack(rows)
 
 
+def _qk_terms(patches, sites, deltas, acts) -> list[tuple[str, list[int], Tensor | None, Tensor]]:
+    """What ``_qk_rows`` multiplies with the gradient, prepared once for many gradients and grouped
+    so that each group is one matrix product: ``(site, patch numbers, flat indices (k, m) or None for
+    every entry, float64 values (k, m))``; a patch's row is ``values . grad[site].flatten()[indices]``."""
+    groups: dict[tuple, tuple[list, list, list]] = {}
+    for n, (p, site, delta) in enumerate(zip(patches, sites, deltas, strict=True)):
+        if delta is not None:
+            idx, v = None, delta.flatten()
+        else:
+            act = acts[site]
+            diff = (p.value.to(act.device, act.dtype) - act).flatten()
+            idx = None if p.positions is None and p.heads is None else p.mask(act).flatten().nonzero().squeeze(1)
+            v = diff if idx is None else diff[idx]
+        numbers, indices, values = groups.setdefault((site, None if idx is None else len(idx)), ([], [], []))
+        numbers.append(n)
+        indices.append(idx)
+        values.append(v.double())
+    return [(site, numbers, None if size is None else torch.stack(indices), torch.stack(values))
+            for (site, size), (numbers, indices, values) in groups.items()]
+
+
+def _term_rows(terms, grads) -> Tensor:
+    """``_qk_rows`` from ``_qk_terms``: one row per patch, in the patches' order."""
+    out = torch.empty(sum(len(numbers) for _, numbers, _, _ in terms), dtype=torch.float64)
+    for site, numbers, idx, values in terms:
+        g = grads[site].double().flatten()
+        rows = values @ g if idx is None else (values * g[idx]).sum(1)
+        out[torch.tensor(numbers)] = rows.cpu()
+    return out
+
+
 def atp_qk_fix(hooked: HookedVideoTransformer, patches: Sequence[Patch], metric: Metric | Sequence[Metric],
                target_cache: dict, deltas: Sequence[Tensor | None] | None = None) -> Tensor | list[Tensor]:
     """AtP with Kramár et al.'s QK fix (``(patch,)``, float64). A node written into a block's
@@ -385,6 +416,94 @@ def graddrop_gradients(hooked: HookedVideoTransformer, sites: Sequence[str], met
                                                                          else out)
 
 
+def graddrop_sweep(hooked: HookedVideoTransformer, sites: Sequence[str], metric: Metric | Sequence[Metric],
+                   target_cache: dict, layers: Sequence[int] | None = None, plain: bool = False):
+    """``graddrop_gradients`` for every block in ``layers`` (default: each block after the earliest
+    site's), from one forward pass instead of one per block: yields ``(layer, activations,
+    gradients)`` with the gradients of the sites *below* ``layer`` (zeros at and above it: what
+    GradDrop leaves unchanged there is the plain gradient). With ``plain`` the first item is
+    ``(None, activations, gradients)``: ``gradients``' plain gradients, from the same pass.
+
+    Dropping block ``l`` changes the backward pass only where it crosses that block: the gradient
+    reaching its ``resid_post`` is the plain one (the blocks above are untouched), the block with its
+    components held constant maps it to a gradient at its ``resid_pre`` (one block's forward and
+    backward), and everything below ``resid_pre`` is the plain graph again, seeded with that
+    gradient. Several metrics share every pass: the target run is repeated along the batch, one
+    row per metric. Equal to ``graddrop_gradients`` up to float rounding (tests/test_circuits.py)."""
+    names = sorted(set(sites))
+    first = min(parse_name(s)[0] for s in names)
+    L = hooked.n_layers
+    layers = list(range(first + 1, L)) if layers is None else [la for la in layers if la > first]
+    if not layers and not plain:
+        return
+    metrics = [metric] if isinstance(metric, Metric) else list(metric)
+    M = len(metrics)
+    start = _start(hooked, first, target_cache, None)
+    name, x0 = start["start"]
+    final = final_site(hooked)
+    pre = {la: f"blocks.{la}.hook_resid_pre" for la in range(first + 1, L)}
+    run = hooked.run(names=set(names) | set(pre.values()) | {final}, grad=True,
+                     start=(name, x0.detach().expand(M, *x0.shape[1:]).clone().requires_grad_(True)))
+    post = {la: run[pre[la + 1]] if la + 1 < L else run[final] for la in layers}  # each block's resid_post
+    acts = {s: run[s][0].detach() for s in names}
+
+    def split(found, wanted):  # (metric row) -> {site: gradient}, zeros where no gradient reaches
+        found = dict(zip(wanted, found, strict=True))
+        return [{s: torch.zeros_like(acts[s]) if found.get(s) is None else found[s][i].detach() for s in names}
+                for i in range(M)]
+
+    total = sum(m(run[final][i:i + 1]).sum() for i, m in enumerate(metrics))
+    wanted = [post[la] for la in layers] + ([run[s] for s in names] if plain else [])
+    found = torch.autograd.grad(total, wanted, retain_graph=True, allow_unused=True)
+    seeds = dict(zip(layers, found[:len(layers)], strict=True))
+    if plain:
+        grads = split(found[len(layers):], names)
+        yield None, acts, (grads[0] if isinstance(metric, Metric) else grads)
+    drop_names = [f"blocks.{{}}.{hook}" for hook in hooked.components.values()]
+    for la in layers:
+        x = run[pre[la]].detach().requires_grad_(True)
+        with torch.enable_grad():
+            y = hooked.block(la, x, {n.format(la): (lambda a, _name: a.detach()) for n in drop_names})
+            (g_pre,) = torch.autograd.grad(y, x, grad_outputs=seeds[la])
+            below = [s for s in names if parse_name(s)[0] < la]
+            grads = split(torch.autograd.grad(run[pre[la]], [run[s] for s in below], grad_outputs=g_pre,
+                                              retain_graph=True, allow_unused=True), below)
+        yield la, acts, (grads[0] if isinstance(metric, Metric) else grads)
+
+
+def atp_family(hooked: HookedVideoTransformer, patches: Sequence[Patch], metric: Metric | Sequence[Metric],
+               target_cache: dict, deltas: Sequence[Tensor | None] | None = None) -> dict:
+    """AtP (``atp``), AtP with the QK fix (``atp_qk_fix``) and AtP* (``atp_star``) of ``patches``,
+    keyed ``atp``, ``atp_qk``, ``atp_star``, from one gradient sweep of the target
+    (``graddrop_sweep``: its plain pass serves AtP and the QK fix). Each value is ``(patch,)``,
+    float64, or a list with several metrics; equal to the three functions' (tests/test_circuits.py)."""
+    one = isinstance(metric, Metric)
+    metrics = [metric] if one else list(metric)
+    sites = _qk_sites(patches)
+    own = [p.hook for p in patches]
+    deltas = qk_fix_deltas(hooked, patches, target_cache) if deltas is None else deltas
+    node_layer = torch.tensor([parse_name(p.hook)[0] for p in patches])
+    dropped = [layer for layer in range(hooked.n_layers) if (layer > node_layer).any()]
+    sweep = graddrop_sweep(hooked, sorted(set(sites) | set(own)), metrics, target_cache, dropped, plain=True)
+    _, acts, grads = next(sweep)  # the plain gradients first
+    terms = _qk_terms(patches, sites, deltas, acts)  # the forward values are the target's throughout
+    first_order = _qk_terms(patches, own, [None] * len(patches), acts)  # AtP: each node's own site
+    plain_atp = [_term_rows(first_order, g) for g in grads]
+    signed = [_term_rows(terms, g) for g in grads]  # the QK fix
+    plain = [q.abs() for q in signed]
+    totals = [torch.zeros(len(patches), dtype=torch.float64) for _ in metrics]
+    for _ in range(hooked.n_layers - len(dropped)):  # the blocks with no node below: the plain estimate
+        for total, p in zip(totals, plain, strict=True):
+            total += p
+    for layer, _acts, grads in sweep:
+        downstream = layer > node_layer
+        for total, p, g in zip(totals, plain, grads, strict=True):
+            total += torch.where(downstream, _term_rows(terms, g).abs().cpu(), p)
+    star = [total / max(hooked.n_layers - 1, 1) for total in totals]
+    out = {"atp": plain_atp, "atp_qk": signed, "atp_star": star}
+    return {k: v[0] for k, v in out.items()} if one else out
+
+
 def atp_star(hooked: HookedVideoTransformer, patches: Sequence[Patch], metric: Metric | Sequence[Metric],
              target_cache: dict, deltas: Sequence[Tensor | None] | None = None) -> Tensor | list[Tensor]:
     """AtP* (Kramár et al. 2024): the QK fix (``atp_qk_fix``) and GradDrop against cancellation.
@@ -397,23 +516,7 @@ def atp_star(hooked: HookedVideoTransformer, patches: Sequence[Patch], metric: M
     an unsigned ranking score (``(patch,)``, float64; a list with several metrics), compared with
     ``|exact|``. Dropping a block at or before a node's own layer leaves the node's gradient as it
     is (the block is not downstream of what the node writes), so those terms are the plain QK-fix
-    estimate. Costs one forward pass per block after the earliest node's, and a backward per metric."""
-    one = isinstance(metric, Metric)
-    metrics = [metric] if one else list(metric)
-    sites = _qk_sites(patches)
-    deltas = qk_fix_deltas(hooked, patches, target_cache) if deltas is None else deltas
-    node_layer = torch.tensor([parse_name(p.hook)[0] for p in patches])
-    acts, grads = gradients(hooked, sorted(set(sites)), metrics, target_cache=target_cache)
-    plain = [_qk_rows(patches, sites, deltas, acts, g).abs().cpu() for g in grads]
-    totals = [torch.zeros(len(patches), dtype=torch.float64) for _ in metrics]
-    for layer in range(hooked.n_layers):
-        downstream = layer > node_layer
-        if not downstream.any():
-            for total, p in zip(totals, plain, strict=True):
-                total += p
-            continue
-        acts, grads = graddrop_gradients(hooked, sites, metrics, target_cache, layer)
-        for total, p, g in zip(totals, plain, grads, strict=True):
-            total += torch.where(downstream, _qk_rows(patches, sites, deltas, acts, g).abs().cpu(), p)
-    out = [total / max(hooked.n_layers - 1, 1) for total in totals]
-    return out[0] if one else out
+    estimate. Costs one forward pass of the target (repeated along the batch, one row per metric),
+    its backward pass, and per block after the earliest node's one block's forward and a backward
+    below it (``graddrop_sweep``); ``atp_family`` returns AtP and the QK fix from the same pass."""
+    return atp_family(hooked, patches, metric, target_cache, deltas)["atp_star"]

@@ -2,11 +2,13 @@
 integrated-gradients remedy, edge attribution, and circuits judged by faithfulness.
 
 Estimates come from ``utils.atp`` and ``utils.circuit``; the exact effects they are judged
-against come from notebook 06's per-pair patching (``utils.pairs.analyse_pair`` and
-``fine_grained_patching``), shared through ``utils.memo`` when 06 ran in the same kernel and
-computed afresh otherwise. Metrics: ``readout`` = ``recovery_readout_pct`` (percent of the way
-from target to source along what the classifier reads) and ``logit`` = the change in the target
-logit. Every interval resamples pairs (``utils.stats``).
+against come from notebook 06's per-pair component sweep (``utils.pairs.analyse_pair``, shared
+through ``utils.memo`` when 06 ran in the same kernel and computed afresh otherwise) and, for
+heads, time steps and positions, from ``exact_readout_effects`` (the nodes of 06's
+``fine_grained_patching``, computed for the readout's rows only: all that the two metrics
+read). Metrics: ``readout`` = ``recovery_readout_pct`` (percent of the way from target to source
+along what the classifier reads) and ``logit`` = the change in the target logit. Every interval
+resamples pairs (``utils.stats``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from utils.patching import (
     head_patches,
     needed_target_names,
     position_patches,
+    readout_recovery,
+    run_patches,
     time_step_patches,
 )
 from utils.plotting import COMPONENT_COLOURS
@@ -67,20 +71,18 @@ ESTIMATES = {"atp": "AtP", "atp_qk": "AtP + QK fix", "atp_star": "AtP*"}  # vali
 def _estimates(hooked, patches, s, t, target: int, star: bool = True) -> dict[str, np.ndarray]:
     """Estimates of ``patches`` on both metrics, keyed ``<estimate>_<metric>``: AtP (one forward
     pass of the target, a backward each) and, with ``star``, AtP with the QK fix
-    (``atp.atp_qk_fix``) and AtP* (``atp.atp_star``: the QK fix under GradDrop, unsigned; one
-    forward pass per block)."""
+    (``atp.atp_qk_fix``) and AtP* (``atp.atp_star``: the QK fix under GradDrop, unsigned), all
+    three from one gradient sweep (``atp.atp_family``)."""
     final = atp.final_site(hooked)
     metrics = {"readout": atp.readout_projection(hooked, s[final], t[final]),
                "logit": atp.target_logit(hooked, target, t[final])}
     ms = list(metrics.values())
-    out = {f"atp_{name}": a.numpy() for name, a in zip(metrics, atp.atp(hooked, patches, ms, target_cache=t.cache),
-                                                       strict=True)}
-    if star:
-        deltas = atp.qk_fix_deltas(hooked, patches, t.cache)
-        qk = atp.atp_qk_fix(hooked, patches, ms, t.cache, deltas)
-        for name, q, a in zip(metrics, qk, atp.atp_star(hooked, patches, ms, t.cache, deltas), strict=True):
-            out[f"atp_qk_{name}"], out[f"atp_star_{name}"] = q.numpy(), a.numpy()
-    return out
+    if not star:
+        return {f"atp_{name}": a.numpy() for name, a in zip(metrics, atp.atp(hooked, patches, ms, target_cache=t.cache),
+                                                            strict=True)}
+    family = atp.atp_family(hooked, patches, ms, t.cache)  # AtP, the QK fix and AtP* from one gradient sweep
+    return {f"{prefix}_{name}": values[i].numpy() for prefix, values in family.items()
+            for i, name in enumerate(metrics)}
 
 
 def _tidy(exact: pd.DataFrame, est: dict, node_type: str, **tag) -> pd.DataFrame:
@@ -97,7 +99,7 @@ def _tidy(exact: pd.DataFrame, est: dict, node_type: str, **tag) -> pd.DataFrame
 def component_validation(hooked: HookedVideoTransformer, data, pairs: list[tuple[str, str]], target: int,
                          progress: bool = True) -> pd.DataFrame:
     """AtP beside exact patching of every layer x component, both directions, over ``pairs``
-    (exact: notebook 06's sweep of the pair, which tags the canonical pair ``canonical``)."""
+    (exact: notebook 06's sweep of the pair, ``analyse_pair``, free when 06 ran in this kernel)."""
     rows = []
     for s_id, g_id in tqdm(pairs, desc="AtP vs exact: components", disable=not progress):
         px = {"strike": data.pixels(s_id), "gutter": data.pixels(g_id)}
@@ -115,28 +117,52 @@ def component_validation(hooked: HookedVideoTransformer, data, pairs: list[tuple
     return pd.concat(rows, ignore_index=True)
 
 
+def exact_readout_effects(hooked: HookedVideoTransformer, patches: list[Patch], s, t, target: int) -> pd.DataFrame:
+    """Exact patching of ``patches`` (source run ``s`` into target run ``t``) on the two metrics
+    the validation compares (``EXACT_COLUMNS``), one row per patch with its label. Both metrics read
+    the readout's rows only, so the last block runs for those rows alone where the adapter allows
+    (``run_patches(readout_only=True)``): the same numbers as notebook 06's full tables up to float
+    rounding, in about 80% of the time."""
+    final = atp.final_site(hooked)
+    acts, logits = run_patches(hooked, t.cache, patches, readout_only=True)
+    table = pd.DataFrame([p.label for p in patches])
+    table["recovery_readout_pct"] = readout_recovery(hooked, acts, t[final][0], s[final][0]).numpy()
+    table["delta_target_logit"] = (logits[:, target] - t.logits[0, target]).double().cpu().numpy()
+    return table
+
+
 def fine_validation(hooked: HookedVideoTransformer, data, pairs: list[tuple[str, str]], target: int,
-                    position_layer: int, progress: bool = True) -> pd.DataFrame:
-    """AtP beside exact strike-into-gutter patching of every head, every time step (``resid_pre``,
-    each layer) and every spatial position (``resid_pre`` of ``position_layer``), per pair
-    (exact: notebook 06's ``fine_grained_patching``)."""
+                    position_layer: int, progress: bool = True, shared: int = 0) -> pd.DataFrame:
+    """AtP, AtP + QK fix and AtP* beside exact strike-into-gutter patching of every head, every
+    time step (``resid_pre``, each layer) and every spatial position (``resid_pre`` of
+    ``position_layer``), per pair (the nodes of notebook 06's ``fine_grained_patching``). Exact: for
+    the first ``shared`` pairs, 06's own tables (free when 06 ran in this kernel: its ``head_pairs``
+    are the canonical pair and the first matched ones); for the others ``exact_readout_effects``
+    (the same numbers up to float rounding). Which pairs are shared depends on ``shared`` only,
+    never on what the kernel holds, so a run in Jupyter writes the same table."""
     rows = []
-    for s_id, g_id in tqdm(pairs, desc="AtP vs exact: heads, time steps, positions", disable=not progress):
-        heads, steps, positions = fine_grained_patching(hooked, data, s_id, g_id, target, position_layer)
+    for k, (s_id, g_id) in enumerate(tqdm(pairs, desc="AtP vs exact: heads, time steps, positions",
+                                          disable=not progress)):
         s, t = _runs(hooked, {"strike": data.pixels(s_id), "gutter": data.pixels(g_id)}, "strike", "gutter")
-        groups = {"head": (head_patches(hooked, s.cache), heads),
-                  "time_step": ([p for la in range(hooked.n_layers) for p in time_step_patches(hooked, s.cache, la)],
-                                steps),
-                  "position": (position_patches(hooked, s.cache, position_layer), positions)}
-        every = [p for patches, _ in groups.values() for p in patches]
+        groups = {"head": head_patches(hooked, s.cache),
+                  "time_step": [p for la in range(hooked.n_layers) for p in time_step_patches(hooked, s.cache, la)],
+                  "position": position_patches(hooked, s.cache, position_layer)}
+        every = [p for patches in groups.values() for p in patches]
+        if k < shared:
+            exact = pd.concat(fine_grained_patching(hooked, data, s_id, g_id, target, position_layer),
+                              ignore_index=True)
+            if len(exact) != len(every):
+                raise ValueError(f"notebook 06's fine-grained tables of {_name(s_id)} hold {len(exact)} nodes, "
+                                 f"not {len(every)}")
+        else:
+            exact = exact_readout_effects(hooked, every, s, t, target)
         est = _estimates(hooked, every, s, t, target)
         start = 0
-        for node_type, (patches, exact) in groups.items():
+        for node_type, patches in groups.items():
             part = {k: v[start:start + len(patches)] for k, v in est.items()}
+            rows.append(_tidy(exact.iloc[start:start + len(patches)].reset_index(drop=True), part, node_type,
+                              pair=_name(s_id), direction="strike->gutter"))
             start += len(patches)
-            assert len(exact) == len(patches)
-            rows.append(_tidy(exact.reset_index(drop=True), part, node_type, pair=_name(s_id),
-                              direction="strike->gutter"))
     return pd.concat(rows, ignore_index=True)
 
 

@@ -200,14 +200,17 @@ def needed_target_names(hooked: HookedVideoTransformer, read: str | None = None)
 
 def run_patches(hooked: HookedVideoTransformer, target_cache: dict, patches: Sequence[Patch],
                 read: str | None = None, batch_size: int | None = None, progress: bool = False,
-                logits_only: bool = False):
+                logits_only: bool = False, readout_only: bool = False):
     """Run every patch on the target run, reusing its cached prefix, in batches.
 
     ``target_cache`` holds the target's ``resid_pre`` and ``resid_mid`` of every layer
     (``needed_target_names``). Returns ``(read activations (patch, tokens, d_model), logits
     (patch, classes))`` in the order of ``patches``; with ``logits_only`` the activations are
     ``None`` and the last block runs for the readout's rows only where the adapter allows it
-    (``HookedVideoTransformer.readout_only``: the CLS query instead of every token).
+    (``HookedVideoTransformer.readout_only``: the CLS query instead of every token). With
+    ``readout_only`` the activations are the final residual's rows the readout reads
+    (``HookedVideoTransformer.readout_state``), cut the same way; where the adapter cannot cut,
+    every token (``hooked.readout_tokens`` reads either alike).
     """
     L = hooked.n_layers
     hooked.check_eval()
@@ -216,7 +219,9 @@ def run_patches(hooked: HookedVideoTransformer, target_cache: dict, patches: Seq
     read_layer, read_site = parse_name(read)
     if read_site != "hook_resid_post" or read_layer is None:
         raise ValueError(f"read must be a blocks.N.hook_resid_post activation, not {read}")
-    short = logits_only and hooked.readout_only()  # the last block for the readout's rows only
+    if readout_only and read_layer != L - 1:
+        raise ValueError(f"readout_only reads the final residual, not {read}")
+    short = (logits_only or readout_only) and hooked.readout_only()  # the last block for the readout's rows only
     order = sorted(range(len(patches)), key=lambda i: patches[i].layer)
     outs: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
     chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
@@ -257,7 +262,7 @@ def run_patches(hooked: HookedVideoTransformer, target_cache: dict, patches: Seq
                 for r in range(len(rows)):  # rows never apply a patch twice
                     rows[r] = _Done(rows[r]) if not isinstance(rows[r], _Done) else rows[r]
                 if layer == read_layer:
-                    read_val = x
+                    read_val = hooked.readout_state(x) if readout_only and short and not cut else x
             if read_val is None:
                 raise ValueError(f"read={read} comes before the patched layer {first}")
             logits = hooked.head(x)
@@ -358,14 +363,15 @@ def patch_table(hooked: HookedVideoTransformer, source_pixels: torch.Tensor, tar
         src, tgt = runs
     patches = make_patches(src.cache)
     acts, logits = run_patches(hooked, tgt.cache, patches, read, batch_size, progress)
+    readout = readout_recovery(hooked, acts, tgt[read][0], src[read][0])  # all rows at once: one readout each
     rows = []
-    for p, act, lg in zip(patches, acts, logits, strict=True):
+    for p, act, lg, r in zip(patches, acts, logits, readout, strict=True):
         rows.append({
             **p.label,
             **recovery(act, tgt[read][0], src[read][0]),
             "delta_target_logit": float(lg[target_class] - tgt.logits[0, target_class]),
             "target_logit_patched": float(lg[target_class]),
-            "recovery_readout_pct": float(readout_recovery(hooked, act[None], tgt[read][0], src[read][0])[0]),
+            "recovery_readout_pct": float(r),
         })
     return pd.DataFrame(rows)
 
