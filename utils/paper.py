@@ -33,6 +33,10 @@ TABLE2_GUTTER = [
     ("throwing baseball", 4.2289, 4.3045),
 ]
 
+# Fig. 2: "Confidence in 'bowling' rises from layer 9 on" (of ViViT-B's 12 layers).
+LENS_RISES_FROM = 9
+N_LAYERS = 12
+
 # Fig. 5: mean L2 norm of the strike - gutter residual delta, read off the figure.
 FIG5 = {5: 75.0, 11: 250.0}  # "about 75 at layer 5, over 250 at layer 11"
 GROWTH_FROM = 5  # the delta's growth everywhere: last layer / this layer (Fig. 5's first value)
