@@ -25,26 +25,43 @@ if _WORKERS > 1:
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
+def toy_run_readers(source: str) -> set[str]:
+    """The module-level functions of a test module's ``source`` that read the fresh toy run: those
+    taking the ``toy_outputs`` fixture, or a fixture of the module that does (to any depth)."""
+    import ast
+
+    args = {f.name: {a.arg for a in f.args.args} for f in ast.parse(source).body
+            if isinstance(f, ast.FunctionDef)}
+    readers = {"toy_outputs"}
+    while True:
+        more = {name for name, a in args.items() if a & readers} - readers
+        if not more:
+            return readers - {"toy_outputs"}
+        readers |= more
+
+
 def pytest_xdist_make_scheduler(config, log):
-    """Under xdist (``make test``: ``-n 2``), every test module that reads the fresh toy run
-    (the ``toy_outputs`` fixture: every notebook, about 5 minutes on 2 cores) goes to one worker,
-    so that the run is made once, not once per worker; the other tests are spread one by one.
-    The group is the largest unit, so it is handed out first and one worker starts the run at
-    once. (xdist's own ``--dist loadgroup`` cannot do it under pytest 9: it renames node ids.)"""
+    """Under xdist (``make test``: ``-n 2``), every test that reads the fresh toy run (the
+    ``toy_outputs`` fixture: every notebook, about 5 minutes on 2 cores) goes to one worker, so
+    that the run is made once, not once per worker; every other test, those of the same modules
+    included, is spread one by one over both. The group is the largest unit, so it is handed out
+    first and one worker starts the run at once. (xdist's own ``--dist loadgroup`` cannot do it
+    under pytest 9: it renames node ids.)"""
     from xdist.scheduler import LoadScopeScheduling
 
     root = config.rootpath
-    sources: dict[str, bool] = {}
+    readers: dict[str, set[str]] = {}
 
-    def reads_the_toy_run(module: str) -> bool:
-        if module not in sources:
+    def reads_the_toy_run(nodeid: str) -> bool:
+        module, _, rest = nodeid.partition("::")
+        if module not in readers:
             path = root / module
-            sources[module] = path.is_file() and "toy_outputs" in path.read_text()
-        return sources[module]
+            readers[module] = toy_run_readers(path.read_text()) if path.is_file() else set()
+        return rest.split("[")[0].split("::")[-1] in readers[module]
 
     class ToyRunScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            return "toy_run" if reads_the_toy_run(nodeid.split("::")[0]) else nodeid
+            return "toy_run" if reads_the_toy_run(nodeid) else nodeid
 
     return ToyRunScheduling(config, log)
 
@@ -110,6 +127,9 @@ def toy_outputs(tmp_path_factory):
     from utils.runner import run_all
 
     root = tmp_path_factory.mktemp("run")
+    # two lanes, each kernel on this worker's one thread: the tables of a one-lane run at one thread
+    # (tests/test_notebooks.py checks two lanes against one on equal threads), with notebook 08,
+    # the longest, beside the others instead of after them
     return run_all(sorted(paths.NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb")), "toy", html=False,
-                   figures_root=root / "figures", data_root=root / "data", build_root=root / "build")
+                   figures_root=root / "figures", data_root=root / "data", build_root=root / "build", lanes=2)
 

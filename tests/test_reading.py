@@ -29,11 +29,12 @@ def test_attention_reading_says_whether_the_maps_part_where_the_clips_do():
                                                                                 {"strike": 0.1}, n)
     assert "time step 3" in parting and "part where the clips do" in parting
     assert "different maps" not in parting and "similar maps" in parting  # max 0.25: under SIMILAR_MAP
-    assert "peaked on a few patches" in parting and f"{1 / n:.4f}" in parting
+    assert "peaked on a few patches" in parting and f"{1 / n:.4f}" in parting and "(6.0-8.0x uniform)" in parting
     flat = R.attention_reading(10, 8, np.array([0.05, 0.05, 0.05, 0.06, 0.05]), 3,
                                {"strike": 1.2 / n, "gutter": 1.1 / n}, n)
     assert "nothing here says the head watches the outcome" in flat and "nearly the same map" in flat
-    assert "close to uniform" in flat
+    assert "close to uniform" in flat and "(1.1-1.2x uniform)" in flat
+    assert "(3.0x uniform)" in R.attention_reading(10, 8, np.zeros(2), None, {"strike": 3 / n, "gutter": 3 / n}, n)
     real = R.attention_reading(10, 8, np.array([0.5, 0.6]), None, {"strike": 0.01, "gutter": 0.01}, n, untrained=True)
     assert "different maps" in real and "first differ" not in real and R.UNTRAINED in real
 
@@ -65,7 +66,7 @@ def test_delta_norms_reading_measures_the_cascade_against_the_papers_growth():
     assert "grows as the paper's does" in text and f"x{growth * 1.1:.2f} from layer 5" in text
     assert "At the embedding it is 0.100" in text
     assert "here so do: two CLS vectors (paper)" in text and "CLS, pairs held out" in text
-    assert "50% at layer 0, 80% at best (layer 2)" in text
+    assert "50% at layer 0, 80% at best (layer 2)" in text and ".." not in text
     weak = R.delta_norms_reading(_deltas([0.1] + [1.0] * 6 + [1.5] * 6), probes[probes.accuracy < 1], 12,
                                  paper_profile=True)
     assert "less than the paper's" in weak and "none of ours does" in weak and "embedding" not in weak

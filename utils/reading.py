@@ -77,6 +77,8 @@ def attention_reading(layer: int, head: int, distance: np.ndarray, divergence_st
     uniform = 1 / n_patches
     ratio = {k: v / uniform for k, v in peak_weight.items()}
     worst = min(ratio.values())
+    lo_r, hi_r = f"{min(ratio.values()):.1f}", f"{max(ratio.values()):.1f}"
+    span = lo_r if lo_r == hi_r else f"{lo_r}-{hi_r}"
     shape = ("close to uniform: no patch stands out" if max(ratio.values()) < DIFFUSE
              else "peaked on a few patches" if worst >= PEAKED else "mildly peaked")
     weights = " and ".join(f"{v:.3f} ({k})" for k, v in peak_weight.items())
@@ -89,7 +91,7 @@ def attention_reading(layer: int, head: int, distance: np.ndarray, divergence_st
         f"differ by a total-variation distance of {lo:.3f} to {hi:.3f} (0: the same map, 1: disjoint): {alike}.",
         follows,
         f"The most attended patch holds on average {weights} of the weight, against {uniform:.4f} for uniform "
-        f"attention ({min(ratio.values()):.1f}-{max(ratio.values()):.1f}x uniform): {shape}.",
+        f"attention ({span}x uniform): {shape}.",
         untrained=untrained)
 
 
@@ -154,8 +156,8 @@ def delta_norms_reading(deltas: pd.DataFrame, probes: pd.DataFrame, n_layers: in
     perfect = [name for name, g in probes.groupby("probe", sort=False) if g.accuracy.min() >= PERFECT_PROBE]
     paper_probe = ("The paper's probes score 100% from layer 0 on"
                    + (f"; here so do: {'; '.join(perfect)}, which is what a probe scored on its own training "
-                      "vectors, or on tokens of the same two clips, must do whatever the model computes."
-                      if perfect else "; none of ours does."))
+                      "vectors, or on tokens of the same two clips, must do whatever the model computes"
+                      if perfect else "; none of ours does"))
     return _paragraph(
         f"**Is there an amplification cascade?** The mean token norm of strike minus gutter goes from "
         f"{d.mean_token_norm.loc[0]:.3f} after layer 0 and {d.mean_token_norm.loc[frm]:.3f} after layer {frm} to "

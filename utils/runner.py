@@ -44,18 +44,19 @@ class NotebookFailed(RuntimeError):
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 # A notebook that must run after another, in the same kernel, when both are in one run: 09 judges the
-# claims on what 06 kept (findings_inputs.pkl); 07 and 08 take 06's per-pair results from utils.memo
-# (the same numbers, not computed twice).
+# claims on what 06 kept (findings_inputs.pkl); 07 takes 06's per-pair results from utils.memo (the
+# same numbers, not computed twice). 08 reuses 06's results the same way when it shares 06's kernel
+# and computes them itself otherwise (the same numbers at equal threads): as the longest notebook it
+# is better off in a lane of its own.
 FOLLOWS = {
     "07_across_architectures": "06_beyond_the_paper",
-    "08_circuit_discovery": "06_beyond_the_paper",
     "09_controls": "06_beyond_the_paper",
 }
 # Seconds per notebook of a toy run on two cores, to balance the lanes before a run of this profile
 # has written its own build/<profile>/timings.json (which is used instead when present).
-TYPICAL_SECONDS = {"00_data_prep": 20, "01_attention_visualization": 8, "02_logit_lens": 8, "03_delta_norms": 12,
-                   "04_activation_patching": 20, "05_ablation": 20, "06_beyond_the_paper": 60,
-                   "07_across_architectures": 30, "08_circuit_discovery": 120, "09_controls": 5}
+TYPICAL_SECONDS = {"00_data_prep": 17, "01_attention_visualization": 5, "02_logit_lens": 5, "03_delta_norms": 4,
+                   "04_activation_patching": 4, "05_ablation": 8, "06_beyond_the_paper": 40,
+                   "07_across_architectures": 30, "08_circuit_discovery": 130, "09_controls": 22}
 
 
 def cores() -> int:
