@@ -39,15 +39,29 @@ def test_attention_reading_says_whether_the_maps_part_where_the_clips_do():
     assert "different maps" in real and "first differ" not in real and R.UNTRAINED in real
 
 
+def _lens(first_top: dict, final: dict, n_layers: int = 12) -> pd.DataFrame:
+    """A logit lens whose target ranks top from ``first_top[run]`` on (None: never)."""
+    rows = []
+    for run, first in first_top.items():
+        for layer in range(n_layers + 1):
+            top = first is not None and layer >= first
+            rows.append({"run": run, "layer": layer, "logit": final[run] if layer == n_layers else 0.1 * layer,
+                         "rank": 0 if top else 3})
+    return pd.DataFrame(rows)
+
+
 def test_logit_lens_reading_compares_the_depth_with_the_papers():
-    top = pd.DataFrame({"component": ["mlp", "attention", "mlp"], "layer": [11, 10, 9], "logit": [2.5, -1.25, 0.5]})
-    late = R.logit_lens_reading("bowling", 12, {"strike": 10, "gutter": 11}, {"strike": 7.5, "gutter": 7.25}, top,
-                                0.9, 288)
+    dla = pd.DataFrame({"run": ["strike"] * 5 + ["gutter"], "component": ["mlp", "attention", "mlp", "mlp", "embed",
+                                                                              "mlp"],
+                        "layer": [11, 10, 9, 3, -1, 11], "logit": [2.5, -1.25, 0.5, 0.1, 9.0, 8.0]})
+    comps = ["attention", "mlp"]  # the embedding's and the gutter run's larger terms are not quoted
+    late = R.logit_lens_reading("bowling", 12, _lens({"strike": 10, "gutter": 11}, {"strike": 7.5, "gutter": 7.25}),
+                                dla, comps, 0.9, 288)
     assert "at layer 10 (strike)" in late and "as late as" in late and f"layer {paper.LENS_RISES_FROM}" in late
     assert "mlp 11 (+2.50), attention 10 (-1.25), mlp 9 (+0.50)" in late and "7.50 and 7.25" in late
     assert "a fair proxy" in late
-    early = R.logit_lens_reading("bowling", 12, {"strike": 2, "gutter": None}, {"strike": 1.0, "gutter": 0.5}, top,
-                                 -0.8, 288)
+    early = R.logit_lens_reading("bowling", 12, _lens({"strike": 2, "gutter": None}, {"strike": 1.0, "gutter": 0.5}),
+                                 dla, comps, -0.8, 288)
     assert "earlier than" in early and "never (gutter)" in early and "anti-correlated" in early
 
 
@@ -92,14 +106,20 @@ def test_ablation_reading_weighs_the_faithful_ablation_against_random_patches():
         return {"change": {"faithful": faithful, "corrected": corrected, "random": random}, "logit_before": 7.0,
                 "stays_top": stays}
 
-    worst = pd.Series({"component": "mlp", "layer": 11, "run": "strike", "delta_target_logit": -2.0})
-    text = R.ablation_reading("bowling", {"strike": change(-0.5, -0.4, -0.1), "gutter": change(-0.05, 0, -0.2, False)},
-                              "random", worst, " among layers 8-11")
+    comp = pd.DataFrame({"how": ["mean", "mean", "mean", "zero", "mean"],
+                         "component": ["mlp", "attention", "attention_head", "mlp", "mlp"],
+                         "layer": [11, 8, 9, 10, 10], "run": ["strike", "gutter", "strike", "strike", "gutter"],
+                         "delta_target_logit": [-2.0, -0.5, -9.0, -7.0, -0.1]})  # head and zero rows: not quoted
+    changes = {"strike": change(-0.5, -0.4, -0.1), "gutter": change(-0.05, 0, -0.2, False)}
+    text = R.ablation_reading("bowling", changes, "random", comp, 12)
     assert text.startswith("**Does removing") and "In the strike clip" in text
     assert "-0.500 (faithful)" in text and "more than random patches" in text and "no more than random" in text
     assert "is no longer the top class" in text
     assert f"(the paper: {paper.TABLE1_STRIKE[0][2] - paper.TABLE1_STRIKE[0][1]:+.3f})" in text
-    assert "(the paper: -0.016)" in text and "among layers 8-11 is mlp 11 (strike, -2.000)" in text
+    assert "(the paper: -0.016)" in text and "among layers 8-11 (component_layers) is mlp 11 (strike, -2.000)" in text
+    every_layer = R.ablation_reading("bowling", changes, "random", comp[comp.layer != 9], 3)  # layers 8, 10, 11
+    assert "under mean ablation is mlp 11" in every_layer
+    assert "mean ablation" not in R.ablation_reading("bowling", changes, "random")
 
 
 @pytest.mark.parametrize("notebook", ["00_data_prep", "01_attention_visualization", "02_logit_lens", "03_delta_norms",

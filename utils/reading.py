@@ -96,13 +96,20 @@ def attention_reading(layer: int, head: int, distance: np.ndarray, divergence_st
 
 
 # ---------------------------------------------------------------------------- 02
-def logit_lens_reading(target_label: str, n_layers: int, first_top: dict[str, int | None],
-                       final_logit: dict[str, float], top_terms: pd.DataFrame, rank_corr: float,
-                       n_patches: int, readout: str = "CLS", untrained: bool = False) -> str:
-    """Notebook 02: where does the model decide? ``first_top``: run -> the first layer at which the
-    lens ranks the target top (None: never); ``final_logit``: run -> the model's target logit;
-    ``top_terms``: the largest direct contributions to the strike logit (``component``, ``layer``,
-    ``logit``); ``rank_corr``: Spearman's rho of the notebook's token score against token DLA."""
+def logit_lens_reading(target_label: str, n_layers: int, lens: pd.DataFrame, dla: pd.DataFrame,
+                       components: list[str], rank_corr: float, n_patches: int, readout: str = "CLS",
+                       untrained: bool = False) -> str:
+    """Notebook 02: where does the model decide? ``lens``: the logit lens (``run``, ``layer``,
+    ``logit``, ``rank``; its last layer is the model's own logit); ``dla``: direct logit attribution
+    (``run``, ``component``, ``layer``, ``logit``), of which the three largest terms of
+    ``components`` in the strike run are quoted; ``rank_corr``: Spearman's rho of the notebook's
+    token score against token DLA."""
+    top = lens[lens["rank"] == 0].groupby("run").layer.min()  # the first layer that ranks the target top
+    first_top = {run: top.get(run) for run in ("strike", "gutter")}
+    final_logit = lens.sort_values("layer").groupby("run").logit.last()
+    d_s = dla[(dla.run == "strike") & dla.component.isin(components)]
+    top_terms = d_s.loc[d_s.logit.abs().nlargest(3).index]
+
     def at(run):
         layer = first_top.get(run)
         return "never" if layer is None or pd.isna(layer) else f"at layer {int(layer)}"
@@ -202,12 +209,15 @@ def patching_reading(table3: pd.DataFrame, components: list[str], untrained: boo
 
 
 # ---------------------------------------------------------------------------- 05
-def ablation_reading(target_label: str, changes: dict[str, dict], control: str, worst: pd.Series | None = None,
-                     among: str = "", untrained: bool = False) -> str:
+def ablation_reading(target_label: str, changes: dict[str, dict], control: str,
+                     components: pd.DataFrame | None = None, n_layers: int | None = None,
+                     untrained: bool = False) -> str:
     """Notebook 05: does removing the top tokens remove the class? ``changes``: run -> the
     ``utils.ablation_tables.target_changes`` dict (``change`` per method, ``logit_before``,
-    ``stays_top``); ``control``: the random-patch method's name; ``worst``: the most damaging single
-    component under mean ablation (``component``, ``layer``, ``run``, ``delta_target_logit``)."""
+    ``stays_top``); ``control``: the random-patch method's name; ``components``: the component
+    ablation table (``how``, ``component``, ``layer``, ``run``, ``delta_target_logit``), whose most
+    damaging single component under mean ablation (the classifier head aside) is quoted, with the
+    layers it covers when they are not all ``n_layers``."""
     paper_change = {"strike": paper.TABLE1_STRIKE[0][2] - paper.TABLE1_STRIKE[0][1],
                     "gutter": paper.TABLE2_GUTTER[0][2] - paper.TABLE2_GUTTER[0][1]}
     runs = []
@@ -220,7 +230,12 @@ def ablation_reading(target_label: str, changes: dict[str, dict], control: str, 
                     f"{'stays' if t['stays_top'] else 'is no longer'} the top class"
                     + (f" (the paper: {paper_change[run]:+.3f})" if run in paper_change else ""))
     damage = None
-    if worst is not None:
+    if components is not None and len(components):
+        mean = components[(components.how == "mean") & ~components.component.str.endswith("head")]
+        worst = mean.sort_values("delta_target_logit").iloc[0]
+        layers = sorted(mean.layer.unique())
+        among = "" if n_layers is None or len(layers) == n_layers else \
+            f" among layers {layers[0]}-{layers[-1]} (component_layers)"
         damage = (f"The most damaging single component under mean ablation{among} is {worst.component} "
                   f"{int(worst.layer)} ({worst.run}, {worst.delta_target_logit:+.3f}).")
     return _paragraph(

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from utils.labels import kinetics_labels
 from utils.toy_models import sample_frame_indices
@@ -226,8 +227,10 @@ class Adapter:
     def readout_attention_map(self, act: torch.Tensor, head: int, by_time_step) -> torch.Tensor:
         """``(time step, row, col)``: the readout's attention of ``head`` from one run's
         ``readout_attention_site`` activation ``act`` (no batch dim), the prefix dropped;
-        ``by_time_step`` turns patch values in token order into the grid."""
-        raise NotImplementedError
+        ``by_time_step`` turns patch values in token order into the grid. The default is for a
+        readout without a CLS (VideoMAE's token mean, V-JEPA 2's pooler): the mean query row of
+        ``attn.hook_pattern`` ``(head, query, key)``."""
+        return by_time_step(act[head].mean(0)[self.n_prefix:])
 
     @staticmethod
     def hub_processor():
@@ -301,12 +304,21 @@ class Adapter:
         raise NotImplementedError
 
     # ------------------------------------------------------------------ weights
-    def W_O(self, layer: int, component: str) -> torch.Tensor:
-        """``(head, d_head, d_model)``: how the per-head ``hook_z`` of ``component`` writes."""
-        raise NotImplementedError
+    # The output projection of a block's one attention step, as a path from the block (ViViT:
+    # ``attention.o_proj``); an adapter with several attention steps overrides W_O and b_O instead.
+    out_proj: str | None = None
 
-    def b_O(self, layer: int, component: str) -> torch.Tensor:
-        raise NotImplementedError
+    def _out_proj(self, layer: int) -> nn.Module:
+        if self.out_proj is None:
+            raise NotImplementedError(f"{type(self).__name__} names no out_proj: it must define W_O and b_O")
+        return self.blocks[layer].get_submodule(self.out_proj)
+
+    def W_O(self, layer: int, component: str = "attention") -> torch.Tensor:
+        """``(head, d_head, d_model)``: how the per-head ``hook_z`` of ``component`` writes."""
+        return self._per_head(self._out_proj(layer).weight)
+
+    def b_O(self, layer: int, component: str = "attention") -> torch.Tensor:
+        return self._out_proj(layer).bias
 
     def head_rows(self, component: str) -> slice:
         """Which tokens of the stream the rows of ``component``'s ``hook_z`` write to."""

@@ -81,9 +81,6 @@ the toy ViViT's data and recipe, so that the architectures can be compared on on
     component_colours = {"attention": "#0072B2", "mlp": "#E69F00"}
     readout_name = "token-mean"  # no CLS: the classifier reads the mean over tokens
 
-    def readout_attention_map(self, act, head, by_time_step):
-        return by_time_step(act[head].mean(0)[self.n_prefix:])  # (head, query, key) -> mean query row
-
     @classmethod
     def token_geometry(cls, config):
         t, p = config.tubelet_size, config.patch_size
@@ -134,6 +131,7 @@ the toy ViViT's data and recipe, so that the architectures can be compared on on
     attention_hooks = ("attn.hook_z", "attn.hook_pattern")
     components = {"attention": "hook_attn_out", "mlp": "hook_mlp_out"}
     head_sites = {"attention": "attn.hook_z"}
+    out_proj = "attention.output.dense"  # W_O and b_O (the base Adapter)
 
     def __init__(self, model):
         cfg = model.config
@@ -168,12 +166,6 @@ the toy ViViT's data and recipe, so that the architectures can be compared on on
 
     def readout_tokens(self, resid: torch.Tensor) -> torch.Tensor:
         return resid.mean(1) if self.mean_pooling else resid[:, 0]
-
-    def W_O(self, layer: int, component: str = "attention") -> torch.Tensor:
-        return self._per_head(self.blocks[layer].attention.output.dense.weight)
-
-    def b_O(self, layer: int, component: str = "attention") -> torch.Tensor:
-        return self.blocks[layer].attention.output.dense.bias
 
     def token_dla_names(self, layer: int) -> list[str]:
         return [f"blocks.{layer}.hook_resid_pre", f"blocks.{layer}.attn.hook_pattern"]

@@ -119,6 +119,7 @@ class VivitAdapter(Adapter):
     attention_hooks = ("attn.hook_z", "attn.hook_pattern", "attn.hook_pattern_cls")
     components = {"attention": "hook_attn_out", "mlp": "hook_mlp_out"}
     head_sites = {"attention": "attn.hook_z"}
+    out_proj = "attention.o_proj"  # W_O and b_O (the base Adapter)
 
     def __init__(self, model):
         self.model = model
@@ -168,12 +169,6 @@ class VivitAdapter(Adapter):
         else:
             x = x[:, :1]
         return x + self.mlp(layer, x)
-
-    def W_O(self, layer: int, component: str = "attention") -> torch.Tensor:
-        return self._per_head(self.blocks[layer].attention.o_proj.weight)
-
-    def b_O(self, layer: int, component: str = "attention") -> torch.Tensor:
-        return self.blocks[layer].attention.o_proj.bias
 
     def token_dla_names(self, layer: int) -> list[str]:
         return [f"blocks.{layer}.hook_resid_pre", f"blocks.{layer}.attn.hook_pattern_cls"]

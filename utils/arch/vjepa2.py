@@ -96,9 +96,7 @@ kept to one narrow layer."""
     attention_hooks = ("attn.hook_z", "attn.hook_pattern")
     components = {"attention": "hook_attn_out", "mlp": "hook_mlp_out"}
     head_sites = {"attention": "attn.hook_z"}
-
-    def readout_attention_map(self, act, head, by_time_step):
-        return by_time_step(act[head].mean(0)[self.n_prefix:])  # (head, query, key) -> mean query row
+    out_proj = "attention.proj"  # W_O and b_O (the base Adapter)
 
     @staticmethod
     def input_frames(config) -> int:
@@ -295,12 +293,6 @@ kept to one narrow layer."""
         v = att.v_proj(a).view(b, n, att.num_heads, att.head_dim).transpose(1, 2)
         z = (pattern.to(v.dtype) @ v).transpose(1, 2).reshape(b, pattern.shape[2], -1)
         return att.out_proj(z) if out else z
-
-    def W_O(self, layer: int, component: str = "attention") -> torch.Tensor:
-        return self._per_head(self.blocks[layer].attention.proj.weight)
-
-    def b_O(self, layer: int, component: str = "attention") -> torch.Tensor:
-        return self.blocks[layer].attention.proj.bias
 
     def token_dla_names(self, layer: int) -> list[str]:
         return [f"blocks.{layer}.hook_resid_pre", f"blocks.{layer}.attn.hook_pattern"]
