@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from utils import controls as C
+from utils import reading
 from utils.data import PAIR_SEED_BASE, load_prepared, pair_kind, prepare, synthetic_clips, synthetic_specs
 from utils.findings import NOT_SUPPORTED, SUPPORTED
 from utils.synthetic import pair_pixel_difference, render_clip
@@ -102,7 +103,7 @@ def test_the_controls_table_gives_each_measure_its_verdict():
     both = t22.loc[("both", C.ACTION)]
     assert both.outcome - both.null == pytest.approx(both.contrast)  # paired mean = difference of means
     assert both.null_over_outcome == pytest.approx(both.null / both.outcome)
-    text = C.what_we_see(t22.reset_index())
+    text = reading.what_we_see(t22.reset_index())
     assert "inconclusive (the method fails the positive control) for action_only" in text
 
 

@@ -7,6 +7,7 @@ import torch
 from conftest import tiny_loaded
 
 from utils import discovery as D
+from utils import reading
 from utils.circuit import Graph
 from utils.hooks import HookedVideoTransformer
 
@@ -100,7 +101,7 @@ def test_the_circuit_is_sized_on_discovery_pairs_to_one_edge_and_judged_on_held_
     assert comp.edges.sum() == n and comp.score_share_pct.sum() == pytest.approx(100)
     per = comp.set_index("sender")
     assert (per.share_per_sender_pct * per.senders_in_graph).to_numpy() == pytest.approx(per.score_share_pct.to_numpy())
-    lines = D.summary_lines(None, None, table, None, comp, graph.n_edges, 60, "readout", "the readout")
+    lines = reading.summary_lines(None, None, table, None, comp, graph.n_edges, 60, "readout", "the readout")
     assert any(f"keeps {n} of {graph.n_edges} edges" in line for line in lines)
 
 

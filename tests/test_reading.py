@@ -2,6 +2,10 @@
 their thresholds, the numbers they quote are the ones given, and the paper's values come from
 utils.paper."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -133,3 +137,14 @@ def test_each_notebook_closes_with_its_generated_reading(notebook):
     cells = json.loads((paths.NOTEBOOKS_DIR / f"{notebook}.ipynb").read_text())["cells"]
     last = "".join([c for c in cells if c["cell_type"] == "code"][-1]["source"])
     assert "reading." in last and "display(Markdown(" in last and "lines" not in last, last
+
+
+def test_the_findings_and_the_readings_import_no_model_code():
+    """``python -m utils.findings`` ends every ``make figures``: it reads tables and writes text, so
+    it must not pay for torch and transformers (7 s of a 5-minute budget when it did)."""
+    code = ("import sys; import utils.findings, utils.reading; "
+            "heavy = sorted(m for m in ('torch', 'transformers', 'matplotlib') if m in sys.modules); "
+            "print(','.join(heavy))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.stdout.strip() == "", f"utils.findings / utils.reading import {out.stdout.strip()}"

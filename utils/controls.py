@@ -74,24 +74,12 @@ from utils.pairs import analyse_pair
 from utils.patching import auto_batch_size, component_sweep, head_patches, needed_target_names
 from utils.probes import N_PERM, paired_probe, paired_probe_by_pair
 from utils.profiles import TOY_DIRS
+from utils.reading import MEASURES
 from utils.stats import paired_difference, summarise
 from utils.synthetic import pair_pixel_difference, render_null_pair
 
 OUTCOME, NULL = "outcome", "null"  # the two pair sets (the ``pairs`` column): strike vs gutter, strike vs strike
 DIRECTION = "strike->gutter"  # patching direction: clip a's components into clip b's run
-MEASURES = {  # measure -> (what it is, axis label with its unit)
-    "delta_final": ("residual delta after the last block", "mean token ‖a − b‖₂ (residual units)"),
-    "delta_growth": (f"delta growth, last layer / layer {GROWTH_FROM}", "ratio (x)"),
-    "readout_delta": ("delta of the readout, what the classifier reads", "‖LN(a) − LN(b)‖₂ (LayerNorm units)"),
-    "output_delta": ("output difference |m(a) − m(b)|", "|Δ output metric| (logits)"),
-    "patch_output_effect": ("patching a into b: effect on the target logit",
-                            "mean |Δ target logit| (logits)"),
-    "probe_accuracy": ("paired probe on held-out pairs, mean over layers", "accuracy (share of pairs)"),
-    "atp_head_effect": ("attribution patching of heads a into b: |estimated effect on the target logit|",
-                        "mean |AtP estimate| over heads (logits)"),
-    "delta_before_divergence": ("time profile: share of the last layer's delta in the time steps before the "
-                                "divergence", "share of the delta"),
-}
 CONDITION_STYLE = {  # pair set -> (marker, face colour, edge colour, legend label)
     OUTCOME: ("o", "#CC79A7", "#CC79A7", "outcome pairs: strike vs gutter (mean, 95% CI)"),
     NULL: ("o", "white", "#777777", "null pairs: strike vs strike, same seed (mean, 95% CI)"),
@@ -457,56 +445,3 @@ def controls_figure(t22: pd.DataFrame, names: dict[str, str], measures=tuple(MEA
     return fig
 
 
-def _ci(est, lo, hi) -> str:
-    """``est [95% CI lo, hi]`` with three significant digits (the toy's patching effects are ~1e-3 logits)."""
-    return f"{est:.3g} [95% CI {lo:.3g}, {hi:.3g}]"
-
-
-def what_we_see(t22: pd.DataFrame, t23: pd.DataFrame | None = None, t24: pd.DataFrame | None = None) -> str:
-    """The notebook's "What we see", in Markdown, built from Tables 22-24 alone."""
-    lines = []
-    if t23 is not None and len(t23):
-        s = t23.set_index("kind")
-        parts = [f"{k} pairs {_ci(r.pixel_difference, r.ci_low, r.ci_high)} levels"
-                 + ("" if k == "matched" else f" ({_ci(r.ratio_to_matched, r.ci_low_ratio, r.ci_high_ratio)} "
-                                               "of the matched pair's)")
-                 for k, r in s.iterrows()]
-        lines.append("**Pixel sizes.** The two clips of a pair differ, after the divergence frame, by "
-                     + "; ".join(parts) + ". The strike null pairs are the size-matched control; the gutter null "
-                     "pairs are reported only.")
-    for measure in t22.measure.unique():
-        d = t22[t22.measure == measure].set_index("model")
-        parts = [f"{model}: outcome pairs {_ci(r.outcome, r.outcome_ci_low, r.outcome_ci_high)}, null pairs "
-                 f"{_ci(r.null, r.null_ci_low, r.null_ci_high)}, contrast "
-                 f"{_ci(r.contrast, r.contrast_ci_low, r.contrast_ci_high)} ({r.verdict})"
-                 for model, r in d.iterrows()]
-        what = MEASURES.get(measure, (measure,))[0]
-        lines.append(f"* **{measure}** ({what}): " + "; ".join(parts) + ".")
-    action = t22[t22.model == ACTION]
-    groups = {v: list(action[action.verdict == v].measure) for v in (SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE)}
-    valid = list(t22[(t22.model == CONTROL) & t22.detects].measure)
-    lines.append(
-        f"**So.** {len(valid)} of {t22.measure.nunique()} methods tell outcome pairs from null pairs in the positive "
-        f"control ({', '.join(valid) or 'none'}). In the action-only model, an outcome beyond the pixel difference "
-        f"is seen by {', '.join(groups[SUPPORTED]) or 'none of them'}; not seen by "
-        f"{', '.join(groups[NOT_SUPPORTED]) or 'none'}; inconclusive (the method fails the positive control) for "
-        f"{', '.join(groups[INCONCLUSIVE]) or 'none'}.")
-    if t23 is not None and "strike null" in set(t23.kind):
-        size = t23.set_index("kind").loc["strike null"]
-        # the measures that grow with the size of the difference
-        sized = ["delta_final", "readout_delta", "output_delta", "patch_output_effect", "atp_head_effect"]
-        a = action.set_index("measure").reindex([m for m in sized if m in set(action.measure)])
-        below = [m for m, r in a.iterrows() if r.null_over_outcome < size.ci_low_ratio]
-        ratio = _ci(size.ratio_to_matched, size.ci_low_ratio, size.ci_high_ratio)
-        lines.append(
-            f"**Size.** A strike null pair differs by {ratio} of its outcome pair's pixel difference, so a measure "
-            f"that merely grew with the pixel difference would give null pairs that share of the outcome pairs' value, "
-            f"and a contrast above 0. In the action-only model the null/outcome ratio of the means lies below that "
-            f"interval for {', '.join(below) or 'none of the size-driven measures'} "
-            f"({', '.join(f'{m} {r.null_over_outcome:.2f}' for m, r in a.iterrows())}).")
-    if t24 is not None and len(t24):
-        parts = [f"{r.model}, {r.pairs} pairs: layer {r.best_layer}, {100 * r.accuracy:.0f}% (corrected p = "
-                 f"{r.p_value:.3f})" for r in t24.itertuples()]
-        lines.append("**Paired probe** (best layer, held-out accuracy, max-over-layers sign-flip p): "
-                     + "; ".join(parts) + ".")
-    return "\n\n".join(lines)

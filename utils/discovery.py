@@ -39,6 +39,7 @@ from utils.patching import (
     time_step_patches,
 )
 from utils.plotting import COMPONENT_COLOURS
+from utils.reading import ESTIMATES
 from utils.stats import small_sample_ci, spearman, summarise, top_indices
 
 EXACT_COLUMNS = {"readout": "recovery_readout_pct", "logit": "delta_target_logit"}
@@ -65,7 +66,6 @@ def _runs(hooked: HookedVideoTransformer, pixels: dict, src: str, tgt: str):
     return runs[src], runs[tgt]
 
 
-ESTIMATES = {"atp": "AtP", "atp_qk": "AtP + QK fix", "atp_star": "AtP*"}  # validation column prefix -> label
 
 
 def _estimates(hooked, patches, s, t, target: int, star: bool = True) -> dict[str, np.ndarray]:
@@ -540,82 +540,6 @@ def circuit_composition(graph: Graph, scores: torch.Tensor, n: int) -> pd.DataFr
         into = d[d.receiver == receiver].groupby("sender").size()
         out[f"edges_into_{receiver}"] = out.sender.map(into).fillna(0).astype(int)
     return out.drop(columns="abs_score")
-
-
-def summary_lines(agree: pd.DataFrame | None, ig_summary: pd.DataFrame | None, sizes: pd.DataFrame | None,
-                  scores: pd.DataFrame | None, composition: pd.DataFrame | None, n_edges: int, threshold: float,
-                  metric: str = "readout", metric_text: str = "") -> list[str]:
-    """Notebook 08's findings, one sentence each, from its tables (nothing typed by hand)."""
-    lines = []
-    star = None
-    if agree is not None and "estimate" in agree:  # Table 18 holds AtP, AtP + QK fix and AtP*
-        star, agree = agree, agree[agree.estimate == ESTIMATES["atp"]]
-    if agree is not None:
-        a = agree[(agree.metric == "readout") & (agree.direction == "strike->gutter")]
-        parts = [f"{r.node_type.replace('_', ' ')}s ρ = {r.spearman:.2f} [{r.spearman_ci_low:.2f}, "
-                 f"{r.spearman_ci_high:.2f}] (top-k overlap {r.top_k_overlap:.2f})" for r in a.itertuples()]
-        lines.append("AtP vs exact patching (readout metric, strike into gutter, Spearman over nodes, mean over "
-                     f"pairs): {'; '.join(parts)}.")
-        lg = agree[(agree.metric == "logit") & (agree.direction == "strike->gutter")]
-        if len(lg):
-            lines.append("On the change in the target logit: "
-                         + "; ".join(f"{r.node_type.replace('_', ' ')}s ρ = {r.spearman:.2f}" for r in lg.itertuples())
-                         + ".")
-    if star is not None:
-        d = star[(star.metric == "readout") & (star.direction == "strike->gutter")
-                 & star.node_type.isin(["time_step", "position"])]
-        parts = []
-        for node_type, g in d.groupby("node_type", sort=False):
-            r = g.set_index("estimate")
-            parts.append(f"{node_type.replace('_', ' ')}s " + ", ".join(
-                f"{label} {r.loc[label].spearman:.2f} [{r.loc[label].spearman_ci_low:.2f}, "
-                f"{r.loc[label].spearman_ci_high:.2f}]" for label in ESTIMATES.values() if label in r.index)
-                + f" (n = {int(r.n_pairs.iloc[0])} pairs)")
-        if parts:
-            lines.append("Where AtP fails, Kramár et al.'s remedies (Spearman over nodes; AtP* ranked against "
-                         "|exact|): " + "; ".join(parts) + ".")
-    if ig_summary is not None:
-        for node_type, d in ig_summary.groupby("node_type", sort=False):
-            first, last = d.iloc[0], d.iloc[-1]
-            lines.append(f"{node_type.replace('_', ' ').capitalize()}s, AtP -> integrated gradients with m = "
-                         f"{int(last.m)} steps: Spearman over nodes {first.spearman:.3f} -> {last.spearman:.3f}; "
-                         f"median error {100 * first.median_rel_error:.2f}% -> {100 * last.median_rel_error:.2f}% "
-                         f"of the largest exact effect; the whole sites' worst error "
-                         f"{first.max_error_whole_site:.2f} -> {last.max_error_whole_site:.3f} points.")
-    if sizes is not None and len(sizes):
-        for method, d in sizes.groupby("method", sort=False):
-            cf = d[d.ablation == "counterfactual"].iloc[0]
-            if cf.n_edges < 0:
-                lines.append(f"{method}: no circuit reaches {threshold:g}% on the discovery pairs.")
-                continue
-            text = (f"{method}: the size chosen on the discovery pairs ({cf.discovery_pct:.1f}% there) keeps "
-                    f"{int(cf.n_edges)} of {n_edges} edges ({cf.edge_fraction_pct:.1f}%); on {int(cf.n_pairs)} "
-                    f"held-out pairs it recovers {cf.held_out_pct:.1f}% [{cf.ci_low:.1f}, {cf.ci_high:.1f}] with the "
-                    f"gutter run as counterfactual")
-            mean = d[d.ablation == "mean"]
-            if len(mean):
-                m = mean.iloc[0]
-                text += f", {m.held_out_pct:.1f}% [{m.ci_low:.1f}, {m.ci_high:.1f}] with mean ablation"
-            lines.append(text + (f"; metric: {metric_text}." if metric_text else "."))
-    if scores is not None and len(scores):
-        d = scores[(scores.ablation == "counterfactual") & (scores.metric_name == metric)].set_index("method")
-        parts = [f"{m} {r.cpr:.2f} [{r.cpr_ci_low:.2f}, {r.cpr_ci_high:.2f}]" for m, r in d.iterrows()]
-        lines.append("MIB's CPR (area under the held-out faithfulness curve over edge fractions 0.1-100%, "
-                     "counterfactual ablation; 1 is perfect): " + "; ".join(parts) + ".")
-        if "random" in d.index:
-            better = [m for m, r in d.iterrows() if m != "random" and r.cpr_ci_low > d.loc["random"].cpr_ci_high]
-            lines.append("Above the random-circuit baseline (intervals apart): "
-                         + (", ".join(better) if better else "no method") + ".")
-    if composition is not None:
-        share = composition.set_index("sender").score_share_pct
-        attn = share[[c for c in share.index if c.startswith("attention")]].sum()
-        per = composition.set_index("sender").share_per_sender_pct
-        head = per[[c for c in per.index if c.startswith("attention")]].mean()
-        lines.append(f"In that circuit attention heads carry {attn:.0f}% of the total |edge score|, MLPs "
-                     f"{share.get('mlp', 0.0):.0f}% and the embedding {share.get('embed', 0.0):.0f}%; per sender, "
-                     f"an MLP carries {per.get('mlp', 0.0):.1f}% and a head {head:.2f}% "
-                     f"({per.get('mlp', 0.0) / head:.1f}x).")
-    return lines
 
 
 # ---------------------------------------------------------------------------- figures

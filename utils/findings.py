@@ -178,7 +178,7 @@ class Claim:
     evidence: str
     verdict: str  # the rule's verdict on the outcome pairs
     p: float = float("nan")  # one-sided p-value of the rule's test; NaN: a descriptive rule
-    measure: str | None = None  # the controls measure (utils.controls.MEASURES) of the same method
+    measure: str | None = None  # the controls measure (utils.reading.MEASURES) of the same method
 
 
 # ---------------------------------------------------------------------------- claims
@@ -767,9 +767,9 @@ def circuit_metric_of(folder: Path, sizes: pd.DataFrame | None) -> tuple[str, st
 
 
 def _circuit_lines(folder: Path) -> list[str]:
-    """Notebook 08's sentences (``utils.discovery.summary_lines``) from its tables in ``folder``;
+    """Notebook 08's sentences (``utils.reading.summary_lines``) from its tables in ``folder``;
     a missing table leaves its sentences out."""
-    from utils.discovery import summary_lines
+    from utils.reading import summary_lines  # the text alone: no torch to import
 
     def read(name):
         f = folder / f"{name}.csv"
@@ -819,9 +819,9 @@ CONTROL_TABLES = ("table22_controls", "table23_pair_pixel_difference", "table24_
 
 def controls_block(folder: str | Path | None = None) -> str:
     """What the README holds between ``CONTROLS_START`` and ``CONTROLS_END``: notebook 09's
-    "What we see" (``utils.controls.what_we_see``) from its Tables 22-24 in ``folder`` (default
+    "What we see" (``utils.reading.what_we_see``) from its Tables 22-24 in ``folder`` (default
     ``figures/toy``)."""
-    from utils.controls import what_we_see
+    from utils.reading import what_we_see
 
     folder = Path(folder or paths.FIGURES_DIR / "toy")
 

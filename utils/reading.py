@@ -1,6 +1,8 @@
-"""What we see: the reader's paragraph that closes notebooks 00-05, generated from the run's own
+"""What we see: the reader's paragraphs that close the notebooks, generated from the run's own
 numbers (as ``utils.findings`` generates the findings), so that the words change when the
-numbers do and a reader who runs nothing still gets the answer with its evidence.
+numbers do and a reader who runs nothing still gets the answer with its evidence: notebooks
+00-05 (one function each), 08 (``summary_lines``) and 09 (``what_we_see``). Text only: no
+torch to import, so ``python -m utils.findings`` reads the tables in a second.
 
 Each function takes what its notebook computed (plain numbers and its tables) and returns
 Markdown: the question, the answer in words chosen by stated thresholds, the numbers behind it,
@@ -13,7 +15,16 @@ import numpy as np
 import pandas as pd
 
 from utils import paper
-from utils.findings import mlp_ahead_layers, proxy_words, single_component_words
+from utils.findings import (
+    ACTION,
+    CONTROL,
+    INCONCLUSIVE,
+    NOT_SUPPORTED,
+    SUPPORTED,
+    mlp_ahead_layers,
+    proxy_words,
+    single_component_words,
+)
 
 # Notebook 01: a total-variation distance between two attention maps under SAME_MAP reads as "the
 # same map", under SIMILAR_MAP as "similar"; the maps "part" where the clips do when the mean
@@ -242,3 +253,154 @@ def ablation_reading(target_label: str, changes: dict[str, dict], control: str,
         "**Does removing the most attributed tokens remove the class?** " + _sentence("; ".join(runs)),
         damage,
         untrained=untrained)
+
+
+# ---------------------------------------------------------------------------- 08
+ESTIMATES = {"atp": "AtP", "atp_qk": "AtP + QK fix", "atp_star": "AtP*"}  # validation column prefix -> label
+
+
+def summary_lines(agree: pd.DataFrame | None, ig_summary: pd.DataFrame | None, sizes: pd.DataFrame | None,
+                  scores: pd.DataFrame | None, composition: pd.DataFrame | None, n_edges: int, threshold: float,
+                  metric: str = "readout", metric_text: str = "") -> list[str]:
+    """Notebook 08's findings, one sentence each, from its tables (nothing typed by hand)."""
+    lines = []
+    star = None
+    if agree is not None and "estimate" in agree:  # Table 18 holds AtP, AtP + QK fix and AtP*
+        star, agree = agree, agree[agree.estimate == ESTIMATES["atp"]]
+    if agree is not None:
+        a = agree[(agree.metric == "readout") & (agree.direction == "strike->gutter")]
+        parts = [f"{r.node_type.replace('_', ' ')}s ρ = {r.spearman:.2f} [{r.spearman_ci_low:.2f}, "
+                 f"{r.spearman_ci_high:.2f}] (top-k overlap {r.top_k_overlap:.2f})" for r in a.itertuples()]
+        lines.append("AtP vs exact patching (readout metric, strike into gutter, Spearman over nodes, mean over "
+                     f"pairs): {'; '.join(parts)}.")
+        lg = agree[(agree.metric == "logit") & (agree.direction == "strike->gutter")]
+        if len(lg):
+            lines.append("On the change in the target logit: "
+                         + "; ".join(f"{r.node_type.replace('_', ' ')}s ρ = {r.spearman:.2f}" for r in lg.itertuples())
+                         + ".")
+    if star is not None:
+        d = star[(star.metric == "readout") & (star.direction == "strike->gutter")
+                 & star.node_type.isin(["time_step", "position"])]
+        parts = []
+        for node_type, g in d.groupby("node_type", sort=False):
+            r = g.set_index("estimate")
+            parts.append(f"{node_type.replace('_', ' ')}s " + ", ".join(
+                f"{label} {r.loc[label].spearman:.2f} [{r.loc[label].spearman_ci_low:.2f}, "
+                f"{r.loc[label].spearman_ci_high:.2f}]" for label in ESTIMATES.values() if label in r.index)
+                + f" (n = {int(r.n_pairs.iloc[0])} pairs)")
+        if parts:
+            lines.append("Where AtP fails, Kramár et al.'s remedies (Spearman over nodes; AtP* ranked against "
+                         "|exact|): " + "; ".join(parts) + ".")
+    if ig_summary is not None:
+        for node_type, d in ig_summary.groupby("node_type", sort=False):
+            first, last = d.iloc[0], d.iloc[-1]
+            lines.append(f"{node_type.replace('_', ' ').capitalize()}s, AtP -> integrated gradients with m = "
+                         f"{int(last.m)} steps: Spearman over nodes {first.spearman:.3f} -> {last.spearman:.3f}; "
+                         f"median error {100 * first.median_rel_error:.2f}% -> {100 * last.median_rel_error:.2f}% "
+                         f"of the largest exact effect; the whole sites' worst error "
+                         f"{first.max_error_whole_site:.2f} -> {last.max_error_whole_site:.3f} points.")
+    if sizes is not None and len(sizes):
+        for method, d in sizes.groupby("method", sort=False):
+            cf = d[d.ablation == "counterfactual"].iloc[0]
+            if cf.n_edges < 0:
+                lines.append(f"{method}: no circuit reaches {threshold:g}% on the discovery pairs.")
+                continue
+            text = (f"{method}: the size chosen on the discovery pairs ({cf.discovery_pct:.1f}% there) keeps "
+                    f"{int(cf.n_edges)} of {n_edges} edges ({cf.edge_fraction_pct:.1f}%); on {int(cf.n_pairs)} "
+                    f"held-out pairs it recovers {cf.held_out_pct:.1f}% [{cf.ci_low:.1f}, {cf.ci_high:.1f}] with the "
+                    f"gutter run as counterfactual")
+            mean = d[d.ablation == "mean"]
+            if len(mean):
+                m = mean.iloc[0]
+                text += f", {m.held_out_pct:.1f}% [{m.ci_low:.1f}, {m.ci_high:.1f}] with mean ablation"
+            lines.append(text + (f"; metric: {metric_text}." if metric_text else "."))
+    if scores is not None and len(scores):
+        d = scores[(scores.ablation == "counterfactual") & (scores.metric_name == metric)].set_index("method")
+        parts = [f"{m} {r.cpr:.2f} [{r.cpr_ci_low:.2f}, {r.cpr_ci_high:.2f}]" for m, r in d.iterrows()]
+        lines.append("MIB's CPR (area under the held-out faithfulness curve over edge fractions 0.1-100%, "
+                     "counterfactual ablation; 1 is perfect): " + "; ".join(parts) + ".")
+        if "random" in d.index:
+            better = [m for m, r in d.iterrows() if m != "random" and r.cpr_ci_low > d.loc["random"].cpr_ci_high]
+            lines.append("Above the random-circuit baseline (intervals apart): "
+                         + (", ".join(better) if better else "no method") + ".")
+    if composition is not None:
+        share = composition.set_index("sender").score_share_pct
+        attn = share[[c for c in share.index if c.startswith("attention")]].sum()
+        per = composition.set_index("sender").share_per_sender_pct
+        head = per[[c for c in per.index if c.startswith("attention")]].mean()
+        lines.append(f"In that circuit attention heads carry {attn:.0f}% of the total |edge score|, MLPs "
+                     f"{share.get('mlp', 0.0):.0f}% and the embedding {share.get('embed', 0.0):.0f}%; per sender, "
+                     f"an MLP carries {per.get('mlp', 0.0):.1f}% and a head {head:.2f}% "
+                     f"({per.get('mlp', 0.0) / head:.1f}x).")
+    return lines
+
+
+# ---------------------------------------------------------------------------- 09
+MEASURES = {  # measure -> (what it is, axis label with its unit)
+    "delta_final": ("residual delta after the last block", "mean token ‖a − b‖₂ (residual units)"),
+    "delta_growth": (f"delta growth, last layer / layer {paper.GROWTH_FROM}", "ratio (x)"),
+    "readout_delta": ("delta of the readout, what the classifier reads", "‖LN(a) − LN(b)‖₂ (LayerNorm units)"),
+    "output_delta": ("output difference |m(a) − m(b)|", "|Δ output metric| (logits)"),
+    "patch_output_effect": ("patching a into b: effect on the target logit",
+                            "mean |Δ target logit| (logits)"),
+    "probe_accuracy": ("paired probe on held-out pairs, mean over layers", "accuracy (share of pairs)"),
+    "atp_head_effect": ("attribution patching of heads a into b: |estimated effect on the target logit|",
+                        "mean |AtP estimate| over heads (logits)"),
+    "delta_before_divergence": ("time profile: share of the last layer's delta in the time steps before the "
+                                "divergence", "share of the delta"),
+}
+
+
+def _ci(est, lo, hi) -> str:
+    """``est [95% CI lo, hi]`` with three significant digits (the toy's patching effects are ~1e-3 logits)."""
+    return f"{est:.3g} [95% CI {lo:.3g}, {hi:.3g}]"
+
+
+def what_we_see(t22: pd.DataFrame, t23: pd.DataFrame | None = None, t24: pd.DataFrame | None = None) -> str:
+    """The notebook's "What we see", in Markdown, built from Tables 22-24 alone."""
+    lines = []
+    if t23 is not None and len(t23):
+        s = t23.set_index("kind")
+        parts = [f"{k} pairs {_ci(r.pixel_difference, r.ci_low, r.ci_high)} levels"
+                 + ("" if k == "matched" else f" ({_ci(r.ratio_to_matched, r.ci_low_ratio, r.ci_high_ratio)} "
+                                               "of the matched pair's)")
+                 for k, r in s.iterrows()]
+        lines.append("**Pixel sizes.** The two clips of a pair differ, after the divergence frame, by "
+                     + "; ".join(parts) + ". The strike null pairs are the size-matched control; the gutter null "
+                     "pairs are reported only.")
+    for measure in t22.measure.unique():
+        d = t22[t22.measure == measure].set_index("model")
+        parts = [f"{model}: outcome pairs {_ci(r.outcome, r.outcome_ci_low, r.outcome_ci_high)}, null pairs "
+                 f"{_ci(r.null, r.null_ci_low, r.null_ci_high)}, contrast "
+                 f"{_ci(r.contrast, r.contrast_ci_low, r.contrast_ci_high)} ({r.verdict})"
+                 for model, r in d.iterrows()]
+        what = MEASURES.get(measure, (measure,))[0]
+        lines.append(f"* **{measure}** ({what}): " + "; ".join(parts) + ".")
+    action = t22[t22.model == ACTION]
+    groups = {v: list(action[action.verdict == v].measure) for v in (SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE)}
+    valid = list(t22[(t22.model == CONTROL) & t22.detects].measure)
+    lines.append(
+        f"**So.** {len(valid)} of {t22.measure.nunique()} methods tell outcome pairs from null pairs in the positive "
+        f"control ({', '.join(valid) or 'none'}). In the action-only model, an outcome beyond the pixel difference "
+        f"is seen by {', '.join(groups[SUPPORTED]) or 'none of them'}; not seen by "
+        f"{', '.join(groups[NOT_SUPPORTED]) or 'none'}; inconclusive (the method fails the positive control) for "
+        f"{', '.join(groups[INCONCLUSIVE]) or 'none'}.")
+    if t23 is not None and "strike null" in set(t23.kind):
+        size = t23.set_index("kind").loc["strike null"]
+        # the measures that grow with the size of the difference
+        sized = ["delta_final", "readout_delta", "output_delta", "patch_output_effect", "atp_head_effect"]
+        a = action.set_index("measure").reindex([m for m in sized if m in set(action.measure)])
+        below = [m for m, r in a.iterrows() if r.null_over_outcome < size.ci_low_ratio]
+        ratio = _ci(size.ratio_to_matched, size.ci_low_ratio, size.ci_high_ratio)
+        lines.append(
+            f"**Size.** A strike null pair differs by {ratio} of its outcome pair's pixel difference, so a measure "
+            f"that merely grew with the pixel difference would give null pairs that share of the outcome pairs' value, "
+            f"and a contrast above 0. In the action-only model the null/outcome ratio of the means lies below that "
+            f"interval for {', '.join(below) or 'none of the size-driven measures'} "
+            f"({', '.join(f'{m} {r.null_over_outcome:.2f}' for m, r in a.iterrows())}).")
+    if t24 is not None and len(t24):
+        parts = [f"{r.model}, {r.pairs} pairs: layer {r.best_layer}, {100 * r.accuracy:.0f}% (corrected p = "
+                 f"{r.p_value:.3f})" for r in t24.itertuples()]
+        lines.append("**Paired probe** (best layer, held-out accuracy, max-over-layers sign-flip p): "
+                     + "; ".join(parts) + ".")
+    return "\n\n".join(lines)
