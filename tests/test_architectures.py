@@ -26,7 +26,7 @@ from utils.attribution import (
 )
 from utils.hooks import HookedVideoTransformer
 from utils.models import LoadedModel, load_model
-from utils.patching import Patch, naive_patches, needed_target_names, recovery, run_patches
+from utils.patching import Patch, _head_join, naive_patches, needed_target_names, recovery, run_patches
 
 ARCHS = ("vivit", "timesformer", "videomae", "vjepa2")
 SMALL = dict(image_size=48, num_hidden_layers=3, num_attention_heads=3, hidden_size=24, intermediate_size=48)
@@ -504,3 +504,28 @@ def test_vjepa2_readout_gradient_is_the_frozen_pooler_exactly():
         with torch.no_grad():  # and the real readout is not that affine map away from the run
             real = float(hooked.logits_from_resid((resid + e)[None])[0, target])
         assert abs(real - (logit + moved)) > 1e-3
+
+
+def test_whole_head_patches_join_at_resid_mid_where_heads_add_linearly(small):
+    """A patch of whole heads skips its own attention step where ``attn_out = sum_h z_h W_O[h] + b_O``
+    feeds resid_mid directly (``utils.patching._head_join``: one attention step, then the MLP) and
+    the target's ``z`` is cached: the numbers of the hooked run (``naive_patches``), and a
+    self-patch leaves resid_mid exactly as it was. TimeSformer, whose time heads feed a second
+    attention step, keeps the hooked path."""
+    _, hooked, x = small
+    L = hooked.n_layers
+    site = next(iter(hooked.head_sites.values()))
+    z_names = [f"blocks.{layer}.{site}" for layer in range(L)]
+    src = hooked.run(x[:1], names=hooked.hook_names())
+    tgt = hooked.run(x[1:], names=needed_target_names(hooked) + z_names)
+    patches = [Patch(n, src[n][0], heads=heads) for n in z_names for heads in ([1], [0, 2])]
+    linear = list(hooked.components) == ["attention", "mlp"]
+    assert [_head_join(hooked, p, tgt.cache) is not None for p in patches] == [linear] * len(patches)
+    fast_acts, fast_logits = run_patches(hooked, tgt.cache, patches, batch_size=3)
+    slow_acts, slow_logits = naive_patches(hooked, x[1:], patches)
+    torch.testing.assert_close(fast_acts, slow_acts, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(fast_logits, slow_logits, rtol=1e-5, atol=1e-5)
+    assert (fast_logits - tgt.logits).abs().max() > 1e-5  # the patches do something
+    if linear:
+        own = Patch(z_names[2], tgt[z_names[2]][0], heads=[0, 1])
+        assert torch.equal(_head_join(hooked, own, tgt.cache), tgt["blocks.2.hook_resid_mid"][0])

@@ -166,14 +166,42 @@ def _cat(x: torch.Tensor | None, new: torch.Tensor) -> torch.Tensor:
     return new if x is None else torch.cat([x, new])
 
 
-def _entry(p: Patch, target_cache: dict) -> tuple[str, torch.Tensor, bool]:
+def _head_join(hooked: HookedVideoTransformer | None, p: Patch, target_cache: dict) -> torch.Tensor | None:
+    """The resid_mid a whole-head patch leads to, without running its attention step, or None.
+
+    A head's output reaches the residual stream linearly, ``attn_out = sum_h z_h W_O[h] + b_O``,
+    so replacing heads ``H`` of the target's ``z`` (every token) gives
+    ``resid_mid = resid_mid_target + sum_{h in H} (z_source[h] - z_target[h]) W_O[h]``: the patched run
+    joins at resid_mid and skips its own layer's attention (the costliest step of a block). Only
+    where that holds as written (one attention step then the MLP, every token's heads, the target's
+    ``z`` cached); the numbers equal the hooked path's up to float rounding, and a self-patch
+    (``z_source = z_target``) leaves resid_mid exactly as it was."""
+    if hooked is None or p.heads is None or p.positions is not None:
+        return None
+    layer, site = parse_name(p.hook)
+    comps = list(hooked.components)
+    cached = target_cache.get(p.hook)
+    if (comps != ["attention", "mlp"] or hooked.head_sites.get("attention") != site or cached is None
+            or hooked.adapter.head_rows("attention") != slice(None)):
+        return None
+    mid = target_cache[f"blocks.{layer}.hook_resid_mid"][0]
+    heads = torch.as_tensor(list(p.heads), dtype=torch.long, device=mid.device)
+    z_t = cached[0].to(mid.device)  # (tokens, head, d_head)
+    dz = p.value.to(device=mid.device, dtype=z_t.dtype).index_select(1, heads) - z_t.index_select(1, heads)
+    w_o = hooked.adapter.W_O(layer, "attention").detach().to(device=mid.device, dtype=mid.dtype)
+    return mid + torch.einsum("thd,hdm->tm", dz.to(mid.dtype), w_o.index_select(0, heads))
+
+
+def _entry(p: Patch, target_cache: dict,
+           hooked: HookedVideoTransformer | None = None) -> tuple[str, torch.Tensor, bool]:
     """Where a patched run joins the batch at its layer: ``(stage, state, needs_hook)``.
 
     A patch that replaces a whole activation needs no computation at its own site: a full
     ``hook_attn_out`` patch joins at resid_mid as ``resid_pre + value``, a full ``hook_mlp_out``
-    patch joins after the block as ``resid_mid + value`` (bitwise what the hook would give).
-    Partial patches join before the block (attention side) or at resid_mid (MLP side) and
-    are applied by a hook.
+    patch joins after the block as ``resid_mid + value`` (bitwise what the hook would give), and a
+    patch of whole heads joins at resid_mid through ``W_O`` (``_head_join``, given ``hooked`` and
+    the target's ``z``). Other partial patches join before the block (attention side) or at
+    resid_mid (MLP side) and are applied by a hook.
     """
     layer, site = parse_name(p.hook)
     pre = target_cache[f"blocks.{layer}.hook_resid_pre"][0]
@@ -182,6 +210,9 @@ def _entry(p: Patch, target_cache: dict) -> tuple[str, torch.Tensor, bool]:
         stage, base = FULL_ENTRY[site]
         value = p.value.to(pre.device)
         return stage, value if base is None else {"pre": pre, "mid": mid}[base] + value, False
+    joined = _head_join(hooked, p, target_cache)
+    if joined is not None:
+        return "mid", joined, False
     return ("mid", mid, True) if p.at_mid else ("pre", pre, True)
 
 
@@ -235,7 +266,7 @@ def run_patches(hooked: HookedVideoTransformer, target_cache: dict, patches: Seq
                 stages = {"pre": [], "mid": [], "post": []}
                 for i in chunk:
                     if patches[i].layer == layer:
-                        stage, start, hooked_patch = _entry(patches[i], target_cache)
+                        stage, start, hooked_patch = _entry(patches[i], target_cache, hooked)
                         stages[stage].append((patches[i], start, hooked_patch))
                 # last block, logits only, no patch to apply inside it: the readout's rows only
                 cut = short and layer == L - 1 and not any(h for st in ("pre", "mid") for _, _, h in stages[st])
