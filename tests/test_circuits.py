@@ -264,6 +264,25 @@ def test_a_circuit_with_every_edge_is_the_model_and_with_none_the_counterfactual
     assert f.metric_full.iloc[0] == pytest.approx(100, abs=1e-3)
 
 
+def test_a_circuit_reads_the_same_whichever_set_of_edges_is_summed(graph_setup):
+    """``circuit_run`` sums, per receiver, the smaller of the dropped and the kept edges (a small
+    circuit: the total minus the kept ones), deciding per batch; a circuit's rows do not depend on
+    which sum its batch took (the dropped-edge sum is the one the other tests pin to the model)."""
+    hooked, graph, source, clean, cf, ref = graph_setup
+    g = torch.Generator().manual_seed(3)
+    few = graph.valid & (torch.rand(graph.valid.shape, generator=g) < 0.02)  # a small circuit
+    most = graph.valid & (torch.rand(graph.valid.shape, generator=g) < 0.9)  # a large one
+    full, empty = graph.valid, torch.zeros_like(graph.valid)
+    with torch.inference_mode():
+        alone = circuit.circuit_run(graph, source, ref, torch.stack([few, most]))  # half and half
+        kept_sums = circuit.circuit_run(graph, source, ref, torch.stack([few, most, empty, empty, empty]))
+        dropped_sums = circuit.circuit_run(graph, source, ref, torch.stack([few, most, full, full, full]))
+    scale = 1 + clean[atp.final_site(hooked)].abs().max()
+    for batch in (kept_sums, dropped_sums):
+        assert torch.allclose(batch[:2], alone, atol=1e-5 * scale)
+    assert (alone[0] - alone[1]).abs().max() > 1e-3 * scale  # the two circuits differ
+
+
 def test_edge_scores_are_exact_into_the_readout_and_first_order_everywhere(graph_setup):
     """An edge into the readout enters the metric linearly: its EAP score is the exact change.
     Everywhere else the score is the first-order change: with a reference a tiny step from the

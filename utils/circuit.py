@@ -210,14 +210,18 @@ def circuit_run(graph: Graph, clean_pixels: Tensor, reference: Tensor, keep: Ten
     h = graph.hooked
     B = keep.shape[0]
     dev = h.device
-    drop = (graph.valid[None] & ~keep.bool()).to(dev, torch.float32)  # (circuit, sender, receiver)
+    drop = (graph.valid[None] & ~keep.bool()).to(dev)  # (circuit, sender, receiver)
     ref = reference.to(dev, torch.float32)
     delta = torch.empty(B, len(graph.senders), h.n_tokens, h.d_model, device=dev)  # each sender filled before read
+    total = torch.zeros(B, h.n_tokens, h.d_model, device=dev)  # the sum of every filled sender's delta
     filled = [0]  # senders computed so far (the sender list follows the forward order)
+    before = graph.valid.sum(0).tolist()  # receiver -> senders before it (a prefix of the sender list)
     correction = {}  # receiver index -> its current correction (circuit, tokens, d)
 
     def record(first, outputs):
-        delta[:, first:first + outputs.shape[1]] = outputs - ref[first:first + outputs.shape[1]]
+        d = outputs - ref[first:first + outputs.shape[1]]
+        delta[:, first:first + outputs.shape[1]] = d
+        total.add_(d.sum(1))
         filled[0] = first + outputs.shape[1]
 
     def on_embed(act, _name):
@@ -231,9 +235,21 @@ def circuit_run(graph: Graph, clean_pixels: Tensor, reference: Tensor, keep: Ten
 
         return fn
 
+    def gathered(mask):  # (circuit, tokens, d): each circuit's sum of delta over the senders in mask
+        b, s = torch.nonzero(mask, as_tuple=True)
+        return torch.zeros_like(total).index_add_(0, b, delta[b, s])
+
     def corr(j):
+        """Sum of delta over the dropped edges into receiver j. Every sender filled so far comes
+        before j, so the dropped ones are those not kept: whichever of the two sets is smaller is
+        gathered (a small circuit keeps a few edges and drops the rest: ``total`` minus the kept)."""
         n = filled[0]
-        return torch.einsum("bs,bstd->btd", drop[:, :n, j], delta[:, :n])
+        if n != before[j]:  # pragma: no cover - a hook order that breaks the sender list's forward order
+            raise RuntimeError(f"receiver {graph.receivers[j].name} read with {n} senders filled, not {before[j]}")
+        dropped = drop[:, :n, j]
+        if 2 * int(dropped.sum()) <= dropped.numel():
+            return gathered(dropped)
+        return total - gathered(~dropped)
 
     k = len(graph.components)
 
