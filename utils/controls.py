@@ -32,7 +32,7 @@ after block ``l`` ``(tokens, d_model)``, ``L`` the last block, ``LN`` the final 
   ``bowling strike`` minus ``bowling gutter``);
 * ``patch_output_effect`` = mean over layers and components (attention, MLP) of |delta target
   logit| when that component's output of run ``a`` replaces run ``b``'s (the paper's patching,
-  ``strike->gutter``: ``utils.patching.component_sweep``);
+  ``strike->gutter``: ``utils.patching.run_patches`` on the logits alone, the last block for the readout);
 * ``atp_head_effect`` = mean over layers and heads of |AtP estimate| of the target logit's change
   when that head's output of run ``a`` replaces run ``b``'s (``utils.atp``, notebook 08's method);
 * ``delta_before_divergence`` = the share of the last layer's delta (``utils.across.time_profile``)
@@ -71,7 +71,7 @@ from utils.hooks import HookedVideoTransformer
 from utils.labels import ModelLoadError
 from utils.models import LoadedModel, profile_config
 from utils.pairs import analyse_pair
-from utils.patching import auto_batch_size, component_sweep, head_patches, needed_target_names
+from utils.patching import auto_batch_size, component_patches, head_patches, needed_target_names, run_patches
 from utils.probes import N_PERM, paired_probe, paired_probe_by_pair
 from utils.profiles import TOY_DIRS
 from utils.reading import MEASURES
@@ -252,7 +252,11 @@ def pair_measures(hooked: HookedVideoTransformer, data, pairs: list[tuple[str, s
                                  shared_kind, ablation=True)["patching"]
             sweep = sweep[sweep.direction == DIRECTION]
         else:
-            sweep = component_sweep(hooked, None, None, target, runs=(ra, rb), batch_size=sweep_batch)
+            # only the target logit is read: the last block runs for the readout's rows alone
+            _, logits = run_patches(hooked, rb.cache, component_patches(hooked, ra.cache), batch_size=sweep_batch,
+                                    logits_only=True)
+            change = (logits[:, target] - rb.logits[0, target]).double().cpu().numpy()
+            sweep = pd.DataFrame({"delta_target_logit": change})
         rows.append({
             "pair": name, "seed": seed, "a": a, "b": b,
             "delta_final": float(deltas[L - 1]),
