@@ -68,11 +68,12 @@ def _runs(hooked: HookedVideoTransformer, pixels: dict, src: str, tgt: str):
 
 
 
-def _estimates(hooked, patches, s, t, target: int, star: bool = True) -> dict[str, np.ndarray]:
+def _estimates(hooked, patches, s, t, target: int, star: bool = True, deltas=None) -> dict[str, np.ndarray]:
     """Estimates of ``patches`` on both metrics, keyed ``<estimate>_<metric>``: AtP (one forward
     pass of the target, a backward each) and, with ``star``, AtP with the QK fix
     (``atp.atp_qk_fix``) and AtP* (``atp.atp_star``: the QK fix under GradDrop, unsigned), all
-    three from one gradient sweep (``atp.atp_family``)."""
+    three from one gradient sweep (``atp.atp_family``; ``deltas``: its ``atp.qk_fix_deltas`` when
+    computed already)."""
     final = atp.final_site(hooked)
     metrics = {"readout": atp.readout_projection(hooked, s[final], t[final]),
                "logit": atp.target_logit(hooked, target, t[final])}
@@ -80,7 +81,7 @@ def _estimates(hooked, patches, s, t, target: int, star: bool = True) -> dict[st
     if not star:
         return {f"atp_{name}": a.numpy() for name, a in zip(metrics, atp.atp(hooked, patches, ms, target_cache=t.cache),
                                                             strict=True)}
-    family = atp.atp_family(hooked, patches, ms, t.cache)  # AtP, the QK fix and AtP* from one gradient sweep
+    family = atp.atp_family(hooked, patches, ms, t.cache, deltas)  # AtP, the QK fix and AtP* from one gradient sweep
     return {f"{prefix}_{name}": values[i].numpy() for prefix, values in family.items()
             for i, name in enumerate(metrics)}
 
@@ -117,14 +118,22 @@ def component_validation(hooked: HookedVideoTransformer, data, pairs: list[tuple
     return pd.concat(rows, ignore_index=True)
 
 
-def exact_readout_effects(hooked: HookedVideoTransformer, patches: list[Patch], s, t, target: int) -> pd.DataFrame:
+def exact_readout_effects(hooked: HookedVideoTransformer, patches: list[Patch], s, t, target: int,
+                          deltas=None) -> pd.DataFrame:
     """Exact patching of ``patches`` (source run ``s`` into target run ``t``) on the two metrics
     the validation compares (``EXACT_COLUMNS``), one row per patch with its label. Both metrics read
     the readout's rows only, so the last block runs for those rows alone where the adapter allows
     (``run_patches(readout_only=True)``): the same numbers as notebook 06's full tables up to float
-    rounding, in about 80% of the time."""
+    rounding, in about 80% of the time. ``deltas`` (``atp.qk_fix_deltas``: each ``resid_pre`` patch's
+    exact change to its block's ``resid_mid``, which AtP*'s QK fix computes anyway) let those
+    patches start at ``resid_mid``, their own attention step already run."""
     final = atp.final_site(hooked)
-    acts, logits = run_patches(hooked, t.cache, patches, readout_only=True)
+    runs = list(patches)
+    for i, (p, d) in enumerate(zip(patches, deltas or [None] * len(patches), strict=True)):
+        if d is not None:
+            mid = f"blocks.{p.layer}.hook_resid_mid"
+            runs[i] = Patch(mid, t.cache[mid][0] + d.to(t.cache[mid].device), label=p.label)
+    acts, logits = run_patches(hooked, t.cache, runs, readout_only=True)
     table = pd.DataFrame([p.label for p in patches])
     table["recovery_readout_pct"] = readout_recovery(hooked, acts, t[final][0], s[final][0]).numpy()
     table["delta_target_logit"] = (logits[:, target] - t.logits[0, target]).double().cpu().numpy()
@@ -148,6 +157,7 @@ def fine_validation(hooked: HookedVideoTransformer, data, pairs: list[tuple[str,
                   "time_step": [p for la in range(hooked.n_layers) for p in time_step_patches(hooked, s.cache, la)],
                   "position": position_patches(hooked, s.cache, position_layer)}
         every = [p for patches in groups.values() for p in patches]
+        deltas = atp.qk_fix_deltas(hooked, every, t.cache)  # the QK fix's attention steps, shared with exact
         if k < shared:
             exact = pd.concat(fine_grained_patching(hooked, data, s_id, g_id, target, position_layer),
                               ignore_index=True)
@@ -155,8 +165,8 @@ def fine_validation(hooked: HookedVideoTransformer, data, pairs: list[tuple[str,
                 raise ValueError(f"notebook 06's fine-grained tables of {_name(s_id)} hold {len(exact)} nodes, "
                                  f"not {len(every)}")
         else:
-            exact = exact_readout_effects(hooked, every, s, t, target)
-        est = _estimates(hooked, every, s, t, target)
+            exact = exact_readout_effects(hooked, every, s, t, target, deltas)
+        est = _estimates(hooked, every, s, t, target, deltas=deltas)
         start = 0
         for node_type, patches in groups.items():
             part = {k: v[start:start + len(patches)] for k, v in est.items()}
