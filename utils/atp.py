@@ -426,8 +426,8 @@ def graddrop_sweep(hooked: HookedVideoTransformer, sites: Sequence[str], metric:
 
     Dropping block ``l`` changes the backward pass only where it crosses that block: the gradient
     reaching its ``resid_post`` is the plain one (the blocks above are untouched), the block with its
-    components held constant maps it to a gradient at its ``resid_pre`` (one block's forward and
-    backward), and everything below ``resid_pre`` is the plain graph again, seeded with that
+    components held constant passes it to its ``resid_pre`` unchanged (the residual stream's skip is
+    all that is left), and everything below ``resid_pre`` is the plain graph again, seeded with that
     gradient. Several metrics share every pass: the target run is repeated along the batch, one
     row per metric. Equal to ``graddrop_gradients`` up to float rounding (tests/test_circuits.py)."""
     names = sorted(set(sites))
@@ -459,14 +459,12 @@ def graddrop_sweep(hooked: HookedVideoTransformer, sites: Sequence[str], metric:
     if plain:
         grads = split(found[len(layers):], names)
         yield None, acts, (grads[0] if isinstance(metric, Metric) else grads)
-    drop_names = [f"blocks.{{}}.{hook}" for hook in hooked.components.values()]
     for la in layers:
-        x = run[pre[la]].detach().requires_grad_(True)
+        # block la with its components held constant is resid_post = resid_pre + constants: the
+        # identity for the gradient (tests/test_circuits.py), so resid_post's gradient seeds resid_pre
+        below = [s for s in names if parse_name(s)[0] < la]
         with torch.enable_grad():
-            y = hooked.block(la, x, {n.format(la): (lambda a, _name: a.detach()) for n in drop_names})
-            (g_pre,) = torch.autograd.grad(y, x, grad_outputs=seeds[la])
-            below = [s for s in names if parse_name(s)[0] < la]
-            grads = split(torch.autograd.grad(run[pre[la]], [run[s] for s in below], grad_outputs=g_pre,
+            grads = split(torch.autograd.grad(run[pre[la]], [run[s] for s in below], grad_outputs=seeds[la],
                                               retain_graph=True, allow_unused=True), below)
         yield la, acts, (grads[0] if isinstance(metric, Metric) else grads)
 
@@ -517,6 +515,7 @@ def atp_star(hooked: HookedVideoTransformer, patches: Sequence[Patch], metric: M
     ``|exact|``. Dropping a block at or before a node's own layer leaves the node's gradient as it
     is (the block is not downstream of what the node writes), so those terms are the plain QK-fix
     estimate. Costs one forward pass of the target (repeated along the batch, one row per metric),
-    its backward pass, and per block after the earliest node's one block's forward and a backward
-    below it (``graddrop_sweep``); ``atp_family`` returns AtP and the QK fix from the same pass."""
+    its backward pass, and per block after the earliest node's a backward below it seeded with the
+    plain gradient at the block's output (``graddrop_sweep``); ``atp_family`` returns AtP and the QK fix
+    from the same pass."""
     return atp_family(hooked, patches, metric, target_cache, deltas)["atp_star"]
