@@ -1,5 +1,6 @@
 """Notebook 08's pipeline (utils.discovery): agreement measures and the circuit search."""
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
@@ -231,3 +232,22 @@ def test_circuit_edges_lists_the_top_edges_with_their_scores():
     assert set(zip(edges.sender, edges.receiver, edges.score, strict=True)) == want
     assert set(edges.columns) >= {"sender", "receiver", "sender_layer", "sender_component", "head",
                                   "receiver_layer", "receiver_component", "score"}
+
+
+def test_one_outlier_does_not_set_the_scatters_axes():
+    """Fig. 15's panels (``axis_window``): the full range when the points fill it; the central range
+    when one point would stretch the axes, and that point is drawn at the edge and counted."""
+    rng = np.random.default_rng(0)
+    bulk = rng.normal(0, 10, 400)
+    assert D.axis_window(bulk) == pytest.approx((bulk.min() - 0.05 * np.ptp(bulk), bulk.max() + 0.05 * np.ptp(bulk)))
+    lo, hi = D.axis_window(np.append(bulk, -300.0))
+    assert -60 < lo < bulk.min() + 10 and hi > bulk.max() - 10
+    n = len(bulk) // 2
+    validation = pd.DataFrame({"node_type": "position", "layer": 4, "exact_readout": np.append(bulk[:n], 80.0),
+                               "atp_readout": np.append(bulk[n:], -300.0)})
+    fig = D.atp_scatter_figure(validation)
+    ax = fig.axes[0]
+    assert ax.get_ylim()[0] > -100  # the outlier does not set the axis
+    assert any("1 beyond the axes" in t.get_text() for t in ax.texts)
+    assert sum(len(c.get_offsets()) for c in ax.collections) == n + 1  # every point drawn
+    plt.close(fig)

@@ -553,19 +553,45 @@ def circuit_composition(graph: Graph, scores: torch.Tensor, n: int) -> pd.DataFr
 
 
 # ---------------------------------------------------------------------------- figures
+def axis_window(values: np.ndarray, central: float = 0.99, margin: float = 0.25) -> tuple[float, float]:
+    """Limits for a scatter's axes: the full range of ``values``, cut where a few points lie more
+    than ``margin`` times the range of the ``central`` share of the values beyond it (then padded
+    by 5%): one outlier must not squeeze every other point into a corner."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    q = (1 - central) / 2
+    lo, hi = np.quantile(v, [q, 1 - q])
+    reach = margin * (hi - lo)
+    lo, hi = max(float(v.min()), lo - reach), min(float(v.max()), hi + reach)
+    pad = 0.05 * (hi - lo) if hi > lo else 1.0
+    return float(lo - pad), float(hi + pad)
+
+
 def atp_scatter_figure(validation: pd.DataFrame, metric: str = "readout"):
     """Fig. 15: AtP against exact patching, one panel per node type (all pairs and directions),
-    coloured by layer; the diagonal is perfect agreement."""
+    coloured by layer; the diagonal is perfect agreement. A panel's axes show the bulk of its
+    points (``axis_window``); the few beyond them are drawn at the edge as crosses and counted in
+    the panel, and the Spearman rho counts every point."""
     types = [t for t in NODE_TYPES if t in set(validation.node_type)]
     # constrained layout keeps the suptitle, the two-line panel titles and the colour bar apart
     fig, axes = plt.subplots(1, len(types), figsize=(3.6 * len(types) + 1, 3.9), layout="constrained")
     axes = np.atleast_1d(axes)
+    colour = dict(cmap="viridis", vmin=0, vmax=validation.layer.max())
     for ax, node_type in zip(axes, types, strict=True):
         d = validation[validation.node_type == node_type]
-        x, y = d[f"exact_{metric}"], d[f"atp_{metric}"]
-        sc = ax.scatter(x, y, c=d.layer, cmap="viridis", s=10, alpha=0.7, vmin=0, vmax=validation.layer.max())
-        lim = [min(x.min(), y.min()), max(x.max(), y.max())]
-        ax.plot(lim, lim, "k--", lw=0.8)
+        x, y = d[f"exact_{metric}"].to_numpy(float), d[f"atp_{metric}"].to_numpy(float)
+        lo, hi = axis_window(np.concatenate([x, y]))
+        beyond = (x < lo) | (x > hi) | (y < lo) | (y > hi)
+        sc = ax.scatter(x[~beyond], y[~beyond], c=d.layer[~beyond], s=10, alpha=0.7, **colour)
+        if beyond.any():
+            inside = (lo + 0.01 * (hi - lo), hi - 0.01 * (hi - lo))
+            ax.scatter(np.clip(x[beyond], *inside), np.clip(y[beyond], *inside), c=d.layer[beyond], marker="X", s=40,
+                       edgecolors="black", linewidths=0.5, **colour)
+            ax.text(0.03, 0.97, f"{int(beyond.sum())} beyond the axes,\ndrawn at the edge (X)", transform=ax.transAxes,
+                    fontsize=7, va="top")
+        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+        ax.set_xlim(lo, hi)
+        ax.set_ylim(lo, hi)
         rho = spearman(x, y)
         ax.set_title(f"{node_type.replace('_', ' ')}s (n = {len(d)})\nSpearman ρ = {rho:.2f}", fontsize=9)
         ax.set_xlabel("exact patching effect")
