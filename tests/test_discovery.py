@@ -242,6 +242,8 @@ def test_one_outlier_does_not_set_the_scatters_axes():
     assert D.axis_window(bulk) == pytest.approx((bulk.min() - 0.05 * np.ptp(bulk), bulk.max() + 0.05 * np.ptp(bulk)))
     lo, hi = D.axis_window(np.append(bulk, -300.0))
     assert -60 < lo < bulk.min() + 10 and hi > bulk.max() - 10
+    tail = np.append(np.linspace(0, 100, 400), 130.0)  # a long tail with points along it keeps its axis
+    assert D.axis_window(tail) == pytest.approx((-6.5, 136.5))
     n = len(bulk) // 2
     validation = pd.DataFrame({"node_type": "position", "layer": 4, "exact_readout": np.append(bulk[:n], 80.0),
                                "atp_readout": np.append(bulk[n:], -300.0)})

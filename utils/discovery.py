@@ -553,25 +553,29 @@ def circuit_composition(graph: Graph, scores: torch.Tensor, n: int) -> pd.DataFr
 
 
 # ---------------------------------------------------------------------------- figures
-def axis_window(values: np.ndarray, central: float = 0.99, margin: float = 0.25) -> tuple[float, float]:
-    """Limits for a scatter's axes: the full range of ``values``, cut where a few points lie more
-    than ``margin`` times the range of the ``central`` share of the values beyond it (then padded
-    by 5%): one outlier must not squeeze every other point into a corner."""
+def axis_window(values: np.ndarray, central: float = 0.99, stretch: float = 2.0,
+                margin: float = 0.25) -> tuple[float, float]:
+    """Limits for a scatter's axes, padded by 5%: the full range of ``values``, unless it is more
+    than ``stretch`` times the range of their ``central`` share; then that central range, widened by
+    ``margin`` of itself on each side. One outlier must not squeeze every other point into a
+    corner, and a long but populated tail keeps its axis."""
     v = np.asarray(values, dtype=float)
     v = v[np.isfinite(v)]
     q = (1 - central) / 2
-    lo, hi = np.quantile(v, [q, 1 - q])
-    reach = margin * (hi - lo)
-    lo, hi = max(float(v.min()), lo - reach), min(float(v.max()), hi + reach)
-    pad = 0.05 * (hi - lo) if hi > lo else 1.0
-    return float(lo - pad), float(hi + pad)
+    lo, hi = (float(x) for x in np.quantile(v, [q, 1 - q]))
+    full_lo, full_hi = float(v.min()), float(v.max())
+    if full_hi - full_lo > stretch * (hi - lo) > 0:
+        reach = margin * (hi - lo)
+        full_lo, full_hi = max(full_lo, lo - reach), min(full_hi, hi + reach)
+    pad = 0.05 * (full_hi - full_lo) if full_hi > full_lo else 1.0
+    return full_lo - pad, full_hi + pad
 
 
 def atp_scatter_figure(validation: pd.DataFrame, metric: str = "readout"):
     """Fig. 15: AtP against exact patching, one panel per node type (all pairs and directions),
-    coloured by layer; the diagonal is perfect agreement. A panel's axes show the bulk of its
-    points (``axis_window``); the few beyond them are drawn at the edge as crosses and counted in
-    the panel, and the Spearman rho counts every point."""
+    coloured by layer; the diagonal is perfect agreement. A panel whose range a few outliers would
+    stretch shows the bulk of its points (``axis_window``): the outliers are drawn at the edge as
+    crosses and counted in the panel, and the Spearman rho counts every point."""
     types = [t for t in NODE_TYPES if t in set(validation.node_type)]
     # constrained layout keeps the suptitle, the two-line panel titles and the colour bar apart
     fig, axes = plt.subplots(1, len(types), figsize=(3.6 * len(types) + 1, 3.9), layout="constrained")
