@@ -235,8 +235,9 @@ def test_circuit_edges_lists_the_top_edges_with_their_scores():
 
 
 def test_one_outlier_does_not_set_the_scatters_axes():
-    """Fig. 15's panels (``axis_window``): the full range when the points fill it; the central range
-    when one point would stretch the axes, and that point is drawn at the edge and counted."""
+    """Fig. 15's panels (``axis_window``): the full range when the points fill it, a long tail
+    included; cut where one point lies beyond a wide empty gap, and that point is drawn at the edge
+    and counted."""
     rng = np.random.default_rng(0)
     bulk = rng.normal(0, 10, 400)
     assert D.axis_window(bulk) == pytest.approx((bulk.min() - 0.05 * np.ptp(bulk), bulk.max() + 0.05 * np.ptp(bulk)))

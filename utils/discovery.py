@@ -553,28 +553,29 @@ def circuit_composition(graph: Graph, scores: torch.Tensor, n: int) -> pd.DataFr
 
 
 # ---------------------------------------------------------------------------- figures
-def axis_window(values: np.ndarray, central: float = 0.99, stretch: float = 2.0,
-                margin: float = 0.25) -> tuple[float, float]:
-    """Limits for a scatter's axes, padded by 5%: the full range of ``values``, unless it is more
-    than ``stretch`` times the range of their ``central`` share; then that central range, widened by
-    ``margin`` of itself on each side. One outlier must not squeeze every other point into a
-    corner, and a long but populated tail keeps its axis."""
-    v = np.asarray(values, dtype=float)
-    v = v[np.isfinite(v)]
-    q = (1 - central) / 2
-    lo, hi = (float(x) for x in np.quantile(v, [q, 1 - q]))
-    full_lo, full_hi = float(v.min()), float(v.max())
-    if full_hi - full_lo > stretch * (hi - lo) > 0:
-        reach = margin * (hi - lo)
-        full_lo, full_hi = max(full_lo, lo - reach), min(full_hi, hi + reach)
-    pad = 0.05 * (full_hi - full_lo) if full_hi > full_lo else 1.0
-    return full_lo - pad, full_hi + pad
+def axis_window(values: np.ndarray, gap: float = 0.5, most: float = 0.01) -> tuple[float, float]:
+    """Limits for a scatter's axes, padded by 5%: the full range of ``values``, cut only above or
+    below an isolated few (at most ``most`` of them at either end) that lie beyond an empty gap of
+    more than ``gap`` times the range of the central 99%. One outlier must not squeeze every other
+    point into a corner; a long tail with points all along it keeps its axis."""
+    v = np.sort(np.asarray(values, dtype=float)[np.isfinite(values)])
+    lo, hi = float(v[0]), float(v[-1])
+    span = float(np.subtract(*np.quantile(v, [0.995, 0.005])))
+    k = min(max(1, int(most * len(v))), len(v) - 1)
+    if span > 0:
+        for i in range(1, k + 1):  # the innermost wide gap among the k largest values, then the k smallest
+            if v[-i] - v[-i - 1] > gap * span:
+                hi = float(v[-i - 1])
+            if v[i] - v[i - 1] > gap * span:
+                lo = float(v[i])
+    pad = 0.05 * (hi - lo) if hi > lo else 1.0
+    return lo - pad, hi + pad
 
 
 def atp_scatter_figure(validation: pd.DataFrame, metric: str = "readout"):
     """Fig. 15: AtP against exact patching, one panel per node type (all pairs and directions),
-    coloured by layer; the diagonal is perfect agreement. A panel whose range a few outliers would
-    stretch shows the bulk of its points (``axis_window``): the outliers are drawn at the edge as
+    coloured by layer; the diagonal is perfect agreement. A panel whose range a few isolated
+    outliers would stretch shows the rest (``axis_window``): the outliers are drawn at the edge as
     crosses and counted in the panel, and the Spearman rho counts every point."""
     types = [t for t in NODE_TYPES if t in set(validation.node_type)]
     # constrained layout keeps the suptitle, the two-line panel titles and the colour bar apart
