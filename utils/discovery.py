@@ -553,7 +553,7 @@ def circuit_composition(graph: Graph, scores: torch.Tensor, n: int) -> pd.DataFr
 
 
 # ---------------------------------------------------------------------------- figures
-def axis_window(values: np.ndarray, gap: float = 0.5, most: float = 0.01) -> tuple[float, float]:
+def axis_window(values: np.ndarray, gap: float = 1.0, most: float = 0.01) -> tuple[float, float]:
     """Limits for a scatter's axes, padded by 5%: the full range of ``values``, cut only above or
     below an isolated few (at most ``most`` of them at either end) that lie beyond an empty gap of
     more than ``gap`` times the range of the central 99%. One outlier must not squeeze every other
