@@ -11,6 +11,7 @@ from utils import discovery as D
 from utils import reading
 from utils.circuit import Graph
 from utils.hooks import HookedVideoTransformer
+from utils.plotting import axis_window
 
 
 def _validation(noise: float, flip: bool = False, seed: int = 0) -> pd.DataFrame:
@@ -235,16 +236,16 @@ def test_circuit_edges_lists_the_top_edges_with_their_scores():
 
 
 def test_one_outlier_does_not_set_the_scatters_axes():
-    """Fig. 15's panels (``axis_window``): the full range when the points fill it, a long tail
+    """Fig. 15's panels (``utils.plotting.axis_window``): the full range when the points fill it, a long tail
     included; cut where one point lies beyond a wide empty gap, and that point is drawn at the edge
     and counted."""
     rng = np.random.default_rng(0)
     bulk = rng.normal(0, 10, 400)
-    assert D.axis_window(bulk) == pytest.approx((bulk.min() - 0.05 * np.ptp(bulk), bulk.max() + 0.05 * np.ptp(bulk)))
-    lo, hi = D.axis_window(np.append(bulk, -300.0))
+    assert axis_window(bulk) == pytest.approx((bulk.min() - 0.05 * np.ptp(bulk), bulk.max() + 0.05 * np.ptp(bulk)))
+    lo, hi = axis_window(np.append(bulk, -300.0))
     assert -60 < lo < bulk.min() + 10 and hi > bulk.max() - 10
     tail = np.append(np.linspace(0, 100, 400), 130.0)  # a long tail with points along it keeps its axis
-    assert D.axis_window(tail) == pytest.approx((-6.5, 136.5))
+    assert axis_window(tail) == pytest.approx((-6.5, 136.5))
     n = len(bulk) // 2
     validation = pd.DataFrame({"node_type": "position", "layer": 4, "exact_readout": np.append(bulk[:n], 80.0),
                                "atp_readout": np.append(bulk[n:], -300.0)})

@@ -38,7 +38,7 @@ from utils.patching import (
     run_patches,
     time_step_patches,
 )
-from utils.plotting import COMPONENT_COLOURS
+from utils.plotting import COMPONENT_COLOURS, axis_window
 from utils.reading import ESTIMATES
 from utils.stats import small_sample_ci, spearman, summarise, top_indices
 
@@ -553,25 +553,6 @@ def circuit_composition(graph: Graph, scores: torch.Tensor, n: int) -> pd.DataFr
 
 
 # ---------------------------------------------------------------------------- figures
-def axis_window(values: np.ndarray, gap: float = 1.0, most: float = 0.01) -> tuple[float, float]:
-    """Limits for a scatter's axes, padded by 5%: the full range of ``values``, cut only above or
-    below an isolated few (at most ``most`` of them at either end) that lie beyond an empty gap of
-    more than ``gap`` times the range of the central 99%. One outlier must not squeeze every other
-    point into a corner; a long tail with points all along it keeps its axis."""
-    v = np.sort(np.asarray(values, dtype=float)[np.isfinite(values)])
-    lo, hi = float(v[0]), float(v[-1])
-    span = float(np.subtract(*np.quantile(v, [0.995, 0.005])))
-    k = min(max(1, int(most * len(v))), len(v) - 1)
-    if span > 0:
-        for i in range(1, k + 1):  # the innermost wide gap among the k largest values, then the k smallest
-            if v[-i] - v[-i - 1] > gap * span:
-                hi = float(v[-i - 1])
-            if v[i] - v[i - 1] > gap * span:
-                lo = float(v[i])
-    pad = 0.05 * (hi - lo) if hi > lo else 1.0
-    return lo - pad, hi + pad
-
-
 def atp_scatter_figure(validation: pd.DataFrame, metric: str = "readout"):
     """Fig. 15: AtP against exact patching, one panel per node type (all pairs and directions),
     coloured by layer; the diagonal is perfect agreement. A panel whose range a few isolated

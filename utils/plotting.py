@@ -226,6 +226,25 @@ def symmetric_limit(*arrays) -> float:
     return max(float(np.abs(to_numpy(a)).max()) for a in arrays) or 1.0
 
 
+def axis_window(values: np.ndarray, gap: float = 1.0, most: float = 0.01) -> tuple[float, float]:
+    """Limits for a scatter's axes, padded by 5%: the full range of ``values``, cut only above or
+    below an isolated few (at most ``most`` of them at either end) that lie beyond an empty gap of
+    more than ``gap`` times the range of the central 99%. One outlier must not squeeze every other
+    point into a corner; a long tail with points all along it keeps its axis."""
+    v = np.sort(np.asarray(values, dtype=float)[np.isfinite(values)])
+    lo, hi = float(v[0]), float(v[-1])
+    span = float(np.subtract(*np.quantile(v, [0.995, 0.005])))
+    k = min(max(1, int(most * len(v))), len(v) - 1)
+    if span > 0:
+        for i in range(1, k + 1):  # the innermost wide gap among the k largest values, then the k smallest
+            if v[-i] - v[-i - 1] > gap * span:
+                hi = float(v[-i - 1])
+            if v[i] - v[i - 1] > gap * span:
+                lo = float(v[i])
+    pad = 0.05 * (hi - lo) if hi > lo else 1.0
+    return lo - pad, hi + pad
+
+
 def layout_heatmaps(layouts: dict, title: str):
     """Fig. 4: per run (rows), the CLS attention in the correct ``(time step, patches)`` layout
     beside the author's ``(num_frames, chunk)`` layout. ``layouts``: name -> (correct, notebook)."""
